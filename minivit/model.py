@@ -1,0 +1,335 @@
+"""The Vision Transformer, as modules named after transformers' ViT.
+
+    pixel_values (B, C, H, W)
+      -> PatchEmbeddings   im2col + linear                      (B, N, D)
+      -> ViTEmbeddings     prepend CLS, add positions, dropout  (B, N+1, D)
+      -> ViTEncoder        L x ViTLayer (pre-norm):
+                             h = h + dropout(attention(layernorm_before(h)))
+                             h = h + dropout(mlp(layernorm_after(h)))
+      -> layernorm, pool (CLS token or mean), classifier         (B, num_labels)
+
+Each module's backward runs its forward's steps in reverse.
+"""
+
+from __future__ import annotations
+
+from minivit import backend, init
+from minivit.config import ViTConfig
+from minivit.nn import Dropout, LayerNorm, Linear, Module, new_parameter
+from minivit.ops import (
+    cls_concat_backward,
+    cls_concat_forward,
+    col2im,
+    gelu_backward,
+    gelu_forward,
+    im2col,
+    linear_backward,
+    linear_forward,
+    multi_head_attention_backward,
+    multi_head_attention_forward,
+    pool_backward,
+    pool_forward,
+    position_add_backward,
+    position_add_forward,
+    residual_backward,
+    residual_forward,
+)
+from minivit.ops.gelu import APPROXIMATIONS
+
+DTYPES = ("float32", "float64")
+
+
+class _Init:
+    """Draws initial values in a fixed order from one host generator (transformers' scheme)."""
+
+    def __init__(self, config: ViTConfig, seed: int, dtype: str):
+        self.rng = init.host_rng(seed)
+        self.std = config.initializer_range
+        self.dtype = dtype
+
+    def linear(self, in_features: int, out_features: int, bias: bool = True) -> Linear:
+        weight = new_parameter(init.trunc_normal(self.rng, (in_features, out_features), self.std), self.dtype)
+        return Linear(weight, new_parameter(init.zeros((out_features,)), self.dtype) if bias else None)
+
+    def layernorm(self, size: int, eps: float) -> LayerNorm:
+        return LayerNorm(new_parameter(init.ones((size,)), self.dtype),
+                         new_parameter(init.zeros((size,)), self.dtype), eps)
+
+    def trunc_normal(self, shape: tuple):
+        return new_parameter(init.trunc_normal(self.rng, shape, self.std), self.dtype)
+
+    def zeros(self, shape: tuple):
+        return new_parameter(init.zeros(shape), self.dtype)
+
+
+class PatchProjection(Module):
+    """The patch projection, kept in Conv2d's layout: weight (D, C, p, p), bias (D,).
+
+    Applied to im2col's patch rows it is a linear layer with W = weight.reshape(D, C*p*p).T,
+    so a Conv2d with kernel = stride = patch size and this matrix product are one operation.
+    """
+
+    def __init__(self, weight, bias):
+        self.weight = weight
+        self.bias = bias
+
+    def forward(self, cols):
+        D = self.weight.shape[0]
+        out, self._cache = linear_forward(cols, self.weight.data.reshape(D, -1).T, self.bias.data)
+        return out
+
+    def backward(self, dout):
+        dcols, dweight_2d, dbias = linear_backward(dout, self._pop_cache())  # dweight_2d: (C*p*p, D)
+        self.weight.grad += dweight_2d.T.reshape(self.weight.shape)
+        self.bias.grad += dbias
+        return dcols
+
+
+class PatchEmbeddings(Module):
+    """(B, C, H, W) -> (B, N, D): cut patches (im2col) and project each with one matrix.
+
+    Equal to ``Conv2d(C, D, kernel_size=patch_size, stride=patch_stride)`` followed by
+    flattening the output grid into a sequence, as transformers' ViTPatchEmbeddings does.
+    """
+
+    def __init__(self, config: ViTConfig, initializer: _Init):
+        self.patch_size = config.patch_size
+        self.stride = config.stride
+        weight_shape = (config.hidden_size, config.num_channels, config.patch_size, config.patch_size)
+        self.projection = PatchProjection(initializer.trunc_normal(weight_shape),
+                                          initializer.zeros((config.hidden_size,)))
+
+    def forward(self, pixel_values):
+        cols = im2col(pixel_values, self.patch_size, self.stride)  # (B, N, C*p*p)
+        self._cache = pixel_values.shape
+        return self.projection.forward(cols)  # (B, N, D)
+
+    def backward(self, dout):
+        image_shape = self._pop_cache()
+        dcols = self.projection.backward(dout)  # (B, N, C*p*p)
+        return col2im(dcols, image_shape, self.patch_size, self.stride)
+
+
+class ViTEmbeddings(Module):
+    """Patch embeddings, with a learned CLS token in front and learned position embeddings added."""
+
+    def __init__(self, config: ViTConfig, initializer: _Init, rng):
+        D = config.hidden_size
+        self.cls_token = initializer.trunc_normal((1, 1, D))
+        self.position_embeddings = initializer.trunc_normal((1, config.num_patches + 1, D))
+        self.patch_embeddings = PatchEmbeddings(config, initializer)
+        self.dropout = Dropout(config.hidden_dropout_prob, rng)
+
+    def forward(self, pixel_values):
+        patches = self.patch_embeddings.forward(pixel_values)  # (B, N, D)
+        tokens, batch_size = cls_concat_forward(patches, self.cls_token.data)  # (B, N+1, D)
+        tokens, _ = position_add_forward(tokens, self.position_embeddings.data)
+        self._cache = batch_size
+        return self.dropout.forward(tokens)
+
+    def backward(self, dout):
+        batch_size = self._pop_cache()
+        dtokens = self.dropout.backward(dout)
+        dtokens, dposition = position_add_backward(dtokens)
+        self.position_embeddings.grad += dposition
+        dpatches, dcls = cls_concat_backward(dtokens, batch_size)
+        self.cls_token.grad += dcls
+        return self.patch_embeddings.backward(dpatches)
+
+
+class ViTSelfAttention(Module):
+    """Multi-head self-attention with its output projection.
+
+    After each forward, ``attention_probs`` holds the (B, H, T, T) attention
+    probabilities (before dropout), for plots.
+    """
+
+    def __init__(self, config: ViTConfig, initializer: _Init, rng):
+        D = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.q_proj = initializer.linear(D, D, bias=config.qkv_bias)
+        self.k_proj = initializer.linear(D, D, bias=config.qkv_bias)
+        self.v_proj = initializer.linear(D, D, bias=config.qkv_bias)
+        self.o_proj = initializer.linear(D, D)
+        self.dropout_p = config.attention_probs_dropout_prob
+        self.rng = rng
+        self.attention_probs = None
+
+    def forward(self, hidden_states):
+        out, cache = multi_head_attention_forward(
+            hidden_states,
+            self.q_proj.weight.data, self.q_proj._bias_data(),
+            self.k_proj.weight.data, self.k_proj._bias_data(),
+            self.v_proj.weight.data, self.v_proj._bias_data(),
+            self.o_proj.weight.data, self.o_proj._bias_data(),
+            self.num_heads, self.dropout_p, self.rng, self.training,
+        )
+        self.attention_probs = cache.attention.probs
+        self._cache = cache
+        return out
+
+    def backward(self, dout):
+        dx, *grads = multi_head_attention_backward(dout, self._pop_cache())
+        projections = (self.q_proj, self.k_proj, self.v_proj, self.o_proj)
+        for projection, dweight, dbias in zip(projections, grads[0::2], grads[1::2]):
+            projection.weight.grad += dweight
+            if dbias is not None:
+                projection.bias.grad += dbias
+        return dx
+
+
+class ViTMLP(Module):
+    """fc1 (D -> intermediate), GELU, fc2 (intermediate -> D)."""
+
+    def __init__(self, config: ViTConfig, initializer: _Init):
+        self.fc1 = initializer.linear(config.hidden_size, config.intermediate_size)
+        self.fc2 = initializer.linear(config.intermediate_size, config.hidden_size)
+        self.approximate = APPROXIMATIONS[config.hidden_act]
+
+    def forward(self, x):
+        hidden = self.fc1.forward(x)
+        activated, self._cache = gelu_forward(hidden, self.approximate)
+        return self.fc2.forward(activated)
+
+    def backward(self, dout):
+        dactivated = self.fc2.backward(dout)
+        dhidden = gelu_backward(dactivated, self._pop_cache())
+        return self.fc1.backward(dhidden)
+
+
+class ViTLayer(Module):
+    """One pre-norm transformer block."""
+
+    def __init__(self, config: ViTConfig, initializer: _Init, rng):
+        self.layernorm_before = initializer.layernorm(config.hidden_size, config.layer_norm_eps)
+        self.attention = ViTSelfAttention(config, initializer, rng)
+        self.attention_dropout = Dropout(config.hidden_dropout_prob, rng)
+        self.layernorm_after = initializer.layernorm(config.hidden_size, config.layer_norm_eps)
+        self.mlp = ViTMLP(config, initializer)
+        self.mlp_dropout = Dropout(config.hidden_dropout_prob, rng)
+
+    def forward(self, hidden_states):
+        attended = self.attention.forward(self.layernorm_before.forward(hidden_states))
+        hidden_states, _ = residual_forward(hidden_states, self.attention_dropout.forward(attended))
+        transformed = self.mlp.forward(self.layernorm_after.forward(hidden_states))
+        hidden_states, _ = residual_forward(hidden_states, self.mlp_dropout.forward(transformed))
+        return hidden_states
+
+    def backward(self, dout):
+        # Second residual: the gradient goes both around and through the MLP branch.
+        dskip, dbranch = residual_backward(dout)
+        dbranch = self.layernorm_after.backward(self.mlp.backward(self.mlp_dropout.backward(dbranch)))
+        dhidden = dskip + dbranch
+        # First residual, likewise through the attention branch.
+        dskip, dbranch = residual_backward(dhidden)
+        dbranch = self.layernorm_before.backward(
+            self.attention.backward(self.attention_dropout.backward(dbranch))
+        )
+        return dskip + dbranch
+
+
+class ViTEncoder(Module):
+    def __init__(self, config: ViTConfig, initializer: _Init, rng):
+        self.layers = [ViTLayer(config, initializer, rng) for _ in range(config.num_hidden_layers)]
+
+    def forward(self, hidden_states):
+        for layer in self.layers:
+            hidden_states = layer.forward(hidden_states)
+        return hidden_states
+
+    def backward(self, dout):
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        return dout
+
+
+class ViTForImageClassification(Module):
+    """A ViT image classifier: ``forward(pixel_values) -> logits``, ``backward(dlogits) -> dpixel_values``.
+
+    Args:
+        config: the model's shape (``ViTConfig`` or a preset name such as "cifar-tiny").
+        seed: seeds the initial weights (drawn on the host, identical on every backend)
+            and the dropout masks.
+        dtype: "float32" (training) or "float64" (gradient checks).
+    """
+
+    def __init__(self, config: ViTConfig | str, seed: int = 0, dtype: str = "float32"):
+        if isinstance(config, str):
+            from minivit.config import preset
+
+            config = preset(config)
+        if dtype not in DTYPES:
+            raise ValueError(f"Unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}.")
+        self.config = config
+        self.dtype = dtype
+        self.seed = seed
+        self.rng = backend.default_rng(init.child_seed(seed, 1))  # dropout masks
+        initializer = _Init(config, seed, dtype)
+        self.embeddings = ViTEmbeddings(config, initializer, self.rng)
+        self.encoder = ViTEncoder(config, initializer, self.rng)
+        self.layernorm = initializer.layernorm(config.hidden_size, config.layer_norm_eps)
+        self.classifier = initializer.linear(config.hidden_size, config.num_labels)
+
+    def forward(self, pixel_values):
+        """pixel_values (B, C, H, W), of the model's dtype, on the active backend -> logits (B, num_labels)."""
+        self._check_pixel_values(pixel_values)
+        hidden_states = self.embeddings.forward(pixel_values)  # (B, N+1, D)
+        hidden_states = self.encoder.forward(hidden_states)
+        hidden_states = self.layernorm.forward(hidden_states)
+        pooled, pool_cache = pool_forward(hidden_states, self.config.pooling)  # (B, D)
+        self._cache = (pool_cache, pooled.shape[0])
+        return self.classifier.forward(pooled)
+
+    __call__ = forward
+
+    def backward(self, dlogits):
+        """dlogits (B, num_labels) -> dpixel_values (B, C, H, W); parameter gradients accumulate."""
+        pool_cache, batch_size = self._pop_cache()
+        expected = (batch_size, self.config.num_labels)
+        if tuple(dlogits.shape) != expected:
+            raise ValueError(f"dlogits must have the logits' shape {expected}; got {tuple(dlogits.shape)}.")
+        dpooled = self.classifier.backward(dlogits)
+        dhidden = pool_backward(dpooled, pool_cache)
+        dhidden = self.layernorm.backward(dhidden)
+        dhidden = self.encoder.backward(dhidden)
+        return self.embeddings.backward(dhidden)
+
+    def attention_maps(self) -> list:
+        """The last forward's attention probabilities, one (B, H, T, T) array per layer."""
+        return [layer.attention.attention_probs for layer in self.encoder.layers]
+
+    def _check_pixel_values(self, pixel_values) -> None:
+        xp = backend.xp
+        config = self.config
+        if not isinstance(pixel_values, xp.ndarray):
+            raise TypeError(
+                f"pixel_values must be a {xp.__name__}.ndarray on the active backend "
+                f"({backend.name}); got {type(pixel_values).__module__}.{type(pixel_values).__name__}. "
+                "Move it with minivit.backend.asarray(pixel_values)."
+            )
+        if pixel_values.ndim != 4:
+            raise ValueError(
+                f"pixel_values must have 4 dimensions (batch, channels, height, width); got shape "
+                f"{tuple(pixel_values.shape)}. For a single image use pixel_values[None]."
+            )
+        if not xp.issubdtype(pixel_values.dtype, xp.floating):
+            raise TypeError(
+                f"pixel_values must be floating point; got {pixel_values.dtype}. Convert and "
+                f"normalise images first, e.g. (images.astype('{self.dtype}') / 255 - mean) / std."
+            )
+        if pixel_values.dtype != self.dtype:
+            raise TypeError(
+                f"pixel_values has dtype {pixel_values.dtype} but the model is {self.dtype}: "
+                f"cast it with pixel_values.astype('{self.dtype}')."
+            )
+        _, channels, height, width = pixel_values.shape
+        if channels != config.num_channels:
+            raise ValueError(
+                "Make sure that the channel dimension of the pixel values match with the one set in "
+                f"the configuration. Expected {config.num_channels} but got {channels}."
+            )
+        if height != config.image_size or width != config.image_size:
+            raise ValueError(
+                f"Input image size ({height}*{width}) doesn't match model "
+                f"({config.image_size}*{config.image_size})."
+            )

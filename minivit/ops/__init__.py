@@ -1,0 +1,68 @@
+"""Forward/backward pairs, one operation per file.
+
+Every operation follows one contract (CS231n's):
+
+    out, cache = op_forward(inputs...)      # cache: exactly what the backward needs
+    dinputs...  = op_backward(dout, cache)  # gradients of a scalar loss w.r.t. the inputs
+
+Backward functions return gradients; they never accumulate into parameters.
+The modules in ``minivit.model`` hold the parameters and do the accumulating.
+"""
+
+from minivit.ops.attention import (
+    attention_backward,
+    attention_forward,
+    merge_heads,
+    multi_head_attention_backward,
+    multi_head_attention_forward,
+    split_heads,
+)
+from minivit.ops.dropout import dropout_backward, dropout_forward
+from minivit.ops.embeddings import (
+    cls_concat_backward,
+    cls_concat_forward,
+    position_add_backward,
+    position_add_forward,
+)
+from minivit.ops.gelu import gelu_backward, gelu_forward
+from minivit.ops.layernorm import layernorm_backward, layernorm_forward
+from minivit.ops.linear import linear_backward, linear_forward
+from minivit.ops.losses import cross_entropy_backward, cross_entropy_forward
+from minivit.ops.patches import col2im, im2col, patch_grid_size
+from minivit.ops.pooling import pool_backward, pool_forward
+from minivit.ops.residual import residual_backward, residual_forward
+from minivit.ops.softmax import softmax_backward, softmax_forward
+
+__all__ = [
+    "attention_backward",
+    "attention_forward",
+    "cls_concat_backward",
+    "cls_concat_forward",
+    "col2im",
+    "cross_entropy_backward",
+    "cross_entropy_forward",
+    "dropout_backward",
+    "dropout_forward",
+    "gelu_backward",
+    "gelu_forward",
+    "im2col",
+    "layernorm_backward",
+    "layernorm_forward",
+    "linear_backward",
+    "linear_forward",
+    "merge_heads",
+    "multi_head_attention_backward",
+    "multi_head_attention_forward",
+    "op_backward",
+    "op_forward",
+    "patch_grid_size",
+    "pool_backward",
+    "pool_forward",
+    "position_add_backward",
+    "position_add_forward",
+    "residual_backward",
+    "residual_forward",
+    "softmax_backward",
+    "softmax_forward",
+    "split_heads",
+]

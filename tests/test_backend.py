@@ -1,0 +1,90 @@
+"""The backend switch, and the rule that only backend.py picks the array library."""
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import HAS_CUPY
+
+from minivit import backend
+
+PACKAGE = Path(__file__).resolve().parents[1] / "minivit"
+
+# Host-side modules import NumPy on purpose: they read files, decode images,
+# unpickle, save checkpoints or draw initial values on the CPU. Everything else
+# (ops, modules, optimizers, augmentation, losses) must use backend.xp.
+HOST_SIDE = {"backend.py", "init.py", "convert.py", "checkpoint.py", "data", "plots.py",
+             "evaluate.py", "train.py"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_engine_modules_do_not_import_numpy_or_cupy():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        if relative.parts[0] in HOST_SIDE:
+            continue
+        imports = imported_modules(path) & {"numpy", "cupy", "cupyx", "scipy"}
+        if imports:
+            offenders.append(f"{relative}: imports {', '.join(sorted(imports))}")
+    assert not offenders, "array math must go through minivit.backend.xp:\n" + "\n".join(offenders)
+
+
+def test_the_check_would_catch_an_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import numpy as np\nfrom cupy import asarray\n")
+    assert imported_modules(bad) == {"numpy", "cupy"}
+
+
+def test_numpy_is_the_default():
+    assert backend.name == "numpy" and backend.xp is np
+
+
+def test_asarray_and_to_numpy_round_trip():
+    host = np.arange(6.0).reshape(2, 3)
+    device = backend.asarray(host, dtype="float32")
+    assert device.dtype == np.float32
+    np.testing.assert_array_equal(backend.to_numpy(device), host)
+
+
+@pytest.mark.skipif(HAS_CUPY, reason="CuPy and a GPU are present here")
+def test_asking_for_cupy_without_it_says_how_to_fix_it():
+    with pytest.raises(RuntimeError, match=r"(needs CuPy, which is not installed|cannot reach a GPU|found no GPU)"):
+        backend.use("cupy")
+    assert backend.name == "numpy"  # a failed switch changes nothing
+
+
+@pytest.mark.skipif(HAS_CUPY, reason="CuPy and a GPU are present here")
+def test_environment_variable_selects_the_backend():
+    env = {**os.environ, "MINIVIT_BACKEND": "cupy"}
+    result = subprocess.run([sys.executable, "-c", "import minivit"], env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "cupy backend" in result.stderr
+
+
+def test_same_seed_same_weights_on_every_backend(backend_name):
+    """Initial values are drawn on the host, so the backend does not change them."""
+    import minivit
+
+    config = minivit.ViTConfig(image_size=8, patch_size=4, hidden_size=8, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=8, num_labels=3)
+    backend.use("numpy")
+    on_numpy = minivit.ViTForImageClassification(config, seed=3).state_dict()
+    backend.use(backend_name)
+    here = minivit.ViTForImageClassification(config, seed=3).state_dict()
+    for name in on_numpy:
+        np.testing.assert_array_equal(here[name], on_numpy[name], err_msg=name)
