@@ -84,15 +84,99 @@ def is_array(obj) -> bool:
     return isinstance(obj, xp.ndarray)
 
 
+# Abramowitz & Stegun 7.1.26: erf(x) = 1 - (a1 t + ... + a5 t^5) exp(-x^2), t = 1 / (1 + p x),
+# x >= 0, absolute error below 1.5e-7. PyTorch's vectorised float32 CPU kernel uses the same formula.
+_AS_P = 0.3275911
+_AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+
+
+def _erf_float32(x):
+    magnitude = xp.abs(x)
+    t = 1.0 / (1.0 + _AS_P * magnitude)
+    poly = _AS_A[4]
+    for coefficient in reversed(_AS_A[:4]):
+        poly = poly * t + coefficient
+    return xp.copysign(1.0 - poly * t * xp.exp(-magnitude * magnitude), x)
+
+
 def erf(x):
-    """The error function, elementwise, on the active backend (SciPy's or CuPy's)."""
+    """The error function, elementwise, on the active backend.
+
+    float64: SciPy's (or CuPy's) erf, exact to rounding. float32 on NumPy: SciPy
+    evaluates erf in a scalar loop, 20 times slower than NumPy's vectorised exp,
+    so float32 uses the A&S 7.1.26 formula above (error < 1.5e-7, about float32's
+    resolution), as PyTorch's CPU kernels do.
+    """
     if name == "cupy":
         import cupyx.scipy.special
 
         return cupyx.scipy.special.erf(x)
+    if x.dtype == xp.float32:
+        return _erf_float32(x)
     import scipy.special
 
     return scipy.special.erf(x)
+
+
+def _default_num_threads() -> int:
+    for variable in ("MINIVIT_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(variable, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+num_threads: int = _default_num_threads()  # threads for map_rows on NumPy
+_thread_pool = None
+
+
+def map_rows(fn, *arrays, block_elements: int = 1 << 17):
+    """Run ``fn``, which treats each row (last axis) on its own, on blocks of rows.
+
+    Why: on NumPy every operator in a chain like ``0.5 * x * (1 + erf(x / sqrt2))``
+    is a separate pass over the whole array, usually far larger than the CPU's
+    caches, and runs on one core. Cut into blocks of about ``block_elements``
+    elements, the whole chain runs in cache, and blocks run on ``num_threads``
+    cores (NumPy and SciPy release the GIL inside their loops). This is the CPU
+    stand-in for a fused GPU kernel. On CuPy, ``fn`` simply runs once on the
+    whole arrays. The result is the same to the last bit either way: each
+    element is computed by the same operations.
+
+    The arrays must share their leading shape (their last axes may differ, e.g.
+    (..., D) and (..., 1)). Returns what ``fn`` returns (an array or a tuple),
+    with the leading shape restored.
+    """
+    global _thread_pool
+    leading_shape = arrays[0].shape[:-1]
+    num_rows = 1
+    for size in leading_shape:
+        num_rows *= size
+    rows_per_block = max(1, block_elements // max(1, arrays[0].shape[-1]))
+    if name == "cupy" or num_rows <= rows_per_block:
+        return fn(*arrays)
+
+    row_views = [a.reshape(num_rows, a.shape[-1]) for a in arrays]
+    blocks = [slice(start, min(start + rows_per_block, num_rows)) for start in range(0, num_rows, rows_per_block)]
+    first = fn(*(view[blocks[0]] for view in row_views))
+    single_output = not isinstance(first, tuple)
+    first = (first,) if single_output else first
+    outputs = [xp.empty((num_rows, block_out.shape[-1]), dtype=block_out.dtype) for block_out in first]
+    for output, block_out in zip(outputs, first):
+        output[blocks[0]] = block_out
+
+    def run(block):
+        results = fn(*(view[block] for view in row_views))
+        for output, block_out in zip(outputs, (results,) if single_output else results):
+            output[block] = block_out
+
+    if _thread_pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _thread_pool = ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="minivit")
+    for _ in _thread_pool.map(run, blocks[1:]):  # iterating re-raises a block's exception
+        pass
+    outputs = tuple(output.reshape(*leading_shape, output.shape[-1]) for output in outputs)
+    return outputs[0] if single_output else outputs
 
 
 def default_rng(seed=None):

@@ -14,14 +14,20 @@ from minivit import backend
 
 
 def layernorm_forward(x, gamma, beta, eps: float = 1e-12):
-    """x (..., D), gamma (D,), beta (D,) -> out (..., D)."""
-    xp = backend.xp
-    mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
-    centered = x - mean
-    var = (centered * centered).mean(axis=-1, keepdims=True)  # biased, as PyTorch's
-    rstd = 1.0 / xp.sqrt(var + eps)
-    xhat = centered * rstd
-    out = xhat * gamma + beta
+    """x (..., D), gamma (D,), beta (D,) -> out (..., D).
+
+    Rows are independent, so the work runs through backend.map_rows (blocks of rows).
+    """
+
+    def normalize_rows(x):
+        mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
+        centered = x - mean
+        var = (centered * centered).mean(axis=-1, keepdims=True)  # biased, as PyTorch's
+        rstd = 1.0 / backend.xp.sqrt(var + eps)
+        xhat = centered * rstd
+        return xhat * gamma + beta, xhat, rstd
+
+    out, xhat, rstd = backend.map_rows(normalize_rows, x)
     return out, (xhat, rstd, gamma)
 
 
@@ -35,13 +41,17 @@ def layernorm_backward(dout, cache):
         dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
     """
     xhat, rstd, gamma = cache
-    reduce_axes = tuple(range(dout.ndim - 1))
-    dgamma = (dout * xhat).sum(axis=reduce_axes)
-    dbeta = dout.sum(axis=reduce_axes)
-    dxhat = dout * gamma
-    dx = rstd * (
-        dxhat
-        - dxhat.mean(axis=-1, keepdims=True)
-        - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
-    )
+    D = dout.shape[-1]
+    dgamma = (dout * xhat).reshape(-1, D).sum(axis=0)
+    dbeta = dout.reshape(-1, D).sum(axis=0)
+
+    def dx_rows(dout, xhat, rstd):
+        dxhat = dout * gamma
+        return rstd * (
+            dxhat
+            - dxhat.mean(axis=-1, keepdims=True)
+            - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
+        )
+
+    dx = backend.map_rows(dx_rows, dout, xhat, rstd)
     return dx, dgamma, dbeta

@@ -14,14 +14,30 @@ from __future__ import annotations
 from minivit import backend
 
 
+def _softmax_rows(x):
+    shifted = x - x.max(axis=-1, keepdims=True)  # exp cannot overflow
+    exps = backend.xp.exp(shifted)
+    return exps / exps.sum(axis=-1, keepdims=True)
+
+
+def _softmax_backward_rows(dprobs, probs):
+    return probs * (dprobs - (dprobs * probs).sum(axis=-1, keepdims=True))
+
+
 def softmax_forward(x, axis: int = -1):
+    """Softmax over ``axis``. The last axis runs in blocks of rows (backend.map_rows)."""
     xp = backend.xp
-    shifted = x - x.max(axis=axis, keepdims=True)  # exp cannot overflow
-    exps = xp.exp(shifted)
-    probs = exps / exps.sum(axis=axis, keepdims=True)
+    if axis in (-1, x.ndim - 1):
+        probs = backend.map_rows(_softmax_rows, x)
+    else:
+        probs = xp.moveaxis(_softmax_rows(xp.moveaxis(x, axis, -1)), -1, axis)
     return probs, (probs, axis)
 
 
 def softmax_backward(dprobs, cache):
+    xp = backend.xp
     probs, axis = cache
-    return probs * (dprobs - (dprobs * probs).sum(axis=axis, keepdims=True))
+    if axis in (-1, probs.ndim - 1):
+        return backend.map_rows(_softmax_backward_rows, dprobs, probs)
+    moved = _softmax_backward_rows(xp.moveaxis(dprobs, axis, -1), xp.moveaxis(probs, axis, -1))
+    return xp.moveaxis(moved, -1, axis)
