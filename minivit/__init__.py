@@ -4,6 +4,14 @@ from minivit import backend
 from minivit.config import PRESETS, ViTConfig, preset
 from minivit.model import ViTForImageClassification
 
+
+def load_checkpoint(path, dtype=None):
+    """The model saved by ``minivit.train`` at ``path``, weights loaded, in eval mode."""
+    from minivit.checkpoint import load_checkpoint as _load
+
+    return _load(path, dtype)
+
+
 __version__ = "0.1.0"
 
-__all__ = ["PRESETS", "ViTConfig", "ViTForImageClassification", "backend", "preset"]
+__all__ = ["PRESETS", "ViTConfig", "ViTForImageClassification", "backend", "load_checkpoint", "preset"]

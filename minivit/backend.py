@@ -16,6 +16,7 @@ converted when you switch.
 from __future__ import annotations
 
 import os
+import sys
 from types import ModuleType
 
 import numpy
@@ -190,6 +191,30 @@ def synchronize() -> None:
         xp.cuda.get_current_stream().synchronize()
 
 
+def _keep_freed_memory() -> None:
+    """Ask glibc's malloc to keep freed memory for reuse rather than hand it back to the OS.
+
+    Every training step allocates and frees the same large activation arrays. By
+    default glibc returns big freed blocks to the operating system, so the next
+    step's arrays start on fresh pages, and each first touch of a page is a page
+    fault: measured here, that doubled the time of GELU's forward in a training
+    step. A 32 MiB mmap threshold and no trimming keep the memory in the process.
+    Linux with glibc only; set MINIVIT_TUNE_MALLOC=0 to leave malloc alone.
+    """
+    if os.environ.get("MINIVIT_TUNE_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        libc.mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+        libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+    except (OSError, AttributeError):
+        pass  # not glibc (musl, macOS): nothing to tune
+
+
+_keep_freed_memory()
 _env_backend = os.environ.get("MINIVIT_BACKEND", "numpy").strip().lower() or "numpy"
 if _env_backend != "numpy":
     use(_env_backend)

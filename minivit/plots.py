@@ -1,0 +1,65 @@
+"""Figures for training runs (matplotlib, drawn off-screen). Host side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def training_curves(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """Loss and accuracy against epoch, from the rows of metrics.jsonl."""
+    plt = _pyplot()
+    epochs = [row["epoch"] for row in rows]
+    fig, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
+    loss_axis.plot(epochs, [row["train_loss"] for row in rows], label="train")
+    if any(row.get("val_loss") is not None for row in rows):
+        loss_axis.plot(epochs, [row.get("val_loss") for row in rows], label="validation")
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("cross-entropy")
+    loss_axis.legend()
+    accuracy_axis.plot(epochs, [100 * row["train_accuracy"] for row in rows], label="train (augmented)")
+    if any(row.get("val_accuracy") is not None for row in rows):
+        accuracy_axis.plot(epochs, [100 * row.get("val_accuracy") for row in rows], label="validation")
+    accuracy_axis.set_xlabel("epoch")
+    accuracy_axis.set_ylabel("accuracy (%)")
+    accuracy_axis.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def confusion_matrix_figure(matrix: np.ndarray, class_names: list[str], path: str | Path,
+                            title: str = "") -> Path:
+    """Rows: true class; columns: predicted class; cells: share of the true class."""
+    plt = _pyplot()
+    shares = matrix / np.maximum(1, matrix.sum(axis=1, keepdims=True))
+    size = max(4.5, 0.55 * len(class_names) + 2)
+    fig, axis = plt.subplots(figsize=(size, size))
+    axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    axis.set_yticks(range(len(class_names)), class_names)
+    for i in range(len(class_names)):
+        for j in range(len(class_names)):
+            axis.text(j, i, f"{100 * shares[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                      color="white" if shares[i, j] > 0.5 else "black")
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    if title:
+        axis.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,541 @@
+"""Train a ViT: ``python -m minivit.train`` or ``minivit.train.train(TrainConfig(...))``.
+
+    python -m minivit.train --preset cifar-tiny --data-dir data/cifar10 --time-budget 600
+
+One step: draw a batch (a seeded permutation per epoch), augment it on the
+backend, forward, cross-entropy, backward, clip the gradient norm, set the
+learning rate (warmup, then cosine), optimizer step. After each epoch: validate
+on a held-out part of the training split, append a row to metrics.jsonl, redraw
+curves.png, write checkpoint-last.npz (and checkpoint-best.npz). A run folder
+can be resumed (``--resume``) from wherever it stopped: the end of an epoch,
+Ctrl-C, or the time budget; on NumPy the resumed run ends with the same weights,
+bit for bit, as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np  # host side: data indices, generator states, metrics
+
+from minivit import backend
+from minivit.augment import AugmentConfig, augment_batch, normalize
+from minivit.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from minivit.config import PRESETS, ViTConfig
+from minivit.data import DataError, download_cifar10, find_data, load_split, stratified_split
+from minivit.model import ViTForImageClassification
+from minivit.ops import cross_entropy_backward, cross_entropy_forward
+from minivit.optim import SGD, AdamW, clip_grad_norm, warmup_cosine
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. ``model`` overrides fields of the preset's ViTConfig."""
+
+    preset: str = "cifar-tiny"
+    model: dict = field(default_factory=dict)
+    data_dir: str | None = None
+    download: bool = False
+    out: str = "runs/cifar-tiny"
+    backend: str = "numpy"
+    seed: int = 0
+    epochs: int = 50
+    time_budget: float | None = None  # seconds of training; then evaluate, save and stop
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    warmup_epochs: float = 5.0
+    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
+    label_smoothing: float = 0.1
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    val_fraction: float = 0.1
+    eval_batch_size: int = 500
+    sync_every: int = 50  # steps between host reads of the loss on the GPU (1 on NumPy)
+    max_steps: int | None = None  # stop after this many steps in all (as if interrupted)
+    progress: bool = True
+
+    def model_config(self) -> ViTConfig:
+        if self.preset not in PRESETS:
+            raise ValueError(f"Unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}.")
+        return ViTConfig(**{**PRESETS[self.preset], **self.model})
+
+    def validate(self) -> None:
+        """Refuse bad values before any work starts."""
+        problems = []
+        if self.backend not in ("numpy", "cupy"):
+            problems.append(f"--backend must be numpy or cupy, not {self.backend!r}")
+        if self.optimizer not in ("adamw", "sgd"):
+            problems.append(f"--optimizer must be adamw or sgd, not {self.optimizer!r}")
+        for name in ("epochs", "batch_size", "eval_batch_size", "sync_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{name.replace('_', '-')} must be at least 1; got {getattr(self, name)}")
+        for name in ("lr", "min_lr", "weight_decay", "momentum", "warmup_epochs", "grad_clip"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                problems.append(f"--{name.replace('_', '-')} must be a finite number >= 0; got {value}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            problems.append(f"--time-budget must be positive seconds; got {self.time_budget}")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append(f"--label-smoothing must be in [0, 1); got {self.label_smoothing}")
+        if not 0 < self.val_fraction < 1:
+            problems.append(f"--val-fraction must be in (0, 1); got {self.val_fraction}")
+        if problems:
+            raise ValueError("Bad training options: " + "; ".join(problems) + ".")
+        self.model_config()  # raises on a bad model field
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        values = dict(values)
+        values["augment"] = AugmentConfig(**values.get("augment", {}))
+        return cls(**values)
+
+
+# Training recipes. cifar-gpu follows "Vision Transformer for Small-Size Datasets"
+# (Lee et al. 2021): AdamW, 100 epochs, warmup 10, label smoothing, mixup, cutmix, RandAugment.
+RECIPES: dict[str, dict] = {
+    "cifar-tiny": dict(epochs=50, batch_size=128, lr=1e-3, weight_decay=0.05, warmup_epochs=5,
+                       label_smoothing=0.1, augment=AugmentConfig(crop_padding=4, horizontal_flip=True)),
+    "cifar-gpu": dict(epochs=100, batch_size=128, lr=1e-3, weight_decay=0.05, warmup_epochs=10,
+                      label_smoothing=0.1,
+                      augment=AugmentConfig(crop_padding=4, horizontal_flip=True, randaugment_ops=2,
+                                            randaugment_magnitude=9, mixup_alpha=0.8, cutmix_alpha=1.0)),
+}
+
+# Options that may differ when resuming a run; everything else must match the checkpoint.
+RESUMABLE_CHANGES = {"data_dir", "download", "backend", "time_budget", "max_steps", "progress",
+                     "eval_batch_size", "sync_every", "out"}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+# --- data ------------------------------------------------------------------------------------
+
+def resolve_data_dir(config: TrainConfig) -> str:
+    if config.data_dir is not None:
+        find_data(config.data_dir)  # raises DataError with instructions
+        return config.data_dir
+    default = Path("data")
+    try:
+        find_data(default)
+        return str(default)
+    except DataError:
+        if config.download:
+            download_cifar10(default)
+            return str(default)
+        raise
+
+
+class Batches:
+    """The training images on the backend, drawn in a seeded order per epoch.
+
+    Only the batch's images are gathered each step; the data set is copied to the
+    device once.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+        if len(labels) < batch_size:
+            raise DataError(f"Only {len(labels)} training images for a batch size of {batch_size}: "
+                            "lower --batch-size or use more data.")
+        self.images = backend.asarray(images)
+        self.labels = backend.asarray(labels)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.steps_per_epoch = len(labels) // batch_size  # the last, incomplete batch is dropped
+        self._order_epoch, self._order = None, None
+
+    def get(self, step: int):
+        epoch, index = divmod(step, self.steps_per_epoch)
+        if self._order_epoch != epoch:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.labels))
+            self._order, self._order_epoch = backend.asarray(order), epoch
+        chosen = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        return self.images[chosen], self.labels[chosen]
+
+
+def evaluate_model(model, images: np.ndarray, labels: np.ndarray, mean, std, batch_size: int = 500) -> dict:
+    """Loss, accuracy and predictions over a whole data set, in eval mode, batch by batch."""
+    xp = backend.xp
+    model.eval()
+    total_loss, predictions = 0.0, []
+    for start in range(0, len(labels), batch_size):
+        batch = backend.asarray(images[start:start + batch_size])
+        batch_labels = backend.asarray(labels[start:start + batch_size])
+        logits = model.forward(normalize(batch, mean, std).astype(model.dtype))
+        model._cache = None  # no backward follows
+        loss, _ = cross_entropy_forward(logits, batch_labels)
+        total_loss += float(loss) * len(batch_labels)
+        predictions.append(backend.to_numpy(xp.argmax(logits, axis=1)))
+    predictions = np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)
+    return {"loss": total_loss / max(1, len(labels)),
+            "accuracy": float((predictions == labels).mean()) if len(labels) else 0.0,
+            "predictions": predictions}
+
+
+# --- generator states (JSON-safe) --------------------------------------------------------------
+
+def _generator_state(generator):
+    if backend.name == "numpy" or isinstance(generator, np.random.Generator):
+        return generator.bit_generator.state
+    return None  # CuPy's generators are not restored: resumption is exact on NumPy only
+
+
+def _set_generator_state(generator, state) -> None:
+    if state is not None and (backend.name == "numpy" or isinstance(generator, np.random.Generator)):
+        generator.bit_generator.state = state
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+class Trainer:
+    def __init__(self, config: TrainConfig, resume: bool = False, on_step=None):
+        config.validate()
+        self.config = config
+        self.on_step = on_step
+        self.run_dir = Path(config.out)
+        backend.use(config.backend)
+
+        data_dir = resolve_data_dir(config)
+        model_config = config.model_config()
+        full_train = load_split(data_dir, "train", image_size=model_config.image_size)
+        self._check_data(full_train, model_config)
+        train_idx, val_idx = stratified_split(full_train.labels, config.val_fraction, config.seed)
+        self.train_set, self.val_set = full_train.subset(train_idx), full_train.subset(val_idx)
+        self.class_names = full_train.class_names
+        self.mean, self.std = self.train_set.channel_stats()
+        self.batches = Batches(self.train_set.images, self.train_set.labels, config.batch_size, config.seed)
+
+        self.model = ViTForImageClassification(model_config, seed=config.seed)
+        named = list(self.model.named_parameters())
+        if config.optimizer == "adamw":
+            self.optimizer = AdamW(named, lr=config.lr, weight_decay=config.weight_decay)
+        else:
+            self.optimizer = SGD(named, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        self.augment_rng = backend.default_rng(np.random.SeedSequence([config.seed, 2]).generate_state(1)[0])
+        self.host_rng = np.random.default_rng([config.seed, 3])
+
+        self.steps_per_epoch = self.batches.steps_per_epoch
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.schedule_steps = None  # set from the time budget after the first steps, if there is one
+        self.warmup_steps = int(round(config.warmup_epochs * self.steps_per_epoch))
+        self.step = 0
+        self.best_accuracy = -1.0
+        self.elapsed = 0.0  # training seconds, summed over resumptions
+        self.epoch_sums = {"loss": 0.0, "correct": 0.0, "seen": 0}
+        self.history: list[dict] = []
+        if resume:
+            self._resume()
+
+    def _check_data(self, dataset, model_config: ViTConfig) -> None:
+        _, channels, height, width = dataset.images.shape
+        if (channels, height, width) != (model_config.num_channels, model_config.image_size,
+                                         model_config.image_size):
+            raise DataError(f"The data's images are {channels}x{height}x{width} but the model expects "
+                            f"{model_config.num_channels}x{model_config.image_size}x{model_config.image_size}: "
+                            "set --image-size / --num-channels to match.")
+        if dataset.num_classes > model_config.num_labels:
+            raise DataError(f"The data has {dataset.num_classes} classes but the model {model_config.num_labels} "
+                            f"labels: pass --num-labels {dataset.num_classes}.")
+
+    # --- checkpoints ---
+    def _meta(self) -> dict:
+        return {
+            "train_config": self.config.to_dict(), "step": self.step, "epoch": self.step / self.steps_per_epoch,
+            "best_accuracy": self.best_accuracy, "elapsed": self.elapsed, "schedule_steps": self.schedule_steps,
+            "epoch_sums": self.epoch_sums, "mean": self.mean.tolist(), "std": self.std.tolist(),
+            "class_names": self.class_names, "backend": backend.name,
+            "rng": {"dropout": _generator_state(self.model.rng), "augment": _generator_state(self.augment_rng),
+                    "host": _generator_state(self.host_rng)},
+        }
+
+    def save(self, name: str = "checkpoint-last.npz") -> Path:
+        return save_checkpoint(self.run_dir / name, self.model, self.optimizer, self._meta())
+
+    def _resume(self) -> None:
+        path = self.run_dir / "checkpoint-last.npz"
+        if not path.is_file():
+            raise CheckpointError(f"--resume: no checkpoint at {path}. Start the run without --resume, "
+                                  "or point --out at the run folder to continue.")
+        meta, model_state, optimizer_state = read_checkpoint(path)
+        saved = TrainConfig.from_dict(meta["train_config"]).to_dict()
+        requested = self.config.to_dict()
+        differences = [f"{key}: checkpoint {saved[key]!r}, requested {requested[key]!r}"
+                       for key in saved if key not in RESUMABLE_CHANGES and saved[key] != requested.get(key)]
+        if differences:
+            raise CheckpointError(f"{path} does not match the requested run: " + "; ".join(differences)
+                                  + ". Resume with the same options, or start a new run folder (--out).")
+        try:
+            self.model.load_state_dict(model_state)
+            self.optimizer.load_state_dict(optimizer_state)
+        except ValueError as error:
+            raise CheckpointError(f"{path}: {error}") from error
+        self.step, self.best_accuracy, self.elapsed = meta["step"], meta["best_accuracy"], meta["elapsed"]
+        self.schedule_steps, self.epoch_sums = meta["schedule_steps"], meta["epoch_sums"]
+        _set_generator_state(self.model.rng, meta["rng"]["dropout"])
+        _set_generator_state(self.augment_rng, meta["rng"]["augment"])
+        _set_generator_state(self.host_rng, meta["rng"]["host"])
+        metrics = self.run_dir / "metrics.jsonl"
+        if metrics.is_file():
+            self.history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+            self.history = [row for row in self.history if row["step"] <= self.step]
+
+    # --- the loop ---
+    def learning_rate(self, step: int) -> float:
+        horizon = self.schedule_steps or self.total_steps
+        return warmup_cosine(step, horizon, min(self.warmup_steps, horizon // 2), self.config.lr,
+                             self.config.min_lr)
+
+    def train_step(self):
+        """One optimisation step; returns (loss, correct) as backend scalars (no host sync)."""
+        xp = backend.xp
+        config = self.config
+        images, labels = self.batches.get(self.step)
+        pixel_values, targets = augment_batch(images, labels, config.augment, self.mean, self.std,
+                                              self.model.config.num_labels, self.augment_rng, self.host_rng)
+        self.model.train()
+        self.optimizer.zero_grad()
+        logits = self.model.forward(pixel_values)
+        loss, loss_cache = cross_entropy_forward(logits, targets, config.label_smoothing)
+        self.model.backward(cross_entropy_backward(1.0, loss_cache))
+        if config.grad_clip > 0:
+            clip_grad_norm(self.model.parameters(), config.grad_clip)
+        self.optimizer.lr = self.learning_rate(self.step)
+        self.optimizer.step()
+        hard_targets = targets if targets.ndim == 1 else xp.argmax(targets, axis=1)
+        correct = xp.sum(xp.argmax(logits, axis=1) == hard_targets)
+        return loss, correct
+
+    def run(self) -> dict:
+        config = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        stop_reason = None
+        interrupted = {"flag": False}
+
+        def on_sigint(signum, frame):
+            if interrupted["flag"]:
+                raise KeyboardInterrupt  # a second Ctrl-C: stop now
+            interrupted["flag"] = True
+            print("\nCtrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to abort).",
+                  file=sys.stderr)
+
+        previous_handler = signal.signal(signal.SIGINT, on_sigint)
+        sync_every = 1 if backend.name == "numpy" else config.sync_every
+        pending = []  # (step, loss, correct) not yet read on the host
+        session_start = time.perf_counter()
+        elapsed_before = self.elapsed
+        progress = self._progress_bar()
+        try:
+            while self.step < self.total_steps:
+                loss, correct = self.train_step()
+                pending.append((self.step, loss, correct))
+                self.step += 1
+                self.elapsed = elapsed_before + time.perf_counter() - session_start
+                if self.on_step is not None:
+                    self.on_step(self, self.step)
+                end_of_epoch = self.step % self.steps_per_epoch == 0
+                if len(pending) >= sync_every or end_of_epoch:
+                    self._drain(pending, progress)
+                if config.time_budget and self.schedule_steps is None and self.step >= 20:
+                    self._fit_schedule_to_budget()
+                if end_of_epoch:
+                    self._end_epoch(progress)
+                if interrupted["flag"]:
+                    stop_reason = "interrupted"
+                elif config.time_budget and self.elapsed >= config.time_budget:
+                    stop_reason = "time budget spent"
+                elif config.max_steps is not None and self.step >= config.max_steps:
+                    stop_reason = "max steps reached"
+                if stop_reason:
+                    break
+            self._drain(pending, progress)
+        finally:
+            signal.signal(signal.SIGINT, previous_handler)
+            if progress is not None:
+                progress.close()
+
+        if stop_reason and self.step % self.steps_per_epoch != 0:
+            self._end_epoch(None, partial=True)
+        path = self.save()
+        finished = self.step >= self.total_steps
+        message = (f"{'finished' if finished else stop_reason} at step {self.step} "
+                   f"(epoch {self.step / self.steps_per_epoch:.2f}); checkpoint: {path}")
+        if not finished:
+            message += f"; continue with: python -m minivit.train --resume --out {self.run_dir}"
+        print(message, file=sys.stderr)
+        last = self.history[-1] if self.history else {}
+        return {"run_dir": str(self.run_dir), "step": self.step, "finished": finished, "stop_reason": stop_reason,
+                "val_accuracy": last.get("val_accuracy"), "best_val_accuracy": self.best_accuracy,
+                "elapsed": self.elapsed, "checkpoint": str(path)}
+
+    def _fit_schedule_to_budget(self) -> None:
+        """With a time budget, end the cosine schedule when the budget runs out, at the pace
+        measured so far (never beyond --epochs)."""
+        seconds_per_step = self.elapsed / self.step
+        affordable = int(self.config.time_budget / seconds_per_step)
+        self.schedule_steps = max(self.step + 1, min(self.total_steps, affordable))
+
+    def _drain(self, pending: list, progress) -> None:
+        """Read the pending losses on the host; stop on the first NaN or infinity."""
+        if not pending:
+            return
+        xp = backend.xp
+        values = backend.to_numpy(xp.stack([xp.stack([loss.astype(xp.float64), correct.astype(xp.float64)])
+                                            for _, loss, correct in pending]))
+        for (step, _, _), (loss, correct) in zip(pending, values):
+            if not math.isfinite(loss):
+                last = self.run_dir / "checkpoint-last.npz"
+                kept = f"the last good checkpoint, {last}, is kept" if last.is_file() else "no checkpoint was written"
+                raise TrainingDiverged(
+                    f"The loss became {loss} at step {step + 1} (epoch {step // self.steps_per_epoch + 1}): "
+                    f"training stopped and {kept}. Lower --lr, keep --grad-clip on, or check the data.")
+            self.epoch_sums["loss"] += float(loss) * self.config.batch_size
+            self.epoch_sums["correct"] += float(correct)
+            self.epoch_sums["seen"] += self.config.batch_size
+        pending.clear()
+        if progress is not None:
+            progress.update(len(values))
+            seen = max(1, self.epoch_sums["seen"])
+            left = (self.config.time_budget - self.elapsed if self.config.time_budget
+                    else self.elapsed / self.step * (self.total_steps - self.step))
+            progress.set_postfix(loss=f"{self.epoch_sums['loss'] / seen:.3f}",
+                                 acc=f"{self.epoch_sums['correct'] / seen:.3f}",
+                                 img_s=f"{self.step * self.config.batch_size / max(self.elapsed, 1e-9):.0f}",
+                                 lr=f"{self.optimizer.lr:.2e}", left=f"{left / 60:.1f}min", refresh=False)
+
+    def _progress_bar(self):
+        if not self.config.progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                    desc=f"{self.config.preset} on {backend.name}")
+
+    def _end_epoch(self, progress, partial: bool = False) -> None:
+        seen = max(1, self.epoch_sums["seen"])
+        val = evaluate_model(self.model, self.val_set.images, self.val_set.labels, self.mean, self.std,
+                             self.config.eval_batch_size)
+        row = {"epoch": round(self.step / self.steps_per_epoch, 4), "step": self.step,
+               "train_loss": self.epoch_sums["loss"] / seen, "train_accuracy": self.epoch_sums["correct"] / seen,
+               "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": self.optimizer.lr,
+               "elapsed": round(self.elapsed, 2),
+               "images_per_second": round(self.step * self.config.batch_size / max(self.elapsed, 1e-9), 1)}
+        self.history.append(row)
+        with open(self.run_dir / "metrics.jsonl", "a") as metrics:
+            metrics.write(json.dumps(row) + "\n")
+        from minivit.plots import training_curves
+
+        training_curves(self.history, self.run_dir / "curves.png", title=f"{self.config.preset} ({backend.name})")
+        if not partial:
+            self.epoch_sums = {"loss": 0.0, "correct": 0.0, "seen": 0}
+        if val["accuracy"] > self.best_accuracy:
+            self.best_accuracy = val["accuracy"]
+            self.save("checkpoint-best.npz")
+        if not partial:
+            self.save()
+        summary = (f"epoch {row['epoch']:g}: train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f} | "
+                   f"val loss {row['val_loss']:.3f} acc {row['val_accuracy']:.3f} | {row['images_per_second']} img/s")
+        if progress is not None:
+            progress.write(summary)
+        elif self.config.progress:
+            print(summary, file=sys.stderr)
+
+
+def train(config: TrainConfig, resume: bool = False, on_step=None) -> dict:
+    """Train (or resume) a run; returns a summary dict. See the module docstring."""
+    return Trainer(config, resume=resume, on_step=on_step).run()
+
+
+# --- command line ----------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m minivit.train", description="Train a minivit ViT on CIFAR-10 or an image folder.",
+        argument_default=argparse.SUPPRESS)
+    parser.add_argument("--preset", choices=sorted(RECIPES), help="model and recipe (default cifar-tiny)")
+    parser.add_argument("--data-dir", help="CIFAR-10 (cifar-10-batches-py or its parent) or an image folder "
+                                           "with train/ and test/ (default: ./data)")
+    parser.add_argument("--download", action="store_true", help="download CIFAR-10 into ./data if missing")
+    parser.add_argument("--out", help="run folder (default runs/<preset>)")
+    parser.add_argument("--backend", choices=["numpy", "cupy"])
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    for item in dataclasses.fields(TrainConfig):
+        if item.name in ("preset", "model", "data_dir", "download", "out", "backend", "augment", "progress"):
+            continue
+        kind = float if item.name in ("time_budget",) else type(item.default) if item.default is not None else int
+        parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, help=f"default: {item.default}")
+    augment = parser.add_argument_group("augmentation")
+    for item in dataclasses.fields(AugmentConfig):
+        flag = f"--{item.name.replace('_', '-')}"
+        if isinstance(item.default, bool):
+            augment.add_argument(flag, action=argparse.BooleanOptionalAction)
+        else:
+            augment.add_argument(flag, type=type(item.default), help=f"default: {item.default}")
+    model = parser.add_argument_group("model (overrides the preset's ViTConfig)")
+    for item in dataclasses.fields(ViTConfig):
+        flag = f"--{item.name.replace('_', '-')}"
+        if isinstance(item.default, bool):
+            model.add_argument(flag, dest=f"model.{item.name}", action=argparse.BooleanOptionalAction)
+        elif item.name == "patch_stride":
+            model.add_argument(flag, dest=f"model.{item.name}", type=int)
+        else:
+            model.add_argument(flag, dest=f"model.{item.name}", type=type(item.default))
+    return parser
+
+
+def config_from_args(argv=None) -> tuple[TrainConfig, bool]:
+    args = vars(build_parser().parse_args(argv))
+    resume = args.pop("resume", False)
+    preset = args.pop("preset", "cifar-tiny")
+    values = {"preset": preset, "out": f"runs/{preset}", **RECIPES[preset]}
+    augment = dataclasses.asdict(values.pop("augment"))
+    model = {}
+    for key, value in args.items():
+        if key.startswith("model."):
+            model[key[len("model."):]] = value
+        elif key in augment:
+            augment[key] = value
+        else:
+            values[key] = value
+    if resume:  # start from the run's own options; the command line may change only a few
+        path = Path(values["out"]) / "checkpoint-last.npz"
+        saved = TrainConfig.from_dict(read_checkpoint(path)[0]["train_config"])
+        merged = saved.to_dict()
+        for key, value in values.items():
+            if key in RESUMABLE_CHANGES or key in args:
+                merged[key] = value
+        merged["model"] = {**merged["model"], **model}
+        merged["augment"] = {**merged["augment"], **{k: v for k, v in augment.items() if k in args}}
+        return TrainConfig.from_dict(merged), True
+    return TrainConfig(**{**values, "model": model, "augment": AugmentConfig(**augment)}), False
+
+
+def main(argv=None) -> int:
+    try:
+        config, resume = config_from_args(argv)
+        result = train(config, resume=resume)
+    except (ValueError, DataError, CheckpointError, TrainingDiverged) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2 if not isinstance(error, TrainingDiverged) else 1
+    print(json.dumps({k: v for k, v in result.items()}, indent=None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
