@@ -240,6 +240,9 @@ class Trainer:
         self.history: list[dict] = []
         if resume:
             self._resume()
+        elif (self.run_dir / "checkpoint-last.npz").exists():
+            raise CheckpointError(f"{self.run_dir} already holds a run (checkpoint-last.npz): continue it "
+                                  "with --resume, or choose another --out. Nothing was overwritten.")
 
     def _check_data(self, dataset, model_config: ViTConfig) -> None:
         _, channels, height, width = dataset.images.shape
@@ -262,6 +265,9 @@ class Trainer:
             "rng": {"dropout": _generator_state(self.model.rng), "augment": _generator_state(self.augment_rng),
                     "host": _generator_state(self.host_rng)},
         }
+
+    def evaluate(self, images: np.ndarray, labels: np.ndarray) -> dict:
+        return evaluate_model(self.model, images, labels, self.mean, self.std, self.config.eval_batch_size)
 
     def save(self, name: str = "checkpoint-last.npz") -> Path:
         return save_checkpoint(self.run_dir / name, self.model, self.optimizer, self._meta())
@@ -323,6 +329,8 @@ class Trainer:
     def run(self) -> dict:
         config = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.step == 0:
+            (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh log
         (self.run_dir / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
         stop_reason = None
         interrupted = {"flag": False}
@@ -428,8 +436,7 @@ class Trainer:
 
     def _end_epoch(self, progress, partial: bool = False) -> None:
         seen = max(1, self.epoch_sums["seen"])
-        val = evaluate_model(self.model, self.val_set.images, self.val_set.labels, self.mean, self.std,
-                             self.config.eval_batch_size)
+        val = self.evaluate(self.val_set.images, self.val_set.labels)
         row = {"epoch": round(self.step / self.steps_per_epoch, 4), "step": self.step,
                "train_loss": self.epoch_sums["loss"] / seen, "train_accuracy": self.epoch_sums["correct"] / seen,
                "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": self.optimizer.lr,

@@ -105,6 +105,14 @@ def test_resume_refuses_a_different_config(data_dir, tmp_path):
         train(tiny_config(data_dir, tmp_path / "run", lr=0.01), resume=True)
 
 
+def test_a_new_run_never_overwrites_an_old_one(data_dir, tmp_path):
+    train(tiny_config(data_dir, tmp_path / "run", max_steps=2))
+    before = (tmp_path / "run" / "checkpoint-last.npz").read_bytes()
+    with pytest.raises(CheckpointError, match="already holds a run.*--resume"):
+        train(tiny_config(data_dir, tmp_path / "run"))
+    assert (tmp_path / "run" / "checkpoint-last.npz").read_bytes() == before
+
+
 def test_resume_without_a_checkpoint(data_dir, tmp_path):
     with pytest.raises(CheckpointError, match="--resume: no checkpoint"):
         train(tiny_config(data_dir, tmp_path / "empty"), resume=True)
