@@ -8,9 +8,16 @@ from __future__ import annotations
 import numpy as np
 
 from minivit.augment import augment_batch, normalize
-from minivit.convert import hf_config_kwargs, to_hf
+from minivit.convert import from_hf, hf_config_kwargs, to_hf
 from minivit.optim import no_weight_decay
 from minivit.train import Trainer
+
+
+def from_hf_names(model) -> dict:
+    """transformers' parameter name -> minivit's, so both sides decide weight decay by one rule."""
+    return {hf: mine for hf, mine in zip(
+        (name for name, _ in model.named_parameters()),
+        from_hf({name: p.detach().numpy() for name, p in model.named_parameters()}))}
 
 
 class TorchTrainer(Trainer):
@@ -25,9 +32,9 @@ class TorchTrainer(Trainer):
         # Start from minivit's initial weights (same seed, same initial point).
         state = {name: torch.from_numpy(array) for name, array in to_hf(self.model.state_dict()).items()}
         self.torch_model.load_state_dict(state)
-        named = list(self.torch_model.named_parameters())
-        decay = [p for n, p in named if not no_weight_decay(n.removeprefix("vit.").replace("layers.", "encoder.layers."))]
-        no_decay = [p for n, p in named if no_weight_decay(n.removeprefix("vit.").replace("layers.", "encoder.layers."))]
+        skip_decay = {hf: no_weight_decay(mine) for hf, mine in from_hf_names(self.torch_model).items()}
+        decay = [p for n, p in self.torch_model.named_parameters() if not skip_decay[n]]
+        no_decay = [p for n, p in self.torch_model.named_parameters() if skip_decay[n]]
         self.torch_optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=config.lr)

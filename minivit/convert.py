@@ -78,19 +78,25 @@ def _unknown_keys_error(unknown: list[str], side: str) -> KeyError:
     )
 
 
+def _convert(arrays: dict, rename, side: str) -> dict:
+    """Rename every key with ``rename`` (None: unknown) and transpose linear weights."""
+    converted, unknown = {}, []
+    for name, array in arrays.items():
+        new_name = rename(name)
+        if new_name is None:
+            unknown.append(name)
+            continue
+        minivit_name = new_name if side == "transformers" else name
+        array = np.asarray(array)
+        converted[new_name] = array.T.copy() if _LINEAR_WEIGHT.search(minivit_name) else array.copy()
+    if unknown:
+        raise _unknown_keys_error(unknown, side)
+    return converted
+
+
 def from_hf(hf_dict: dict) -> dict:
     """transformers names and layouts -> minivit names and layouts (weights or gradients)."""
-    converted, unknown = {}, []
-    for hf_name, array in hf_dict.items():
-        array = np.asarray(array)
-        name = _translate(hf_name, 1, 0) or _translate(hf_name, 2, 0)
-        if name is None:
-            unknown.append(hf_name)
-            continue
-        converted[name] = array.T.copy() if _LINEAR_WEIGHT.search(name) else array.copy()
-    if unknown:
-        raise _unknown_keys_error(unknown, "transformers")
-    return converted
+    return _convert(hf_dict, lambda name: _translate(name, 1, 0) or _translate(name, 2, 0), "transformers")
 
 
 def to_hf(minivit_dict: dict, legacy: bool = False) -> dict:
@@ -98,17 +104,7 @@ def to_hf(minivit_dict: dict, legacy: bool = False) -> dict:
 
     legacy=True writes the transformers 4.x names instead of the 5.x ones.
     """
-    converted, unknown = {}, []
-    for name, array in minivit_dict.items():
-        array = np.asarray(array)
-        hf_name = _translate(name, 0, 2 if legacy else 1)
-        if hf_name is None:
-            unknown.append(name)
-            continue
-        converted[hf_name] = array.T.copy() if _LINEAR_WEIGHT.search(name) else array.copy()
-    if unknown:
-        raise _unknown_keys_error(unknown, "minivit")
-    return converted
+    return _convert(minivit_dict, lambda name: _translate(name, 0, 2 if legacy else 1), "minivit")
 
 
 def hf_config_kwargs(config) -> dict:

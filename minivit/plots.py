@@ -7,20 +7,21 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+def _new_figure(figsize):
+    """A figure drawn off-screen, without touching pyplot's backend (a notebook keeps its own)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    figure = Figure(figsize=figsize)
+    FigureCanvasAgg(figure)
+    return figure
 
 
 def training_curves(rows: list[dict], path: str | Path, title: str = "") -> Path:
     """Loss and accuracy against epoch, from the rows of metrics.jsonl."""
-    plt = _pyplot()
     epochs = [row["epoch"] for row in rows]
-    fig, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = _new_figure((10, 3.8))
+    loss_axis, accuracy_axis = fig.subplots(1, 2)
     loss_axis.plot(epochs, [row["train_loss"] for row in rows], label="train")
     if any(row.get("val_loss") is not None for row in rows):
         loss_axis.plot(epochs, [row.get("val_loss") for row in rows], label="validation")
@@ -37,17 +38,16 @@ def training_curves(rows: list[dict], path: str | Path, title: str = "") -> Path
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
 def confusion_matrix_figure(matrix: np.ndarray, class_names: list[str], path: str | Path,
                             title: str = "") -> Path:
     """Rows: true class; columns: predicted class; cells: share of the true class."""
-    plt = _pyplot()
     shares = matrix / np.maximum(1, matrix.sum(axis=1, keepdims=True))
     size = max(4.5, 0.55 * len(class_names) + 2)
-    fig, axis = plt.subplots(figsize=(size, size))
+    fig = _new_figure((size, size))
+    axis = fig.subplots()
     axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
     axis.set_yticks(range(len(class_names)), class_names)
@@ -61,5 +61,4 @@ def confusion_matrix_figure(matrix: np.ndarray, class_names: list[str], path: st
         axis.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)

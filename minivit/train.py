@@ -5,7 +5,8 @@
 One step: draw a batch (a seeded permutation per epoch), augment it on the
 backend, forward, cross-entropy, backward, clip the gradient norm, set the
 learning rate (warmup, then cosine), optimizer step. After each epoch: validate
-on a held-out part of the training split, append a row to metrics.jsonl, redraw
+on a held-out part of the training split, append a row to metrics.jsonl (steps.jsonl
+has a row per step), redraw
 curves.png, write checkpoint-last.npz (and checkpoint-best.npz). A run folder
 can be resumed (``--resume``) from wherever it stopped: the end of an epoch,
 Ctrl-C, or the time budget; on NumPy the resumed run ends with the same weights,
@@ -299,6 +300,11 @@ class Trainer:
         if metrics.is_file():
             self.history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
             self.history = [row for row in self.history if row["step"] <= self.step]
+        steps_log = self.run_dir / "steps.jsonl"
+        if steps_log.is_file():  # steps after the checkpoint will be run again
+            kept = [line for line in steps_log.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= self.step]
+            steps_log.write_text("".join(line + "\n" for line in kept))
 
     # --- the loop ---
     def learning_rate(self, step: int) -> float:
@@ -329,8 +335,9 @@ class Trainer:
     def run(self) -> dict:
         config = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.step == 0:
-            (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh log
+        if self.step == 0:  # a fresh run starts fresh logs
+            (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            (self.run_dir / "steps.jsonl").unlink(missing_ok=True)
         (self.run_dir / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
         stop_reason = None
         interrupted = {"flag": False}
@@ -348,6 +355,7 @@ class Trainer:
         session_start = time.perf_counter()
         elapsed_before = self.elapsed
         progress = self._progress_bar()
+        first_step_done = 0.0
         try:
             while self.step < self.total_steps:
                 loss, correct = self.train_step()
@@ -359,8 +367,10 @@ class Trainer:
                 end_of_epoch = self.step % self.steps_per_epoch == 0
                 if len(pending) >= sync_every or end_of_epoch:
                     self._drain(pending, progress)
-                if config.time_budget and self.schedule_steps is None and self.step >= 20:
-                    self._fit_schedule_to_budget()
+                if self.step == 1:
+                    first_step_done = self.elapsed
+                if config.time_budget and self.schedule_steps is None and self.step >= 5:
+                    self._fit_schedule_to_budget(first_step_done if self.step == 5 else 0.0)
                 if end_of_epoch:
                     self._end_epoch(progress)
                 if interrupted["flag"]:
@@ -391,11 +401,12 @@ class Trainer:
                 "val_accuracy": last.get("val_accuracy"), "best_val_accuracy": self.best_accuracy,
                 "elapsed": self.elapsed, "checkpoint": str(path)}
 
-    def _fit_schedule_to_budget(self) -> None:
-        """With a time budget, end the cosine schedule when the budget runs out, at the pace
-        measured so far (never beyond --epochs)."""
-        seconds_per_step = self.elapsed / self.step
-        affordable = int(self.config.time_budget / seconds_per_step)
+    def _fit_schedule_to_budget(self, first_step_done: float) -> None:
+        """With a time budget, end the cosine schedule when the budget runs out, at the pace of
+        steps 2 to 5 (the first carries one-off costs), never beyond --epochs. Steps 1 to 5 run
+        on the full-length schedule's first, tiny warmup rates."""
+        seconds_per_step = (self.elapsed - first_step_done) / max(1, self.step - 1)
+        affordable = self.step + int((self.config.time_budget - self.elapsed) / seconds_per_step)
         self.schedule_steps = max(self.step + 1, min(self.total_steps, affordable))
 
     def _drain(self, pending: list, progress) -> None:
@@ -405,7 +416,11 @@ class Trainer:
         xp = backend.xp
         values = backend.to_numpy(xp.stack([xp.stack([loss.astype(xp.float64), correct.astype(xp.float64)])
                                             for _, loss, correct in pending]))
+        step_rows = []
         for (step, _, _), (loss, correct) in zip(pending, values):
+            step_rows.append(json.dumps({"step": step + 1, "loss": round(float(loss), 5),
+                                         "accuracy": round(float(correct) / self.config.batch_size, 5),
+                                         "lr": self.learning_rate(step)}))
             if not math.isfinite(loss):
                 last = self.run_dir / "checkpoint-last.npz"
                 kept = f"the last good checkpoint, {last}, is kept" if last.is_file() else "no checkpoint was written"
@@ -416,6 +431,8 @@ class Trainer:
             self.epoch_sums["correct"] += float(correct)
             self.epoch_sums["seen"] += self.config.batch_size
         pending.clear()
+        with open(self.run_dir / "steps.jsonl", "a") as steps_log:
+            steps_log.write("\n".join(step_rows) + "\n")
         if progress is not None:
             progress.update(len(values))
             seen = max(1, self.epoch_sums["seen"])

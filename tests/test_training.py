@@ -47,6 +47,8 @@ def test_learns_an_easy_task(data_dir, tmp_path):
     assert result["best_val_accuracy"] == 1.0  # the classes are colours
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and rows[-1]["train_loss"] < rows[0]["train_loss"]
+    steps = [json.loads(line) for line in (tmp_path / "run" / "steps.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in steps] == list(range(1, 33))  # 8 epochs of 4 steps
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
     model = minivit.load_checkpoint(tmp_path / "run" / "checkpoint-best.npz")
     assert model.checkpoint_meta["class_names"] == ["blue", "green", "red"]
@@ -60,6 +62,7 @@ def test_resume_after_interruption_gives_identical_weights(data_dir, tmp_path):
     resumed = train(tiny_config(data_dir, tmp_path / "resumed"), resume=True)
     assert resumed["finished"] and resumed["step"] == 12
     assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
+    assert (tmp_path / "straight" / "steps.jsonl").read_text() == (tmp_path / "resumed" / "steps.jsonl").read_text()
     straight_opt = read_checkpoint(tmp_path / "straight" / "checkpoint-last.npz")[2]
     resumed_opt = read_checkpoint(tmp_path / "resumed" / "checkpoint-last.npz")[2]
     assert_same_weights(straight_opt, resumed_opt)
