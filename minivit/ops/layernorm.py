@@ -10,7 +10,7 @@ Forward, per token (a row of D features):
 
 from __future__ import annotations
 
-from minivit import backend
+from minivit import backend, fused
 
 
 def layernorm_forward(x, gamma, beta, eps: float = 1e-12):
@@ -27,7 +27,11 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-12):
         xhat = centered * rstd
         return xhat * gamma + beta, xhat, rstd
 
-    out, xhat, rstd = backend.map_rows(normalize_rows, x)
+    kernels = fused.cpu_kernels()
+    if kernels is not None:  # the same chain, compiled into one loop (minivit.fused)
+        out, xhat, rstd = kernels.layernorm_forward(x, gamma, beta, eps)
+    else:
+        out, xhat, rstd = backend.map_rows(normalize_rows, x)
     return out, (xhat, rstd, gamma)
 
 
@@ -53,5 +57,9 @@ def layernorm_backward(dout, cache):
             - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
         )
 
-    dx = backend.map_rows(dx_rows, dout, xhat, rstd)
+    kernels = fused.cpu_kernels()
+    if kernels is not None:
+        dx = kernels.layernorm_backward_dx(dout, xhat, rstd, gamma)
+    else:
+        dx = backend.map_rows(dx_rows, dout, xhat, rstd)
     return dx, dgamma, dbeta
