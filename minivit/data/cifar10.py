@@ -121,8 +121,8 @@ def download_cifar10(root: str | Path, url: str = CIFAR10_URL, md5: str = CIFAR1
         except (OSError, urllib.error.URLError) as error:
             raise DataError(
                 f"Could not download CIFAR-10 from {url} ({error}). Without network access, copy "
-                "cifar-10-python.tar.gz (or its extracted cifar-10-batches-py) there yourself, or "
-                "use --data-dir with an image folder."
+                f"cifar-10-python.tar.gz (or its extracted cifar-10-batches-py) into {root} yourself, "
+                "or point --data-dir at a copy of CIFAR-10 or at an image folder."
             ) from error
     safe_extract(archive, root)
     if not (batches / "data_batch_1").is_file():
