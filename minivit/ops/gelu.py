@@ -30,6 +30,7 @@ _AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
 def erf(x):
+    """erf(x): the A&S formula above for float32 on NumPy, SciPy's (or CuPy's) erf otherwise."""
     xp = backend.xp
     if x.dtype != xp.float32 or backend.name == "cupy":
         return backend.erf(x)
