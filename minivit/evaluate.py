@@ -29,6 +29,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, split: str
         raise CheckpointError(f"{checkpoint} has no normalisation statistics: it was not written by "
                               "minivit.train.")
     dataset = load_split(data_dir, split, image_size=model.config.image_size)
+    if dataset.class_names != meta["class_names"] and set(meta["class_names"]) <= set(dataset.class_names):
+        dataset = dataset.select_classes(meta["class_names"])  # a model trained on some of the classes
     if dataset.class_names != meta["class_names"]:
         raise DataError(f"The data's classes {dataset.class_names} are not the checkpoint's "
                         f"{meta['class_names']}.")

@@ -23,10 +23,13 @@ from minivit.ops import (
     gelu_backward,
     gelu_forward,
     im2col,
+    interpolate_position_backward,
+    interpolate_position_forward,
     linear_backward,
     linear_forward,
     multi_head_attention_backward,
     multi_head_attention_forward,
+    patch_grid_size,
     pool_backward,
     pool_forward,
     position_add_backward,
@@ -111,26 +114,42 @@ class PatchEmbeddings(Module):
 
 
 class ViTEmbeddings(Module):
-    """Patch embeddings, with a learned CLS token in front and learned position embeddings added."""
+    """Patch embeddings, with a learned CLS token in front and learned position embeddings added.
+
+    With ``interpolate_pos_encoding=True`` an image of another size is embedded too:
+    the position table's patch grid is resized bicubically to the image's grid
+    (``minivit.ops.interpolate``), as transformers' ``interpolate_pos_encoding`` does.
+    """
 
     def __init__(self, config: ViTConfig, initializer: _Init, rng):
         D = config.hidden_size
+        self.grid_size = config.grid_size
         self.cls_token = initializer.trunc_normal((1, 1, D))
         self.position_embeddings = initializer.trunc_normal((1, config.num_patches + 1, D))
         self.patch_embeddings = PatchEmbeddings(config, initializer)
         self.dropout = Dropout(config.hidden_dropout_prob, rng)
 
-    def forward(self, pixel_values):
+    def forward(self, pixel_values, interpolate_pos_encoding: bool = False):
         patches = self.patch_embeddings.forward(pixel_values)  # (B, N, D)
         tokens, batch_size = cls_concat_forward(patches, self.cls_token.data)  # (B, N+1, D)
-        tokens, _ = position_add_forward(tokens, self.position_embeddings.data)
-        self._cache = batch_size
+        positions, interpolation = self.position_embeddings.data, None
+        height, width = pixel_values.shape[2:]
+        grid = (patch_grid_size(height, self.patch_embeddings.patch_size, self.patch_embeddings.stride),
+                patch_grid_size(width, self.patch_embeddings.patch_size, self.patch_embeddings.stride))
+        # transformers' rule: keep the table as it is when the token count matches and the image is square.
+        if interpolate_pos_encoding and not (grid[0] * grid[1] == self.grid_size**2 and height == width):
+            positions, interpolation = interpolate_position_forward(
+                positions, (self.grid_size, self.grid_size), grid)
+        tokens, _ = position_add_forward(tokens, positions)
+        self._cache = (batch_size, interpolation)
         return self.dropout.forward(tokens)
 
     def backward(self, dout):
-        batch_size = self._pop_cache()
+        batch_size, interpolation = self._pop_cache()
         dtokens = self.dropout.backward(dout)
         dtokens, dposition = position_add_backward(dtokens)
+        if interpolation is not None:
+            dposition = interpolate_position_backward(dposition, interpolation)
         self.position_embeddings.grad += dposition
         dpatches, dcls = cls_concat_backward(dtokens, batch_size)
         self.cls_token.grad += dcls
@@ -270,10 +289,14 @@ class ViTForImageClassification(Module):
         self.layernorm = initializer.layernorm(config.hidden_size, config.layer_norm_eps)
         self.classifier = initializer.linear(config.hidden_size, config.num_labels)
 
-    def forward(self, pixel_values):
-        """pixel_values (B, C, H, W), of the model's dtype, on the active backend -> logits (B, num_labels)."""
-        self._check_pixel_values(pixel_values)
-        hidden_states = self.embeddings.forward(pixel_values)  # (B, N+1, D)
+    def forward(self, pixel_values, interpolate_pos_encoding: bool = False):
+        """pixel_values (B, C, H, W), of the model's dtype, on the active backend -> logits (B, num_labels).
+
+        interpolate_pos_encoding: accept images of another size than config.image_size,
+            resizing the position embeddings to their patch grid (bicubic, as transformers).
+        """
+        self._check_pixel_values(pixel_values, interpolate_pos_encoding)
+        hidden_states = self.embeddings.forward(pixel_values, interpolate_pos_encoding)  # (B, N+1, D)
         hidden_states = self.encoder.forward(hidden_states)
         hidden_states = self.layernorm.forward(hidden_states)
         pooled, pool_cache = pool_forward(hidden_states, self.config.pooling)  # (B, D)
@@ -298,7 +321,7 @@ class ViTForImageClassification(Module):
         """The last forward's attention probabilities, one (B, H, T, T) array per layer."""
         return [layer.attention.attention_probs for layer in self.encoder.layers]
 
-    def _check_pixel_values(self, pixel_values) -> None:
+    def _check_pixel_values(self, pixel_values, interpolate_pos_encoding: bool = False) -> None:
         xp = backend.xp
         config = self.config
         if not isinstance(pixel_values, xp.ndarray):
@@ -328,8 +351,18 @@ class ViTForImageClassification(Module):
                 "Make sure that the channel dimension of the pixel values match with the one set in "
                 f"the configuration. Expected {config.num_channels} but got {channels}."
             )
-        if height != config.image_size or width != config.image_size:
+        if interpolate_pos_encoding:
+            for side, size in (("height", height), ("width", width)):
+                if size < config.patch_size or (size - config.patch_size) % config.stride != 0:
+                    raise ValueError(
+                        f"The image {side} ({size}) does not fit whole patches: with patch_size "
+                        f"{config.patch_size} and stride {config.stride}, (size - patch_size) must be a "
+                        f"non-negative multiple of {config.stride}. Resize or crop the images, e.g. to "
+                        f"{max(config.patch_size, size - (size - config.patch_size) % config.stride)} pixels."
+                    )
+        elif height != config.image_size or width != config.image_size:
             raise ValueError(
                 f"Input image size ({height}*{width}) doesn't match model "
-                f"({config.image_size}*{config.image_size})."
+                f"({config.image_size}*{config.image_size}). Pass interpolate_pos_encoding=True to "
+                "run on images of another size."
             )

@@ -20,14 +20,21 @@ def no_weight_decay(name: str) -> bool:
 
 
 class Optimizer:
-    def __init__(self, named_parameters, lr: float):
+    """Base class. ``lr_scales`` ({name: factor}) gives parameters their own fraction of
+    the learning rate (layer-wise decay when finetuning); the others get 1."""
+
+    def __init__(self, named_parameters, lr: float, lr_scales: dict | None = None):
         self.named_parameters = list(named_parameters)
         if not self.named_parameters:
             raise ValueError("The optimizer got no parameters.")
         if not lr >= 0:
             raise ValueError(f"The learning rate must be >= 0; got {lr}.")
         self.lr = lr
+        self.lr_scales = lr_scales or {}
         self.step_count = 0
+
+    def parameter_lr(self, name: str) -> float:
+        return self.lr * self.lr_scales.get(name, 1.0)
 
     def zero_grad(self) -> None:
         for _, parameter in self.named_parameters:
@@ -62,8 +69,8 @@ class SGD(Optimizer):
     optional Nesterov momentum and coupled weight decay (grad += weight_decay * p)."""
 
     def __init__(self, named_parameters, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 nesterov: bool = False):
-        super().__init__(named_parameters, lr)
+                 nesterov: bool = False, lr_scales: dict | None = None):
+        super().__init__(named_parameters, lr, lr_scales)
         self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, nesterov
         xp = backend.xp
         self.momentum_buffers = {name: xp.zeros_like(p.data) for name, p in self.named_parameters}
@@ -81,7 +88,7 @@ class SGD(Optimizer):
                 buffer *= self.momentum
                 buffer += grad
             update = grad + self.momentum * buffer if self.nesterov else buffer
-            parameter.data -= self.lr * update
+            parameter.data -= self.parameter_lr(name) * update
 
     def _slots(self) -> dict:
         return {"momentum": self.momentum_buffers}
@@ -97,8 +104,8 @@ class AdamW(Optimizer):
     """
 
     def __init__(self, named_parameters, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.05):
-        super().__init__(named_parameters, lr)
+                 weight_decay: float = 0.05, lr_scales: dict | None = None):
+        super().__init__(named_parameters, lr, lr_scales)
         self.beta1, self.beta2 = betas
         self.eps, self.weight_decay = eps, weight_decay
         xp = backend.xp
@@ -110,11 +117,12 @@ class AdamW(Optimizer):
         self.step_count += 1
         bias_correction1 = 1.0 - self.beta1**self.step_count
         bias_correction2 = 1.0 - self.beta2**self.step_count
-        step_size = self.lr / bias_correction1
         for name, parameter in self.named_parameters:
+            lr = self.parameter_lr(name)
+            step_size = lr / bias_correction1
             grad = parameter.grad
             if self.weight_decay and not no_weight_decay(name):
-                parameter.data *= 1.0 - self.lr * self.weight_decay
+                parameter.data *= 1.0 - lr * self.weight_decay
             m, v = self.exp_avg[name], self.exp_avg_sq[name]
             m *= self.beta1
             m += (1.0 - self.beta1) * grad

@@ -32,6 +32,7 @@ from minivit.augment import AugmentConfig, augment_batch, normalize
 from minivit.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from minivit.config import PRESETS, ViTConfig
 from minivit.data import DataError, download_cifar10, find_data, load_split, stratified_split
+from minivit.finetune import FinetuneError, build_from_pretrained, frozen_names, layer_decay_scales
 from minivit.model import ViTForImageClassification
 from minivit.ops import cross_entropy_backward, cross_entropy_forward
 from minivit.optim import SGD, AdamW, clip_grad_norm, warmup_cosine
@@ -65,8 +66,18 @@ class TrainConfig:
     sync_every: int = 50  # steps between host reads of the loss on the GPU (1 on NumPy)
     max_steps: int | None = None  # stop after this many steps in all (as if interrupted)
     progress: bool = True
+    # data subsets
+    classes: list | None = None  # train on these classes only (names), relabelled 0, 1, ... in this order
+    train_per_class: int | None = None  # keep this many training images per class (after the validation split)
+    # finetuning
+    init_from: str | None = None  # pretrained weights: a minivit checkpoint, transformers folder, Google .npz, timm
+    freeze: str = ""  # name prefixes to hold fixed, comma-separated; "backbone": all but the classifier
+    layer_decay: float = 1.0  # layer l of L learns at lr * layer_decay^(L + 1 - l); 1 turns it off
 
-    def model_config(self) -> ViTConfig:
+    def model_config(self, base: ViTConfig | None = None) -> ViTConfig:
+        """The preset's ViTConfig (or ``base``, a pretrained model's) with ``model``'s overrides."""
+        if base is not None:
+            return base.replace(**self.model)
         if self.preset not in PRESETS:
             raise ValueError(f"Unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}.")
         return ViTConfig(**{**PRESETS[self.preset], **self.model})
@@ -91,6 +102,13 @@ class TrainConfig:
             problems.append(f"--label-smoothing must be in [0, 1); got {self.label_smoothing}")
         if not 0 < self.val_fraction < 1:
             problems.append(f"--val-fraction must be in (0, 1); got {self.val_fraction}")
+        if not 0 < self.layer_decay <= 1:
+            problems.append(f"--layer-decay must be in (0, 1]; got {self.layer_decay}")
+        if self.train_per_class is not None and self.train_per_class < 1:
+            problems.append(f"--train-per-class must be at least 1; got {self.train_per_class}")
+        if self.init_from is not None and not Path(self.init_from).expanduser().exists() \
+                and "/" not in self.init_from.strip("/"):
+            problems.append(f"--init-from {self.init_from}: no such file or folder")
         if problems:
             raise ValueError("Bad training options: " + "; ".join(problems) + ".")
         self.model_config()  # raises on a bad model field
@@ -118,7 +136,7 @@ RECIPES: dict[str, dict] = {
 
 # Options that may differ when resuming a run; everything else must match the checkpoint.
 RESUMABLE_CHANGES = {"data_dir", "download", "backend", "time_budget", "max_steps", "progress",
-                     "eval_batch_size", "sync_every", "out"}
+                     "eval_batch_size", "sync_every", "out", "init_from"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -212,21 +230,44 @@ class Trainer:
         backend.use(config.backend)
 
         data_dir = resolve_data_dir(config)
-        model_config = config.model_config()
+        pretrained = self._read_pretrained() if config.init_from and not resume else None
+        model_config = self._model_config(pretrained, resume)
         full_train = load_split(data_dir, "train", image_size=model_config.image_size)
+        if config.classes:
+            full_train = full_train.select_classes(config.classes)
+        if "num_labels" not in config.model and not resume:  # as many outputs as the data has classes
+            model_config = model_config.replace(num_labels=full_train.num_classes)
         self._check_data(full_train, model_config)
         train_idx, val_idx = stratified_split(full_train.labels, config.val_fraction, config.seed)
         self.train_set, self.val_set = full_train.subset(train_idx), full_train.subset(val_idx)
+        if config.train_per_class:
+            self.train_set = self.train_set.take_per_class(config.train_per_class, config.seed)
         self.class_names = full_train.class_names
         self.mean, self.std = self.train_set.channel_stats()
+        if pretrained is not None and "mean" in pretrained[2]:  # keep the inputs the model was trained on
+            self.mean = np.array(pretrained[2]["mean"], dtype=np.float32)
+            self.std = np.array(pretrained[2]["std"], dtype=np.float32)
         self.batches = Batches(self.train_set.images, self.train_set.labels, config.batch_size, config.seed)
 
-        self.model = ViTForImageClassification(model_config, seed=config.seed)
-        named = list(self.model.named_parameters())
-        if config.optimizer == "adamw":
-            self.optimizer = AdamW(named, lr=config.lr, weight_decay=config.weight_decay)
+        if pretrained is not None:
+            source_config, state, source_meta = pretrained
+            # new classes need a new head, even when they are as many as the old ones
+            new_head = (source_meta["class_names"] != self.class_names) if "class_names" in source_meta else None
+            self.model = build_from_pretrained(source_config, state, model_config, seed=config.seed,
+                                               new_head=new_head, verbose=True)
         else:
-            self.optimizer = SGD(named, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+            self.model = ViTForImageClassification(model_config, seed=config.seed)
+        names = [name for name, _ in self.model.named_parameters()]
+        frozen = frozen_names(names, config.freeze)
+        named = [(name, parameter) for name, parameter in self.model.named_parameters() if name not in frozen]
+        self.trainable = [parameter for _, parameter in named]
+        scales = (layer_decay_scales(names, model_config.num_hidden_layers, config.layer_decay)
+                  if config.layer_decay != 1 else None)
+        if config.optimizer == "adamw":
+            self.optimizer = AdamW(named, lr=config.lr, weight_decay=config.weight_decay, lr_scales=scales)
+        else:
+            self.optimizer = SGD(named, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                                 lr_scales=scales)
         self.augment_rng = backend.default_rng(np.random.SeedSequence([config.seed, 2]).generate_state(1)[0])
         self.host_rng = np.random.default_rng([config.seed, 3])
 
@@ -244,6 +285,25 @@ class Trainer:
         elif (self.run_dir / "checkpoint-last.npz").exists():
             raise CheckpointError(f"{self.run_dir} already holds a run (checkpoint-last.npz): continue it "
                                   "with --resume, or choose another --out. Nothing was overwritten.")
+
+    def _read_pretrained(self) -> tuple:
+        from minivit.convert import read_pretrained
+
+        try:
+            return read_pretrained(self.config.init_from, self.config.model.get("num_attention_heads"))
+        except (OSError, KeyError) as error:
+            raise CheckpointError(f"--init-from {self.config.init_from}: {error}") from error
+
+    def _model_config(self, pretrained, resume: bool) -> ViTConfig:
+        """The preset's config; a pretrained model's (with the overrides) when finetuning; the
+        checkpoint's own when resuming."""
+        if resume:
+            path = self.run_dir / "checkpoint-last.npz"
+            if path.is_file():
+                return ViTConfig.from_dict(read_checkpoint(path)[0]["config"])
+        if pretrained is not None:
+            return self.config.model_config(base=pretrained[0])
+        return self.config.model_config()
 
     def _check_data(self, dataset, model_config: ViTConfig) -> None:
         _, channels, height, width = dataset.images.shape
@@ -325,7 +385,7 @@ class Trainer:
         loss, loss_cache = cross_entropy_forward(logits, targets, config.label_smoothing)
         self.model.backward(cross_entropy_backward(1.0, loss_cache))
         if config.grad_clip > 0:
-            clip_grad_norm(self.model.parameters(), config.grad_clip)
+            clip_grad_norm(self.trainable, config.grad_clip)
         self.optimizer.lr = self.learning_rate(self.step)
         self.optimizer.step()
         hard_targets = targets if targets.ndim == 1 else xp.argmax(targets, axis=1)
@@ -487,9 +547,9 @@ def train(config: TrainConfig, resume: bool = False, on_step=None) -> dict:
 
 # --- command line ----------------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m minivit.train") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m minivit.train", description="Train a minivit ViT on CIFAR-10 or an image folder.",
+        prog=prog, description="Train (or finetune) a minivit ViT on CIFAR-10 or an image folder.",
         argument_default=argparse.SUPPRESS)
     parser.add_argument("--preset", choices=sorted(RECIPES), help="model and recipe (default cifar-tiny)")
     parser.add_argument("--data-dir", help="CIFAR-10 (cifar-10-batches-py or its parent) or an image folder "
@@ -499,8 +559,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=["numpy", "cupy"])
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--classes", type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+                        help="train on these classes only, comma-separated (e.g. cat,dog)")
+    finetune = parser.add_argument_group("finetuning")
+    finetune.add_argument("--init-from", help="start from these weights: a minivit checkpoint, a transformers "
+                                              "folder or hub name, a Google .npz or a timm .safetensors")
+    finetune.add_argument("--freeze", help="name prefixes to hold fixed, comma-separated; 'backbone' = all but "
+                                           "the classifier")
+    finetune.add_argument("--layer-decay", type=float, help="layer-wise learning-rate decay in (0, 1]; default 1")
     for item in dataclasses.fields(TrainConfig):
-        if item.name in ("preset", "model", "data_dir", "download", "out", "backend", "augment", "progress"):
+        if item.name in ("preset", "model", "data_dir", "download", "out", "backend", "augment", "progress",
+                         "classes", "init_from", "freeze", "layer_decay"):
             continue
         kind = float if item.name in ("time_budget",) else type(item.default) if item.default is not None else int
         parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, help=f"default: {item.default}")
@@ -523,11 +592,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(argv=None) -> tuple[TrainConfig, bool]:
-    args = vars(build_parser().parse_args(argv))
+def config_from_args(argv=None, recipe: dict | None = None,
+                     prog: str = "python -m minivit.train") -> tuple[TrainConfig, bool]:
+    """``recipe`` overrides the preset's recipe (the finetuning one, for ``minivit.finetune``)."""
+    args = vars(build_parser(prog).parse_args(argv))
     resume = args.pop("resume", False)
     preset = args.pop("preset", "cifar-tiny")
     values = {"preset": preset, "out": f"runs/{preset}", **RECIPES[preset]}
+    if recipe is not None:
+        values.update(recipe, out="runs/finetune")
     augment = dataclasses.asdict(values.pop("augment"))
     model = {}
     for key, value in args.items():
@@ -550,11 +623,11 @@ def config_from_args(argv=None) -> tuple[TrainConfig, bool]:
     return TrainConfig(**{**values, "model": model, "augment": AugmentConfig(**augment)}), False
 
 
-def main(argv=None) -> int:
+def main(argv=None, recipe: dict | None = None, prog: str = "python -m minivit.train") -> int:
     try:
-        config, resume = config_from_args(argv)
+        config, resume = config_from_args(argv, recipe, prog)
         result = train(config, resume=resume)
-    except (ValueError, DataError, CheckpointError, TrainingDiverged) as error:
+    except (ValueError, DataError, CheckpointError, FinetuneError, TrainingDiverged) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2 if not isinstance(error, TrainingDiverged) else 1
     print(json.dumps({k: v for k, v in result.items()}, indent=None))

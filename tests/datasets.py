@@ -37,7 +37,7 @@ def write_cifar_archive(root: Path) -> Path:
     return archive
 
 
-COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (40, 60, 230)}
+COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (40, 60, 230), "black": (10, 10, 10)}
 
 
 def write_image_folder(root: Path, per_class: int = 16, size: int = 8, test_per_class: int = 6,

@@ -25,9 +25,14 @@ PARITY_CONFIGS = {
 BATCH_SIZE = 3
 
 
-def reference_run(config_fields: dict, seed: int = 0, dtype: str = "float64") -> dict:
+def reference_run(config_fields: dict, seed: int = 0, dtype: str = "float64",
+                  input_size: tuple[int, int] | None = None) -> dict:
     """Returns {"weights": {hf_name: array}, "pixel_values", "dlogits", "logits",
-    "grads": {hf_name: array}, "dpixel_values"}, all NumPy."""
+    "grads": {hf_name: array}, "dpixel_values"}, all NumPy.
+
+    input_size: (height, width) of images of another size than the config's, run with
+    ``interpolate_pos_encoding=True``.
+    """
     import torch
     from transformers import ViTConfig, ViTForImageClassification
 
@@ -43,11 +48,12 @@ def reference_run(config_fields: dict, seed: int = 0, dtype: str = "float64") ->
 
     rng = np.random.default_rng(seed)
     size, channels = config.image_size, config.num_channels
-    pixel_values = rng.standard_normal((BATCH_SIZE, channels, size, size)).astype(dtype)
+    height, width = input_size or (size, size)
+    pixel_values = rng.standard_normal((BATCH_SIZE, channels, height, width)).astype(dtype)
     dlogits = rng.standard_normal((BATCH_SIZE, config.num_labels)).astype(dtype)
 
     pixel_tensor = torch.tensor(pixel_values, requires_grad=True)
-    logits = model(pixel_values=pixel_tensor).logits
+    logits = model(pixel_values=pixel_tensor, interpolate_pos_encoding=input_size is not None).logits
     logits.backward(torch.tensor(dlogits))
     return {
         "weights": {name: p.detach().numpy().copy() for name, p in model.named_parameters()},

@@ -174,3 +174,22 @@ def test_gradcheck_names_the_failing_tensor():
 def test_gradcheck_refuses_float32():
     with pytest.raises(TypeError, match="float64"):
         check_op(ops.softmax_forward, ops.softmax_backward, {"x": normal(0, 3).astype("float32")})
+
+
+@pytest.mark.parametrize("old_grid,new_grid", [((3, 3), (5, 5)), ((4, 4), (2, 3)), ((3, 3), (3, 3))])
+def test_position_interpolation(backend_name, old_grid, new_grid):
+    """Bicubic resizing of the position grid (CLS row kept apart) is linear: its backward is exact."""
+    table = normal(0, 1, 1 + old_grid[0] * old_grid[1], 4)
+    report = check_op(ops.interpolate_position_forward, ops.interpolate_position_backward,
+                      {"position_embeddings": table}, kwargs={"old_grid": old_grid, "new_grid": new_grid})
+    report.assert_close(TOL)  # about 1e-11
+
+
+def test_bicubic_matrix_rows_sum_to_one_and_same_size_is_identity():
+    """Cubic convolution reproduces constants, and resizing to the same size changes nothing."""
+    xp = backend.xp
+    for in_size, out_size in [(3, 7), (8, 5), (14, 24)]:
+        matrix = ops.interpolate.bicubic_matrix(in_size, out_size)
+        assert matrix.shape == (out_size, in_size)
+        assert float(xp.abs(matrix.sum(axis=1) - 1).max()) < 1e-12
+    assert float(xp.abs(ops.interpolate.bicubic_matrix(6, 6) - xp.eye(6)).max()) < 1e-12

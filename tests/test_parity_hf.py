@@ -18,11 +18,11 @@ from minivit import backend, convert
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
-def minivit_run(reference: dict, fields: dict, dtype: str) -> dict:
+def minivit_run(reference: dict, fields: dict, dtype: str, interpolate_pos_encoding: bool = False) -> dict:
     config = minivit.ViTConfig(**fields)
     model = minivit.ViTForImageClassification(config, dtype=dtype).eval()
     model.load_state_dict(convert.from_hf(reference["weights"]))
-    logits = model.forward(backend.asarray(reference["pixel_values"].astype(dtype)))
+    logits = model.forward(backend.asarray(reference["pixel_values"].astype(dtype)), interpolate_pos_encoding)
     dpixel_values = model.backward(backend.asarray(reference["dlogits"].astype(dtype)))
     grads = convert.to_hf({name: backend.to_numpy(p.grad) for name, p in model.named_parameters()})
     return {"logits": backend.to_numpy(logits), "dpixel_values": backend.to_numpy(dpixel_values),
@@ -69,6 +69,24 @@ def test_live_parity(config_name, dtype, atol):
     pytest.importorskip("transformers")
     reference = reference_run(PARITY_CONFIGS[config_name], seed=1, dtype=dtype)
     ours = minivit_run(reference, PARITY_CONFIGS[config_name], dtype)
+    assert_same_tensors(ours, reference, atol=atol)
+
+
+# Larger, smaller, non-square, and square with the same patch count (no interpolation at all).
+INTERPOLATION_SIZES = {"four-heads": [(24, 24), (8, 8), (12, 20)], "odd-sizes": [(25, 25), (10, 35)],
+                       "one-channel-one-head": [(14, 14), (4, 16)]}
+
+
+@pytest.mark.parametrize("dtype,atol", [("float64", 1e-9), ("float32", 1e-4)])
+@pytest.mark.parametrize("config_name,input_size",
+                         [(name, size) for name, sizes in INTERPOLATION_SIZES.items() for size in sizes])
+def test_live_parity_interpolated_positions(config_name, input_size, dtype, atol):
+    """Images of another size, with the position table resized bicubically: transformers'
+    interpolate_pos_encoding, forward and backward, every tensor by name."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    reference = reference_run(PARITY_CONFIGS[config_name], seed=2, dtype=dtype, input_size=input_size)
+    ours = minivit_run(reference, PARITY_CONFIGS[config_name], dtype, interpolate_pos_encoding=True)
     assert_same_tensors(ours, reference, atol=atol)
 
 

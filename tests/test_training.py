@@ -165,9 +165,10 @@ def test_data_dir_with_nothing_usable(tmp_path, capsys):
 
 
 def test_images_that_do_not_fit_the_model(tmp_path):
+    """CIFAR's 32 px images are resized to the model's 8 px; its 3 channels cannot become 1."""
     write_cifar_batches(tmp_path / "data")
-    with pytest.raises(DataError, match="images are 3x32x32 but the model expects 3x8x8"):
-        train(tiny_config(tmp_path / "data", tmp_path / "run"))
+    with pytest.raises(DataError, match="images are 3x8x8 but the model expects 1x8x8"):
+        train(tiny_config(tmp_path / "data", tmp_path / "run", model={**TINY_MODEL, "num_channels": 1}))
 
 
 def test_image_folders_are_resized_to_the_model(data_dir, tmp_path):

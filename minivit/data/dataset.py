@@ -33,6 +33,48 @@ class Dataset:
     def subset(self, indices) -> Dataset:
         return Dataset(self.images[indices], self.labels[indices], self.class_names)
 
+    def select_classes(self, names: list[str]) -> Dataset:
+        """Only the images of these classes, relabelled 0, 1, ... in the order given."""
+        unknown = [name for name in names if name not in self.class_names]
+        if unknown:
+            raise DataError(f"Unknown class(es) {', '.join(unknown)}: this data set has "
+                            f"{', '.join(self.class_names)}.")
+        if len(set(names)) != len(names):
+            raise DataError(f"Classes are listed twice: {', '.join(names)}.")
+        old_labels = [self.class_names.index(name) for name in names]
+        keep = np.isin(self.labels, old_labels)
+        relabel = np.full(self.num_classes, -1, dtype=self.labels.dtype)
+        relabel[old_labels] = np.arange(len(names))
+        return Dataset(self.images[keep], relabel[self.labels[keep]], list(names))
+
+    def take_per_class(self, count: int, seed: int = 0) -> Dataset:
+        """``count`` images of every class, drawn at random (seeded), in a shuffled order."""
+        rng = np.random.default_rng([seed, 4])
+        chosen = []
+        for label in range(self.num_classes):
+            members = np.flatnonzero(self.labels == label)
+            if len(members) < count:
+                raise DataError(f"Class {self.class_names[label]!r} has {len(members)} images, fewer than the "
+                                f"{count} per class asked for: lower --train-per-class.")
+            chosen.append(rng.choice(members, size=count, replace=False))
+        return self.subset(rng.permutation(np.concatenate(chosen)))
+
+    def resized(self, size: int) -> Dataset:
+        """Every image resized to size x size (Pillow's bicubic, as the image-folder loader)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from PIL import Image
+
+        def resize(image: np.ndarray) -> np.ndarray:  # one (C, H, W) image, channel by channel
+            return np.stack([np.asarray(Image.fromarray(channel).resize((size, size), Image.BICUBIC))
+                             for channel in image])
+
+        if self.images.shape[2:] == (size, size):
+            return self
+        with ThreadPoolExecutor() as pool:  # Pillow resizes without the GIL
+            images = np.stack(list(pool.map(resize, self.images)))
+        return Dataset(images, self.labels, self.class_names)
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
@@ -77,5 +119,6 @@ def load_split(data_dir: str | Path, split: str, image_size: int | None = None) 
         raise ValueError(f"Unknown split {split!r}: use 'train' or 'test'.")
     layout, path = find_data(data_dir)
     if layout == "cifar10":
-        return load_cifar10(path, split)
+        dataset = load_cifar10(path, split)
+        return dataset.resized(image_size) if image_size else dataset
     return load_image_folder(path, split, image_size=image_size)

@@ -25,6 +25,7 @@ from minivit.ops.embeddings import (
     position_add_forward,
 )
 from minivit.ops.gelu import gelu_backward, gelu_forward
+from minivit.ops.interpolate import interpolate_position_backward, interpolate_position_forward
 from minivit.ops.layernorm import layernorm_backward, layernorm_forward
 from minivit.ops.linear import linear_backward, linear_forward
 from minivit.ops.losses import cross_entropy_backward, cross_entropy_forward
@@ -46,6 +47,8 @@ __all__ = [
     "gelu_backward",
     "gelu_forward",
     "im2col",
+    "interpolate_position_backward",
+    "interpolate_position_forward",
     "layernorm_backward",
     "layernorm_forward",
     "linear_backward",
@@ -53,8 +56,6 @@ __all__ = [
     "merge_heads",
     "multi_head_attention_backward",
     "multi_head_attention_forward",
-    "op_backward",
-    "op_forward",
     "patch_grid_size",
     "pool_backward",
     "pool_forward",
