@@ -20,7 +20,8 @@ def images(*shape, dtype="float32"):
 
 
 def test_wrong_image_size_as_transformers_words_it(model):
-    with pytest.raises(ValueError, match=r"^Input image size \(16\*12\) doesn.t match model \(8\*8\)\. Pass interpolate_pos_encoding=True"):
+    with pytest.raises(ValueError, match=r"^Input image size \(16\*12\) doesn.t match model \(8\*8\)\. "
+                                         r"Pass interpolate_pos_encoding=True"):
         model.forward(images(1, 3, 16, 12))
 
 

@@ -153,7 +153,8 @@ def test_pretrain_then_finetune_from_the_command_line(colours, tmp_path, capsys)
     resized, _ = ops.interpolate_position_forward(
         backend.asarray(pretrained[1]["embeddings.position_embeddings"].astype("float64")), (2, 2), (4, 4))
     np.testing.assert_allclose(state["embeddings.position_embeddings"], backend.to_numpy(resized), atol=1e-6)
-    assert not np.array_equal(state["encoder.layers.0.mlp.fc1.weight"], pretrained[1]["encoder.layers.0.mlp.fc1.weight"])
+    trained = "encoder.layers.0.mlp.fc1.weight"
+    assert not np.array_equal(state[trained], pretrained[1][trained])
     rows = [json.loads(line) for line in (tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2
     # the test split is filtered to the checkpoint's classes
