@@ -102,3 +102,43 @@ def seconds_per_call(function, repeats=5):
         backend.synchronize()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+# Lesson 9
+def resize_matrix(in_size, out_size):
+    import math
+
+    from minivit.ops.interpolate import cubic_weights
+
+    matrix = np.zeros((out_size, in_size))
+    for i in range(out_size):
+        x = (i + 0.5) * in_size / out_size - 0.5
+        left = math.floor(x)
+        for offset, weight in zip((-1, 0, 1, 2), cubic_weights(x - left)):
+            matrix[i, min(max(left + offset, 0), in_size - 1)] += weight
+    return matrix
+
+
+def layer_decay_scale(name, num_layers, decay):
+    if name.startswith("embeddings."):
+        layer = 0
+    elif name.startswith("encoder.layers."):
+        layer = int(name.split(".")[2]) + 1
+    else:
+        layer = num_layers + 1
+    return decay ** (num_layers + 1 - layer)
+
+
+# Lesson 10
+def principal_components(filters, count):
+    D = filters.shape[0]
+    flat = filters.reshape(D, -1)
+    _, singular_values, directions = np.linalg.svd(flat - flat.mean(axis=0), full_matrices=False)
+    shares = singular_values**2 / np.sum(singular_values**2)
+    return directions[:count].reshape(count, *filters.shape[1:]), shares[:count]
+
+
+def attention_distance(probs, distances):
+    between_patches = probs[:, :, 1:, 1:]
+    between_patches = between_patches / between_patches.sum(axis=-1, keepdims=True)
+    return (between_patches * distances).sum(axis=-1).mean(axis=(0, 2))

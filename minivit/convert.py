@@ -1,6 +1,14 @@
-"""Move weights (and gradients) between minivit and transformers' ViTForImageClassification.
+"""Weights in and out: transformers' ViT, timm's, Google's original checkpoints.
 
-Both directions take and return plain dicts of NumPy arrays, keyed by the
+    from_hf(d) / to_hf(d)         transformers names <-> minivit names (weights or gradients)
+    from_timm(d)                  timm's vision_transformer state dict -> minivit names
+    from_google_npz(path)         the original ViT .npz (Flax arrays) -> minivit names
+    read_pretrained(source)       (config, state dict, meta) from any of these, or a minivit checkpoint
+    load_pretrained(source)       -> a ready ViTForImageClassification
+    load_hf_pretrained(folder_or_name), save_hf_pretrained(model, folder)
+                                  transformers' save_pretrained folders (config.json + safetensors)
+
+from_hf and to_hf take and return plain dicts of NumPy arrays, keyed by the
 other side's names and laid out in the other side's shapes:
 
     minivit name                                    transformers name (5.x)                    layout

@@ -155,11 +155,12 @@ def main(argv=None) -> int:
     from minivit.train import main as train_main
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(arg == "--init-from" or arg.startswith("--init-from=") for arg in argv) and "--resume" not in argv:
+    wants_help = "-h" in argv or "--help" in argv
+    has_source = any(arg == "--init-from" or arg.startswith("--init-from=") for arg in argv)
+    if not (has_source or wants_help or "--resume" in argv):
         print("error: python -m minivit.finetune needs --init-from SOURCE (a minivit checkpoint, a transformers "
               "folder or hub name, a Google .npz or a timm file). See --help.", file=sys.stderr)
-        if "-h" not in argv and "--help" not in argv:
-            return 2
+        return 2
     return train_main(argv, recipe=FINETUNE_RECIPE, prog="python -m minivit.finetune")
 
 

@@ -19,6 +19,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minivit"
 # (ops, modules, optimizers, augmentation, losses) must use backend.xp.
 HOST_SIDE = {"backend.py", "init.py", "convert.py", "checkpoint.py", "data", "plots.py",
              "evaluate.py", "train.py"}
+# visualize.py analyses a trained model after the fact (PCA, distances, rollout) on the host.
+HOST_SIDE |= {"visualize.py"}
 # minivit/fused/cpu.py holds numba kernels, which take NumPy arrays by definition; the
 # readable path they replace (minivit/ops) stays backend-agnostic and is tested against them.
 HOST_SIDE |= {"fused"}

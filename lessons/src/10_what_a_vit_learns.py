@@ -1,0 +1,164 @@
+# %% [markdown]
+# # Lesson 10 — What a ViT learns
+#
+# **Goals.**
+# 1. Look inside a model you trained: its patch-embedding filters, its position embeddings, how
+#    far each attention head looks, and where the CLS token draws its answer from.
+# 2. Write two of the analyses yourself: the principal components of the filters, and the mean
+#    attention distance.
+# 3. Compare with what the ViT paper found for ViT-L/16 trained on 300 M images (its Figure 7),
+#    and reason about what is different for a small ViT trained for minutes on CIFAR.
+#
+# The model is the one you pretrained in lesson 9 (five CIFAR-10 classes). Every figure here is
+# also drawn by `python -m minivit.visualize --checkpoint CKPT --data-dir DIR --out figures/`.
+
+# %%
+import numpy as np
+
+import minivit
+from lesson_support import FAST, REPO, check, check_close, data_dir, exercise
+from minivit import augment, backend, visualize
+from minivit.data import load_split
+
+checkpoint = REPO / "runs" / "lesson-09" / "pretrain" / "checkpoint-last.npz"
+if not checkpoint.is_file():  # lesson 9 not run: train a short one here
+    from minivit.train import TrainConfig, train
+
+    tiny = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64) if FAST else {}
+    train(TrainConfig(preset="cifar-tiny", model=tiny, data_dir=data_dir(), out=str(checkpoint.parent),
+                      classes=["airplane", "automobile", "bird", "cat", "deer"], time_budget=5 if FAST else 300,
+                      progress=False, **(dict(epochs=2, batch_size=16) if FAST else {})))
+model = minivit.load_checkpoint(checkpoint)
+meta = model.checkpoint_meta
+print(f"{model.config.num_hidden_layers} layers, {model.config.num_attention_heads} heads, "
+      f"trained {meta['epoch']:.1f} epochs on {', '.join(meta['class_names'])}")
+
+test = load_split(data_dir(), "test", image_size=model.config.image_size).select_classes(meta["class_names"])
+chosen = np.random.default_rng(0).permutation(len(test))[:40 if FAST else 500]
+images, labels = test.images[chosen], test.labels[chosen]
+mean, std = np.array(meta["mean"], dtype=np.float32), np.array(meta["std"], dtype=np.float32)
+pixel_values = backend.to_numpy(augment.normalize(backend.asarray(images), mean, std))
+figures = REPO / "runs" / "lesson-10"
+
+# %% [markdown]
+# ## 1. The patch-embedding filters
+#
+# The patch projection has D filters, each a (3, p, p) pattern of weights; a patch's embedding is
+# its dot products with them. D = 192 filters of 48 numbers each are too many to read, so the paper
+# shows their **principal components**: centre the filters (subtract the mean filter), take the
+# SVD $F - \bar F = U S V^\top$; the rows of $V^\top$ are the directions of most variance, in order,
+# and $S_i^2 / \sum_j S_j^2$ is the share of variance each explains.
+#
+# **Exercise 1.** Return the first `count` components, shaped (count, C, p, p), and their shares.
+
+# %%
+@exercise
+def principal_components(filters, count):
+    # filters: (D, C, p, p). TODO: about six lines.
+    raise NotImplementedError("Exercise 1: the principal components of the filters")
+
+
+# %%
+filters = backend.to_numpy(model.embeddings.patch_embeddings.projection.weight.data).astype(np.float64)
+ours, our_shares = principal_components(filters, 12)
+theirs, their_shares = visualize.filter_components(model, 12)
+check_close(our_shares, their_shares, "the explained shares equal minivit.visualize's", atol=1e-9)
+# a component's sign is arbitrary: compare the absolute cosine of each pair
+agreement = np.abs(np.sum(ours.reshape(12, -1) * theirs.reshape(12, -1), axis=1))
+check(np.all(agreement > 1 - 1e-6), "each component equals minivit.visualize's (up to its sign)")
+
+# %%
+from IPython.display import Image, display
+
+components, shares = visualize.filter_components(model, 28)
+display(Image(filename=str(visualize.draw_filter_components(components, shares, figures / "learned-filters.png"))))
+
+# %% [markdown]
+# In the paper the components look like plausible bases for small image patches: smooth colour
+# blobs and low-frequency gradients first, then finer stripes. With 4 x 4 patches there is less
+# room for structure; look for the colour-opponent components (one colour against another) and
+# for how fast the shares fall.
+#
+# ## 2. Position embeddings
+#
+# Each tile is one patch position: the cosine similarity of its embedding with the embeddings of
+# every position on the 8 x 8 grid. Nobody told the model that the patches lie on a grid; if the
+# tiles show a bright spot at their own place, fading with distance (and along its row and
+# column), it learned the 2-D layout from the data.
+
+# %%
+display(Image(filename=str(visualize.draw_position_similarity(visualize.position_similarity(model),
+                                                              figures / "position-similarity.png"))))
+
+# %% [markdown]
+# ## 3. How far does each head look?
+#
+# For one head, a patch $i$ attends to patch $j$ with weight $a_{ij}$ (renormalised over the
+# patches, leaving the CLS token out); with $d_{ij}$ the distance in pixels between the patches'
+# centres, $\sum_j a_{ij} d_{ij}$ is how far that patch looks. Averaged over the patches and the
+# images, it is the head's **mean attention distance** — the ViT's analogue of a CNN's receptive
+# field, except that it is learned and differs from head to head.
+#
+# **Exercise 2.** From one layer's attention probabilities (B, H, T, T) and the (N, N) patch
+# distances, return the (H,) mean distances.
+
+# %%
+@exercise
+def attention_distance(probs, distances):
+    # TODO: about four lines.
+    raise NotImplementedError("Exercise 2: the mean attention distance of every head")
+
+
+# %%
+centres = visualize.patch_centres(model.config)
+distances = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
+model.eval().forward(backend.asarray(pixel_values[:40]))
+maps = [backend.to_numpy(probs).astype(np.float64) for probs in model.attention_maps()]
+ours = np.stack([attention_distance(probs, distances) for probs in maps])
+check_close(ours, visualize.mean_attention_distance(model, pixel_values[:40]),
+            "your distances equal minivit.visualize.mean_attention_distance", atol=1e-9)
+
+# %%
+per_head = visualize.mean_attention_distance(model, pixel_values)
+display(Image(filename=str(visualize.draw_attention_distance(per_head, figures / "attention-distance.png",
+                                                             model.config.image_size))))
+print("mean distance per layer (pixels):", np.round(per_head.mean(axis=1), 2))
+print("uniform attention would give:", round(float(distances.mean()), 2))
+
+# %% [markdown]
+# In the paper (ViT-L/16, 224 px) some heads look across most of the image already in the first
+# layer while others stay local, and the distances grow with depth. Compare your plot: are the
+# early layers' heads as spread? A model that has seen few images tends to stay closer to the
+# uniform value in some layers (it has not learned to look anywhere in particular) — the
+# dashed reference printed above is that uniform value.
+#
+# ## 4. Attention rollout
+#
+# Where does the CLS token, whose final state is classified, get its information from? One
+# layer's attention says where it looks in that layer; but through the residual connections
+# each token also keeps itself. **Attention rollout** (Abnar & Zuidema 2020) averages each
+# layer's heads, mixes in the identity for the residual, $\tilde A_l = \tfrac12 I + \tfrac12 \bar A_l$,
+# and multiplies through the layers: $R = \tilde A_L \cdots \tilde A_1$. The CLS row of $R$ over the
+# patches is a map of what the answer draws on.
+
+# %%
+shown = [int(np.flatnonzero(labels == label)[0]) for label in range(len(meta["class_names"]))
+         if np.any(labels == label)]
+rollout = visualize.attention_rollout(model, pixel_values[shown])
+path = visualize.draw_attention_rollout(images[shown], rollout, figures / "attention-rollout.png",
+                                        [meta["class_names"][labels[i]] for i in shown])
+display(Image(filename=str(path)))
+check(rollout.shape == (len(shown), model.config.grid_size, model.config.grid_size),
+      "one rollout map per image, on the patch grid")
+
+# %% [markdown]
+# ## Questions
+#
+# 1. Rollout treats all heads alike and ignores the MLPs and the values' magnitudes. Which of
+#    its maps here would you trust, and what would tell you a map is misleading?
+# 2. Retrain for longer (or take the 15-minute pretraining of `benchmarks/finetune_demo.py`) and
+#    redraw. Which of the four pictures changes most with more training?
+# 3. The position similarity of a model trained at 32 px and finetuned at 48 px (lesson 9): is
+#    the grid structure still there after the bicubic resize and finetuning?
+# 4. Why does the paper report that ViTs need more data than CNNs, in terms of these pictures?
+#    (Hint: what does a convolution get for free that section 2 shows the ViT had to learn?)
