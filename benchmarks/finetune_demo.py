@@ -108,7 +108,7 @@ def main() -> int:
     ]
     (out / "finetune-demo.md").write_text(
         "# Pretrain on five CIFAR-10 classes, finetune on the other five (100 images per class, 48 px)\n\n"
-        f"Machine: {results['machine']}\n\n"
+        f"{results['machine']}\n\n"
         f"Pretraining: {results['pretrain']['epochs']:.1f} epochs, validation accuracy "
         f"{100 * results['pretrain']['val_accuracy']:.2f}% on its five classes.\n\n"
         + "\n".join(table) + "\n\nCommands:\n\n"

@@ -157,17 +157,25 @@ def draw_position_similarity(similarity: np.ndarray, path) -> Path:
     return _save(fig, path)
 
 
-def draw_attention_distance(distances: np.ndarray, path, image_size: int | None = None) -> Path:
+def uniform_attention_distance(config) -> float:
+    """The mean attention distance of a head that attends to all patches equally."""
+    centres = patch_centres(config)
+    return float(np.linalg.norm(centres[:, None, :] - centres[None, :, :], axis=-1).mean())
+
+
+def draw_attention_distance(distances: np.ndarray, path, uniform: float | None = None) -> Path:
+    """distances: (layers, heads); ``uniform``: the distance of uniform attention, drawn dashed."""
     fig = _new_figure((5, 3.8))
     axis = fig.add_subplot(1, 1, 1)
     layers, heads = distances.shape
     for head in range(heads):
         axis.scatter(np.arange(1, layers + 1), distances[:, head], s=18, label=f"head {head + 1}")
+    if uniform is not None:
+        axis.axhline(uniform, color="gray", linestyle="--", linewidth=1, label="uniform attention")
     axis.set_xlabel("network depth (layer)")
     axis.set_ylabel("mean attention distance (pixels)")
     axis.set_xticks(np.arange(1, layers + 1))
-    if image_size:
-        axis.set_ylim(0, image_size / 2)
+    axis.set_ylim(0, 1.15 * max(float(distances.max()), uniform or 0.0))
     axis.grid(alpha=0.3)
     if heads <= 12:
         axis.legend(fontsize=7, ncol=2)
@@ -222,7 +230,7 @@ def draw_all(model, images: np.ndarray, labels: np.ndarray, class_names: list[st
         draw_filter_components(components, explained, out / "learned-filters.png"),
         draw_position_similarity(position_similarity(model), out / "position-similarity.png"),
         draw_attention_distance(mean_attention_distance(model, pixel_values), out / "attention-distance.png",
-                                model.config.image_size),
+                                uniform_attention_distance(model.config)),
         draw_attention_rollout(images[shown], rollout, out / "attention-rollout.png",
                                [class_names[labels[i]] for i in shown]),
     ]

@@ -120,17 +120,17 @@ check_close(ours, visualize.mean_attention_distance(model, pixel_values[:40]),
 
 # %%
 per_head = visualize.mean_attention_distance(model, pixel_values)
-display(Image(filename=str(visualize.draw_attention_distance(per_head, figures / "attention-distance.png",
-                                                             model.config.image_size))))
+uniform = visualize.uniform_attention_distance(model.config)
+display(Image(filename=str(visualize.draw_attention_distance(per_head, figures / "attention-distance.png", uniform))))
 print("mean distance per layer (pixels):", np.round(per_head.mean(axis=1), 2))
-print("uniform attention would give:", round(float(distances.mean()), 2))
+print("uniform attention would give:", round(uniform, 2))
 
 # %% [markdown]
 # In the paper (ViT-L/16, 224 px) some heads look across most of the image already in the first
 # layer while others stay local, and the distances grow with depth. Compare your plot: are the
 # early layers' heads as spread? A model that has seen few images tends to stay closer to the
-# uniform value in some layers (it has not learned to look anywhere in particular) — the
-# dashed reference printed above is that uniform value.
+# uniform value in some layers (it has not learned to look anywhere in particular): the
+# dashed line is that uniform value.
 #
 # ## 4. Attention rollout
 #
