@@ -53,3 +53,26 @@ def test_layernorm(plain, dtype, atol):
 def test_non_contiguous_input(plain):
     x = np.random.default_rng(0).standard_normal((6, 10)).astype("float32")[:, ::2]
     np.testing.assert_allclose(ops.gelu_forward(x)[0], plain(ops.gelu_forward, x)[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype,atol", [("float32", 1e-6), ("float64", 1e-15)])
+def test_softmax(plain, dtype, atol):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((3, 2, 7, 11)) * 4).astype(dtype)
+    dprobs = rng.standard_normal(x.shape).astype(dtype)
+    fused_probs, fused_cache = ops.softmax_forward(x)
+    plain_probs, plain_cache = plain(ops.softmax_forward, x)
+    np.testing.assert_allclose(fused_probs, plain_probs, atol=atol, rtol=0)
+    np.testing.assert_allclose(ops.softmax_backward(dprobs, fused_cache),
+                               plain(ops.softmax_backward, dprobs, plain_cache), atol=10 * atol, rtol=0)
+    assert fused_probs.dtype == dtype
+
+
+def test_exp32_is_exp_to_float32_precision():
+    """The vectorisable float32 exp of the fused kernels, over its whole range."""
+    from minivit.fused import cpu
+
+    x = np.linspace(-87, 88, 200_001, dtype=np.float32).reshape(1, -1)
+    exact = np.exp(x.astype(np.float64))
+    relative = np.abs(cpu.exp32(x) - exact) / exact
+    assert relative.max() < 2e-7  # float32's own rounding is 6e-8

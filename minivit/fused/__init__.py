@@ -8,7 +8,8 @@ when one is available for the array at hand and ``MINIVIT_FUSED`` is not "0":
     cpu.py   NumPy arrays, compiled with numba (parallel loops over rows).
 
 Fused kernels exist for the chains that measured slowest as NumPy passes:
-exact GELU (forward and backward) and LayerNorm (forward, and the backward's dx).
+exact GELU and LayerNorm (forward and backward), and the
+softmax's backward.
 """
 
 from __future__ import annotations

@@ -46,7 +46,8 @@ class AttentionCache(NamedTuple):
 def attention_forward(q, k, v, dropout_p: float = 0.0, rng=None, training: bool = False):
     """Scaled dot-product attention. q, k, v: (B, H, T, d) -> out (B, H, T, d)."""
     scale = 1.0 / math.sqrt(q.shape[-1])
-    scores = (q @ k.swapaxes(-1, -2)) * scale  # (B, H, T, T)
+    scores = q @ k.swapaxes(-1, -2)  # (B, H, T, T)
+    scores *= scale  # in place: one pass, no second (B, H, T, T) array
     probs, _ = softmax_forward(scores, axis=-1)
     dropped_probs, dropout_mask = dropout_forward(probs, dropout_p, rng, training)
     out = dropped_probs @ v  # (B, H, T, d)
@@ -65,7 +66,8 @@ def attention_backward(dout, cache: AttentionCache):
     dv = dropped_probs.swapaxes(-1, -2) @ dout  # (B, H, T, d)
     ddropped_probs = dout @ v.swapaxes(-1, -2)  # (B, H, T, T)
     dprobs = dropout_backward(ddropped_probs, dropout_mask)
-    dscores = softmax_backward(dprobs, (probs, -1)) * scale
+    dscores = softmax_backward(dprobs, (probs, -1))
+    dscores *= scale
     dq = dscores @ k
     dk = dscores.swapaxes(-1, -2) @ q
     return dq, dk, dv

@@ -11,7 +11,7 @@ which never forms the N x N Jacobian.
 
 from __future__ import annotations
 
-from minivit import backend
+from minivit import backend, fused
 
 
 def _softmax_rows(x):
@@ -35,8 +35,12 @@ def softmax_forward(x, axis: int = -1):
 
 
 def softmax_backward(dprobs, cache):
+    """The last axis runs as a fused kernel where one is available (minivit.fused)."""
     xp = backend.xp
     probs, axis = cache
+    kernels = fused.cpu_kernels()
+    if axis in (-1, probs.ndim - 1) and kernels is not None:
+        return kernels.softmax_backward_rows(dprobs, probs)
     if axis in (-1, probs.ndim - 1):
         return backend.map_rows(_softmax_backward_rows, dprobs, probs)
     moved = _softmax_backward_rows(xp.moveaxis(dprobs, axis, -1), xp.moveaxis(probs, axis, -1))
