@@ -138,9 +138,9 @@ check(rows[-1]["val_accuracy"] > 0.1 or FAST, "better than chance on held-out im
 # ```
 #
 # Measured numbers (machine, command, accuracy, time) are in the README's Results section and in
-# `benchmarks/results/`: on the 2-core development CPU, 10 minutes of `cifar-tiny` is about 1.4
-# epochs and reached 43.6% test accuracy (about 105 images per second, so the 50-epoch run would
-# take some six hours there; it has not been run). The GPU recipe (`cifar-gpu`) has not been
+# `benchmarks/results/`: on the 2-core development CPU, 10 minutes of `cifar-tiny` is about 1.7
+# epochs and reached 43.7% test accuracy (about 130 images per second, so the 50-epoch run would
+# take some five hours there; it has not been run). The GPU recipe (`cifar-gpu`) has not been
 # measured yet: no GPU was available.
 #
 # ## Questions
