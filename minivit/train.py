@@ -352,6 +352,8 @@ class Trainer:
         except ValueError as error:
             raise CheckpointError(f"{path}: {error}") from error
         self.step, self.best_accuracy, self.elapsed = meta["step"], meta["best_accuracy"], meta["elapsed"]
+        # the normalisation the run started with (a finetuning run's came from its pretrained model)
+        self.mean, self.std = np.array(meta["mean"], dtype=np.float32), np.array(meta["std"], dtype=np.float32)
         self.schedule_steps, self.epoch_sums = meta["schedule_steps"], meta["epoch_sums"]
         _set_generator_state(self.model.rng, meta["rng"]["dropout"])
         _set_generator_state(self.augment_rng, meta["rng"]["augment"])

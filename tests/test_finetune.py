@@ -181,3 +181,16 @@ def test_unknown_classes_and_too_few_images_are_refused(colours, tmp_path):
         train(TrainConfig(**base, classes=["red", "purple"]))
     with pytest.raises(DataError, match="fewer than the 50 per class"):
         train(TrainConfig(**base, train_per_class=50))
+
+
+def test_a_resumed_finetuning_run_keeps_the_pretrained_normalisation(colours, tmp_path):
+    model = minivit.ViTForImageClassification(minivit.ViTConfig(**{**SMALL, "num_labels": 2}))
+    source = save_checkpoint(tmp_path / "pretrained.npz", model, meta={"mean": [0.1, 0.2, 0.3],
+                                                                       "std": [0.5, 0.5, 0.5]})
+    config = dict(data_dir=str(colours), out=str(tmp_path / "ft"), init_from=str(source), epochs=2, batch_size=8,
+                  classes=["red", "blue"], progress=False)
+    train(TrainConfig(**config, max_steps=2))
+    train(TrainConfig(**config), resume=True)
+    meta = read_checkpoint(tmp_path / "ft" / "checkpoint-last.npz")[0]
+    np.testing.assert_allclose(meta["mean"], [0.1, 0.2, 0.3], rtol=1e-6)
+    assert meta["step"] == 6  # 2 epochs of 3 steps (28 training images, batch 8)
