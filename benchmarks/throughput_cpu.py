@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 
@@ -36,41 +35,17 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
+from timing import median_seconds, minivit_step_functions  # noqa: E402
 
 import minivit  # noqa: E402
 from minivit import optim  # noqa: E402
-from minivit.ops import cross_entropy_backward, cross_entropy_forward  # noqa: E402
-
-
-def timed(function, steps: int, warmup: int) -> float:
-    """Seconds per call, the median of ``steps`` calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def minivit_times(config, images, labels):
     model = minivit.ViTForImageClassification(config, seed=0)
     optimizer = optim.AdamW(model.named_parameters(), lr=1e-3, weight_decay=0.05)
-
-    def inference():
-        model.eval().forward(images)
-        model._cache = None
-
-    def train_step():
-        model.train()
-        optimizer.zero_grad()
-        logits = model.forward(images)
-        loss, cache = cross_entropy_forward(logits, labels)
-        model.backward(cross_entropy_backward(1.0, cache))
-        optimizer.step()
-
-    return timed(inference, args.steps, args.warmup), timed(train_step, args.steps, args.warmup)
+    inference, train_step = minivit_step_functions(model, optimizer, images, labels)
+    return median_seconds(inference, args.steps, args.warmup), median_seconds(train_step, args.steps, args.warmup)
 
 
 def torch_times(config, images, labels):
@@ -98,7 +73,7 @@ def torch_times(config, images, labels):
         loss.backward()
         optimizer.step()
 
-    return (timed(inference, args.steps, args.warmup), timed(train_step, args.steps, args.warmup),
+    return (median_seconds(inference, args.steps, args.warmup), median_seconds(train_step, args.steps, args.warmup),
             hf_config._attn_implementation)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def median_seconds(function, synchronize, steps: int, warmup: int) -> float:
-    for _ in range(warmup):
-        function()
-    synchronize()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        function()
-        synchronize()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+from timing import median_seconds, minivit_step_functions  # noqa: E402 (beside this script)
 
 
 def minivit_side(preset: str, batch_size: int, steps: int, warmup: int) -> dict:
@@ -40,7 +28,6 @@ def minivit_side(preset: str, batch_size: int, steps: int, warmup: int) -> dict:
 
     import minivit
     from minivit import backend, optim
-    from minivit.ops import cross_entropy_backward, cross_entropy_forward
 
     backend.use("cupy")
     pool = cupy.get_default_memory_pool()
@@ -52,19 +39,9 @@ def minivit_side(preset: str, batch_size: int, steps: int, warmup: int) -> dict:
     images = backend.asarray(rng.standard_normal((batch_size, 3, 32, 32)).astype("float32"))
     labels = backend.asarray(rng.integers(0, 10, batch_size))
 
-    def train_step():
-        model.train()
-        optimizer.zero_grad()
-        loss, cache = cross_entropy_forward(model.forward(images), labels)
-        model.backward(cross_entropy_backward(1.0, cache))
-        optimizer.step()
-
-    def inference():
-        model.eval().forward(images)
-        model._cache = None
-
-    train = median_seconds(train_step, backend.synchronize, steps, warmup)
-    infer = median_seconds(inference, backend.synchronize, steps, warmup)
+    inference, train_step = minivit_step_functions(model, optimizer, images, labels)
+    train = median_seconds(train_step, steps, warmup, backend.synchronize)
+    infer = median_seconds(inference, steps, warmup, backend.synchronize)
     return {"train_images_per_second": batch_size / train, "inference_images_per_second": batch_size / infer,
             "peak_memory_mib": pool.total_bytes() / 2**20}
 
@@ -96,8 +73,8 @@ def torch_side(preset: str, batch_size: int, steps: int, warmup: int, compiled: 
         with torch.inference_mode():
             forward(pixel_values=images)
 
-    train = median_seconds(train_step, torch.cuda.synchronize, steps, warmup + (3 if compiled else 0))
-    infer = median_seconds(inference, torch.cuda.synchronize, steps, warmup + (3 if compiled else 0))
+    train = median_seconds(train_step, steps, warmup + (3 if compiled else 0), torch.cuda.synchronize)
+    infer = median_seconds(inference, steps, warmup + (3 if compiled else 0), torch.cuda.synchronize)
     return {"train_images_per_second": batch_size / train, "inference_images_per_second": batch_size / infer,
             "peak_memory_mib": torch.cuda.max_memory_allocated() / 2**20}
 
