@@ -43,33 +43,38 @@ class AttentionCache(NamedTuple):
     dropout_mask: object  # None without dropout
 
 
-def attention_forward(q, k, v, dropout_p: float = 0.0, rng=None, training: bool = False):
-    """Scaled dot-product attention. q, k, v: (B, H, T, d) -> out (B, H, T, d)."""
+def attention_forward(q, k, v, dropout_p: float = 0.0, rng=None, training: bool = False, out=None):
+    """Scaled dot-product attention. q, k, v: (B, H, T, d) -> out (B, H, T, d).
+
+    ``out``, if given, is a (B, H, T, d) array (a view is fine) that receives the result.
+    """
     scale = 1.0 / math.sqrt(q.shape[-1])
     scores = q @ k.swapaxes(-1, -2)  # (B, H, T, T)
     scores *= scale  # in place: one pass, no second (B, H, T, T) array
     probs, _ = softmax_forward(scores, axis=-1)
     dropped_probs, dropout_mask = dropout_forward(probs, dropout_p, rng, training)
-    out = dropped_probs @ v  # (B, H, T, d)
+    out = backend.xp.matmul(dropped_probs, v, out=out)  # (B, H, T, d)
     return out, AttentionCache(q, k, v, scale, probs, dropout_mask)
 
 
-def attention_backward(dout, cache: AttentionCache):
-    """Returns (dq, dk, dv).
+def attention_backward(dout, cache: AttentionCache, out=None):
+    """Returns (dq, dk, dv); ``out``, if given, is three (B, H, T, d) arrays that receive them.
 
     In the forward: out = P' V with P' = dropout(P), P = softmax(S), S = Q K^T * scale. So:
         dV = P'^T dout,  dP' = dout V^T,  dP = dropout_backward(dP'),
         dS = softmax_backward(dP),  dQ = dS K * scale,  dK = dS^T Q * scale.
     """
+    matmul = backend.xp.matmul
     q, k, v, scale, probs, dropout_mask = cache
+    dq, dk, dv = (None, None, None) if out is None else out
     dropped_probs = probs if dropout_mask is None else probs * dropout_mask
-    dv = dropped_probs.swapaxes(-1, -2) @ dout  # (B, H, T, d)
+    dv = matmul(dropped_probs.swapaxes(-1, -2), dout, out=dv)  # (B, H, T, d)
     ddropped_probs = dout @ v.swapaxes(-1, -2)  # (B, H, T, T)
     dprobs = dropout_backward(ddropped_probs, dropout_mask)
     dscores = softmax_backward(dprobs, (probs, -1))
     dscores *= scale
-    dq = dscores @ k
-    dk = dscores.swapaxes(-1, -2) @ q
+    dq = matmul(dscores, k, out=dq)
+    dk = matmul(dscores.swapaxes(-1, -2), q, out=dk)
     return dq, dk, dv
 
 
@@ -95,7 +100,7 @@ def multi_head_attention_forward(
     matrix product with the three weights side by side: (B*T, D) @ (D, 3D).
     """
     xp = backend.xp
-    D = x.shape[-1]
+    B, T, D = x.shape
     qkv_weight = xp.concatenate([q_weight, k_weight, v_weight], axis=1)  # (D, 3D)
     qkv_bias = None if q_bias is None else xp.concatenate([q_bias, k_bias, v_bias])
     qkv, qkv_cache = linear_forward(x, qkv_weight, qkv_bias)  # (B, T, 3D)
@@ -103,8 +108,11 @@ def multi_head_attention_forward(
     k = split_heads(qkv[..., D : 2 * D], num_heads)
     v = split_heads(qkv[..., 2 * D :], num_heads)
 
-    heads_out, attention_cache = attention_forward(q, k, v, dropout_p, rng, training)
-    merged = merge_heads(heads_out)  # (B, T, D)
+    # The heads write their outputs straight into their slices of the merged (B, T, D) array:
+    # split_heads of it is a view, so merge_heads costs no copy here.
+    merged = xp.empty((B, T, D), dtype=x.dtype)
+    _, attention_cache = attention_forward(q, k, v, dropout_p, rng, training,
+                                           out=split_heads(merged, num_heads))
     out, output_cache = linear_forward(merged, o_weight, o_bias)
     return out, MultiHeadAttentionCache(qkv_cache, attention_cache, output_cache, num_heads, D)
 
@@ -113,10 +121,13 @@ def multi_head_attention_backward(dout, cache: MultiHeadAttentionCache):
     """Returns (dx, dq_weight, dq_bias, dk_weight, dk_bias, dv_weight, dv_bias, do_weight, do_bias)."""
     xp = backend.xp
     D = cache.hidden_size
-    dmerged, do_weight, do_bias = linear_backward(dout, cache.output_cache)
+    dmerged, do_weight, do_bias = linear_backward(dout, cache.output_cache)  # (B, T, D)
     dheads_out = split_heads(dmerged, cache.num_heads)
-    dq, dk, dv = attention_backward(dheads_out, cache.attention)
-    dqkv = xp.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)  # (B, T, 3D)
+    # dq, dk and dv land in their slices of one (B, T, 3D) array, the layout of the forward's qkv.
+    B, T, _ = dmerged.shape
+    dqkv = xp.empty((B, T, 3 * D), dtype=dout.dtype)
+    attention_backward(dheads_out, cache.attention,
+                       out=[split_heads(dqkv[..., i * D : (i + 1) * D], cache.num_heads) for i in range(3)])
     dx, dqkv_weight, dqkv_bias = linear_backward(dqkv, cache.qkv_cache)
 
     dq_weight, dk_weight, dv_weight = dqkv_weight[:, :D], dqkv_weight[:, D : 2 * D], dqkv_weight[:, 2 * D :]
