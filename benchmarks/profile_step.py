@@ -15,10 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import minivit  # noqa: E402
+import minivit  # noqa: E402, I001  (before NumPy: minivit.backend sets OpenBLAS's thread timeout)
+import numpy as np  # noqa: E402
 from minivit import model as model_module  # noqa: E402
 from minivit import nn as nn_module  # noqa: E402
 from minivit import optim  # noqa: E402

@@ -30,15 +30,14 @@ args = parse_args()
 for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[variable] = str(args.threads)
 
-import numpy as np  # noqa: E402
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import minivit  # noqa: E402  (before NumPy: minivit.backend sets OpenBLAS's thread timeout)
+from minivit import optim  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np  # noqa: E402
 from machine import describe  # noqa: E402
 from timing import median_seconds, minivit_step_functions  # noqa: E402
-
-import minivit  # noqa: E402
-from minivit import optim  # noqa: E402
 
 
 def minivit_times(config, images, labels):

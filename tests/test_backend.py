@@ -93,3 +93,16 @@ def test_same_seed_same_weights_on_every_backend(backend_name):
     here = minivit.ViTForImageClassification(config, seed=3).state_dict()
     for name in on_numpy:
         np.testing.assert_array_equal(here[name], on_numpy[name], err_msg=name)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_batched_matmul_splits_the_stack_and_gives_the_same_result(monkeypatch, threads):
+    monkeypatch.setattr(backend, "num_threads", threads)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((5, 2, 4, 3)).astype("float32")
+    b = rng.standard_normal((5, 2, 3, 6)).astype("float32")
+    np.testing.assert_array_equal(backend.batched_matmul(a, b), a @ b)
+    out = np.zeros((5, 2, 8, 6), dtype="float32")[:, :, ::2]  # a strided view, as attention passes
+    assert backend.batched_matmul(a, b, out=out) is out
+    np.testing.assert_array_equal(out, a @ b)
+    np.testing.assert_array_equal(backend.batched_matmul(a, b[:1]), a @ b[:1])  # broadcasting

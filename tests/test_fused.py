@@ -76,3 +76,12 @@ def test_exp32_is_exp_to_float32_precision():
     exact = np.exp(x.astype(np.float64))
     relative = np.abs(cpu.exp32(x) - exact) / exact
     assert relative.max() < 2e-7  # float32's own rounding is 6e-8
+
+
+def test_a_nan_still_comes_out_as_nan():
+    # The kernels may reorder sums but not assume NaN away: a diverging run must show a NaN loss.
+    x = np.array([[np.nan, 1.0, 2.0], [np.inf, 0.0, 1.0], [0.5, 0.0, 1.0]], dtype="float32")
+    probs, _ = ops.softmax_forward(x)
+    assert np.isnan(probs[:2]).all()  # a NaN or an inf score makes its row NaN, as in NumPy
+    assert np.isfinite(probs[2]).all()
+    assert np.isnan(ops.gelu_forward(x)[0][0, 0])

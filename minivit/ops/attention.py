@@ -48,12 +48,13 @@ def attention_forward(q, k, v, dropout_p: float = 0.0, rng=None, training: bool 
 
     ``out``, if given, is a (B, H, T, d) array (a view is fine) that receives the result.
     """
+    matmul = backend.batched_matmul  # xp.matmul, with the B*H small products spread over the cores
     scale = 1.0 / math.sqrt(q.shape[-1])
-    scores = q @ k.swapaxes(-1, -2)  # (B, H, T, T)
+    scores = matmul(q, k.swapaxes(-1, -2))  # (B, H, T, T)
     scores *= scale  # in place: one pass, no second (B, H, T, T) array
     probs, _ = softmax_forward(scores, axis=-1)
     dropped_probs, dropout_mask = dropout_forward(probs, dropout_p, rng, training)
-    out = backend.xp.matmul(dropped_probs, v, out=out)  # (B, H, T, d)
+    out = matmul(dropped_probs, v, out=out)  # (B, H, T, d)
     return out, AttentionCache(q, k, v, scale, probs, dropout_mask)
 
 
@@ -64,12 +65,12 @@ def attention_backward(dout, cache: AttentionCache, out=None):
         dV = P'^T dout,  dP' = dout V^T,  dP = dropout_backward(dP'),
         dS = softmax_backward(dP),  dQ = dS K * scale,  dK = dS^T Q * scale.
     """
-    matmul = backend.xp.matmul
+    matmul = backend.batched_matmul
     q, k, v, scale, probs, dropout_mask = cache
     dq, dk, dv = (None, None, None) if out is None else out
     dropped_probs = probs if dropout_mask is None else probs * dropout_mask
     dv = matmul(dropped_probs.swapaxes(-1, -2), dout, out=dv)  # (B, H, T, d)
-    ddropped_probs = dout @ v.swapaxes(-1, -2)  # (B, H, T, T)
+    ddropped_probs = matmul(dout, v.swapaxes(-1, -2))  # (B, H, T, T)
     dprobs = dropout_backward(ddropped_probs, dropout_mask)
     dscores = softmax_backward(dprobs, (probs, -1))
     dscores *= scale
