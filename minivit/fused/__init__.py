@@ -8,8 +8,8 @@ when one is available for the array at hand and ``MINIVIT_FUSED`` is not "0":
     cpu.py   NumPy arrays, compiled with numba (parallel loops over rows).
 
 Fused kernels exist for the chains that measured slowest as NumPy passes:
-exact GELU and LayerNorm (forward and backward), and the
-softmax's backward.
+exact GELU, LayerNorm and the softmax, forward and backward (the softmax's
+forward for float32 only: it uses the vectorised float32 exp).
 """
 
 from __future__ import annotations
