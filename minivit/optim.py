@@ -135,10 +135,11 @@ class AdamW(Optimizer):
         return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
 
 
-def warmup_cosine(step: int, total_steps: int, warmup_steps: int, base_lr: float, min_lr: float = 0.0) -> float:
+def warmup_cosine(step: float, total_steps: int, warmup_steps: int, base_lr: float, min_lr: float = 0.0) -> float:
     """Linear warmup from 0 to base_lr over warmup_steps, then cosine decay to min_lr at total_steps.
 
-    ``step`` counts from 0; the learning rate for step 0 is base_lr / warmup_steps.
+    ``step`` counts from 0; the learning rate for step 0 is base_lr / warmup_steps. It may be
+    fractional (a time-budget run measures its position on the schedule by the clock).
     """
     if warmup_steps > 0 and step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps

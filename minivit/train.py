@@ -273,7 +273,6 @@ class Trainer:
 
         self.steps_per_epoch = self.batches.steps_per_epoch
         self.total_steps = config.epochs * self.steps_per_epoch
-        self.schedule_steps = None  # set from the time budget after the first steps, if there is one
         self.warmup_steps = int(round(config.warmup_epochs * self.steps_per_epoch))
         self.step = 0
         self.best_accuracy = -1.0
@@ -320,7 +319,7 @@ class Trainer:
     def _meta(self) -> dict:
         return {
             "train_config": self.config.to_dict(), "step": self.step, "epoch": self.step / self.steps_per_epoch,
-            "best_accuracy": self.best_accuracy, "elapsed": self.elapsed, "schedule_steps": self.schedule_steps,
+            "best_accuracy": self.best_accuracy, "elapsed": self.elapsed,
             "epoch_sums": self.epoch_sums, "mean": self.mean.tolist(), "std": self.std.tolist(),
             "class_names": self.class_names, "backend": backend.name,
             "rng": {"dropout": _generator_state(self.model.rng), "augment": _generator_state(self.augment_rng),
@@ -354,7 +353,7 @@ class Trainer:
         self.step, self.best_accuracy, self.elapsed = meta["step"], meta["best_accuracy"], meta["elapsed"]
         # the normalisation the run started with (a finetuning run's came from its pretrained model)
         self.mean, self.std = np.array(meta["mean"], dtype=np.float32), np.array(meta["std"], dtype=np.float32)
-        self.schedule_steps, self.epoch_sums = meta["schedule_steps"], meta["epoch_sums"]
+        self.epoch_sums = meta["epoch_sums"]
         _set_generator_state(self.model.rng, meta["rng"]["dropout"])
         _set_generator_state(self.augment_rng, meta["rng"]["augment"])
         _set_generator_state(self.host_rng, meta["rng"]["host"])
@@ -370,9 +369,19 @@ class Trainer:
 
     # --- the loop ---
     def learning_rate(self, step: int) -> float:
-        horizon = self.schedule_steps or self.total_steps
-        return warmup_cosine(step, horizon, min(self.warmup_steps, horizon // 2), self.config.lr,
-                             self.config.min_lr)
+        """Warmup, then cosine decay, over the run's --epochs.
+
+        With a time budget the schedule runs on the clock: the run is as far along the
+        schedule as the larger of its share of the epochs done and its share of the budget
+        spent (validation included). The whole warmup and decay then fit into the budget,
+        and the rate reaches its minimum as the budget runs out, whatever the pace of the
+        machine; without a budget the steps alone decide, so resumed runs repeat exactly.
+        """
+        position = step
+        if self.config.time_budget:
+            position = max(step, self.elapsed / self.config.time_budget * self.total_steps)
+        return warmup_cosine(position, self.total_steps, min(self.warmup_steps, self.total_steps // 2),
+                             self.config.lr, self.config.min_lr)
 
     def train_step(self):
         """One optimisation step; returns (loss, correct) as backend scalars (no host sync)."""
@@ -413,15 +422,14 @@ class Trainer:
 
         previous_handler = signal.signal(signal.SIGINT, on_sigint)
         sync_every = 1 if backend.name == "numpy" else config.sync_every
-        pending = []  # (step, loss, correct) not yet read on the host
+        pending = []  # (step, loss, correct, learning rate) not yet read on the host
         session_start = time.perf_counter()
         elapsed_before = self.elapsed
         progress = self._progress_bar()
-        first_step_done = 0.0
         try:
             while self.step < self.total_steps:
                 loss, correct = self.train_step()
-                pending.append((self.step, loss, correct))
+                pending.append((self.step, loss, correct, self.optimizer.lr))
                 self.step += 1
                 self.elapsed = elapsed_before + time.perf_counter() - session_start
                 if self.on_step is not None:
@@ -429,10 +437,6 @@ class Trainer:
                 end_of_epoch = self.step % self.steps_per_epoch == 0
                 if len(pending) >= sync_every or end_of_epoch:
                     self._drain(pending, progress)
-                if self.step == 1:
-                    first_step_done = self.elapsed
-                if config.time_budget and self.schedule_steps is None and self.step >= 5:
-                    self._fit_schedule_to_budget(first_step_done if self.step == 5 else 0.0)
                 if end_of_epoch:
                     self._end_epoch(progress)
                 if interrupted["flag"]:
@@ -463,26 +467,18 @@ class Trainer:
                 "val_accuracy": last.get("val_accuracy"), "best_val_accuracy": self.best_accuracy,
                 "elapsed": self.elapsed, "checkpoint": str(path)}
 
-    def _fit_schedule_to_budget(self, first_step_done: float) -> None:
-        """With a time budget, end the cosine schedule when the budget runs out, at the pace of
-        steps 2 to 5 (the first carries one-off costs), never beyond --epochs. Steps 1 to 5 run
-        on the full-length schedule's first, tiny warmup rates."""
-        seconds_per_step = (self.elapsed - first_step_done) / max(1, self.step - 1)
-        affordable = self.step + int((self.config.time_budget - self.elapsed) / seconds_per_step)
-        self.schedule_steps = max(self.step + 1, min(self.total_steps, affordable))
-
     def _drain(self, pending: list, progress) -> None:
         """Read the pending losses on the host; stop on the first NaN or infinity."""
         if not pending:
             return
         xp = backend.xp
         values = backend.to_numpy(xp.stack([xp.stack([loss.astype(xp.float64), correct.astype(xp.float64)])
-                                            for _, loss, correct in pending]))
+                                            for _, loss, correct, _ in pending]))
         step_rows = []
-        for (step, _, _), (loss, correct) in zip(pending, values):
+        for (step, _, _, lr), (loss, correct) in zip(pending, values):
             step_rows.append(json.dumps({"step": step + 1, "loss": round(float(loss), 5),
                                          "accuracy": round(float(correct) / self.config.batch_size, 5),
-                                         "lr": self.learning_rate(step)}))
+                                         "lr": lr}))
             if not math.isfinite(loss):
                 last = self.run_dir / "checkpoint-last.npz"
                 kept = f"the last good checkpoint, {last}, is kept" if last.is_file() else "no checkpoint was written"

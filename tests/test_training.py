@@ -93,12 +93,20 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(data_dir, tm
     assert all(np.isfinite(array).all() for array in state.values())
 
 
-def test_time_budget_stops_cleanly(data_dir, tmp_path):
-    result = train(tiny_config(data_dir, tmp_path / "run", epochs=1000, time_budget=1.0))
+def test_time_budget_stops_cleanly_at_the_end_of_its_schedule(data_dir, tmp_path):
+    result = train(tiny_config(data_dir, tmp_path / "run", epochs=1000, warmup_epochs=100, time_budget=2.0))
     assert result["stop_reason"] == "time budget spent"
-    assert result["elapsed"] >= 1.0
+    assert result["elapsed"] >= 2.0
     meta = read_checkpoint(tmp_path / "run" / "checkpoint-last.npz")[0]
-    assert meta["step"] == result["step"] and meta["schedule_steps"] is not None
+    assert meta["step"] == result["step"]
+    # The schedule runs on the clock: warmup over the first 10% of the budget (100 of 1000 epochs),
+    # then the cosine decay, down to min_lr (1e-5) when the budget is spent, not when epoch 1000 would end.
+    rates = np.array([json.loads(line)["lr"] for line in (tmp_path / "run" / "steps.jsonl").read_text().splitlines()])
+    peak = int(np.argmax(rates))
+    assert 0 < peak < len(rates) - 1
+    assert np.all(np.diff(rates[:peak + 1]) > 0) and np.all(np.diff(rates[peak:]) < 0)
+    assert rates[peak] > 0.8 * 3e-3  # near the top of the warmup (lr 3e-3)
+    assert rates[-1] < 0.05 * 3e-3  # and near the bottom at the end
 
 
 def test_resume_refuses_a_different_config(data_dir, tmp_path):
