@@ -192,6 +192,29 @@ def batched_matmul(a, b, out=None):
     return out
 
 
+def addmm(bias, a, b):
+    """``a @ b + bias`` for 2-D ``a`` (M, K) and ``b`` (K, N), ``bias`` (N,): a linear layer's forward.
+
+    Why: added afterwards, the bias is one more pass over the (M, N) result, which is as large
+    as a layer's activations. BLAS's gemm computes ``C = alpha A B + beta C`` and can add the
+    product into ``C`` while each block of it is still in cache; with ``C`` filled with the
+    bias and beta = 1 the sum comes out of one call, as PyTorch's ``addmm`` (nn.Linear) does.
+    On NumPy this calls SciPy's BLAS (NumPy does not expose beta): C-ordered arrays are
+    Fortran-ordered transposes, so out^T = b^T a^T + bias^T is computed on those, with no copy.
+    Other dtypes, layouts or CuPy: plain ``a @ b + bias``.
+    """
+    if (name == "cupy" or a.dtype != b.dtype or a.dtype not in (numpy.float32, numpy.float64)
+            or not (a.flags.c_contiguous and b.flags.c_contiguous) or a.size == 0 or b.size == 0):
+        return a @ b + bias
+    from scipy.linalg import blas
+
+    out = numpy.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+    out[...] = bias  # broadcast along the rows
+    gemm = blas.sgemm if a.dtype == numpy.float32 else blas.dgemm
+    gemm(1.0, b.T, a.T, beta=1.0, c=out.T, overwrite_c=True)  # writes into out
+    return out
+
+
 def default_rng(seed=None):
     """A random generator that makes arrays on the active backend (for dropout and augmentation)."""
     return xp.random.default_rng(seed)

@@ -106,3 +106,20 @@ def test_batched_matmul_splits_the_stack_and_gives_the_same_result(monkeypatch, 
     assert backend.batched_matmul(a, b, out=out) is out
     np.testing.assert_array_equal(out, a @ b)
     np.testing.assert_array_equal(backend.batched_matmul(a, b[:1]), a @ b[:1])  # broadcasting
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_addmm_adds_the_bias_inside_the_product(dtype):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((7, 5)).astype(dtype)
+    b = rng.standard_normal((5, 3)).astype(dtype)
+    bias = rng.standard_normal(3).astype(dtype)
+    expected = a.astype("float64") @ b.astype("float64") + bias
+    tolerance = 1e-5 if dtype == "float32" else 1e-13
+    out = backend.addmm(bias, a, b)
+    assert out.shape == (7, 3) and out.dtype == dtype and out.flags.c_contiguous
+    np.testing.assert_allclose(out, expected, rtol=tolerance, atol=tolerance)
+    # layouts BLAS cannot take without a copy go the plain way, with the same result
+    np.testing.assert_allclose(backend.addmm(bias, a, np.asfortranarray(b)), expected, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(backend.addmm(bias, a[::2], b), expected[::2], rtol=tolerance, atol=tolerance)
+    assert backend.addmm(bias, a[:0], b).shape == (0, 3)

@@ -4,19 +4,24 @@ W is stored as (D_in, D_out), so the forward reads like the math. (PyTorch
 stores the transpose, (D_out, D_in); ``minivit.convert`` transposes.)
 
 Leading dimensions are folded into one, so every product is a single 2-D
-matrix multiply (one BLAS / cuBLAS call), whatever the input's rank.
+matrix multiply (one BLAS / cuBLAS call), whatever the input's rank. The bias
+is added by that same call (``backend.addmm``, as PyTorch's nn.Linear does),
+not by a second pass over the output.
 """
 
 from __future__ import annotations
+
+from minivit import backend
 
 
 def linear_forward(x, weight, bias=None):
     """x (..., D_in), weight (D_in, D_out), bias (D_out,) or None -> out (..., D_out)."""
     leading_shape = x.shape[:-1]
     x2d = x.reshape(-1, x.shape[-1])  # (M, D_in)
-    out = x2d @ weight  # (M, D_out)
-    if bias is not None:
-        out += bias
+    if bias is None:
+        out = x2d @ weight  # (M, D_out)
+    else:
+        out = backend.addmm(bias, x2d, weight)  # x2d @ weight + bias, the bias added inside the product
     cache = (x2d, weight, bias is not None, leading_shape)
     return out.reshape(*leading_shape, weight.shape[1]), cache
 
