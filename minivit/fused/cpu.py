@@ -26,12 +26,12 @@ if numba.config.THREADING_LAYER == "default":
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_HALF = math.sqrt(0.5)
 
 
 def _rows(array):
     """The array as a contiguous (rows, last axis) matrix: the kernels' view of everything."""
     return np.ascontiguousarray(array).reshape(-1, array.shape[-1])
-_SQRT_HALF = math.sqrt(0.5)
 
 
 # Abramowitz & Stegun 7.1.26, as minivit.ops.gelu.erf uses it for float32 (error < 1.5e-7):
