@@ -1,6 +1,6 @@
 """minivit against transformers' ViT on PyTorch CPU: the same model, recipe and time budget.
 
-    python benchmarks/cpu_training_budget.py --data-dir data/cifar10-jpg [--budget 600] [--preset cifar-tiny]
+    python benchmarks/cpu_training_budget.py --data-dir data/cifar10-jpg [--budget 600] [--preset cifar-tiny] [--seed 0]
 
 Runs, one after the other on this machine:
   1. the README's command, python -m minivit.train --preset P --time-budget B, then
@@ -8,7 +8,8 @@ Runs, one after the other on this machine:
   2. the same run with transformers' ViTForImageClassification and torch.optim.AdamW
      (benchmarks/torch_reference.py: minivit's Trainer with PyTorch's model and optimizer),
      evaluated on the same test split.
-Prints both sides and writes them to benchmarks/results/cpu-training-<preset>-<budget>s.json.
+Both sides start from the same initial weights and see the same batches (--seed).
+Prints both sides and writes them to benchmarks/results/cpu-training-<preset>-<budget>s[-seed<N>].json.
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
+def seed_suffix(args) -> str:
+    return f"-seed{args.seed}" if args.seed else ""
+
+
 def run_minivit(args) -> dict:
-    out = ROOT / "runs" / f"bench-minivit-{args.preset}-{int(args.budget)}s"
+    out = ROOT / "runs" / f"bench-minivit-{args.preset}-{int(args.budget)}s{seed_suffix(args)}"
     command = [sys.executable, "-m", "minivit.train", "--preset", args.preset, "--time-budget", str(args.budget),
-               "--data-dir", args.data_dir, "--out", str(out), "--no-progress"]
+               "--data-dir", args.data_dir, "--out", str(out), "--no-progress", "--seed", str(args.seed)]
     if args.resume and (out / "checkpoint-last.npz").exists():
         command.append("--resume")
     elif out.exists():
@@ -53,11 +58,11 @@ def run_torch(args) -> dict:
 
     from minivit.train import RECIPES, TrainConfig
 
-    out = ROOT / "runs" / f"bench-torch-{args.preset}-{int(args.budget)}s"
+    out = ROOT / "runs" / f"bench-torch-{args.preset}-{int(args.budget)}s{seed_suffix(args)}"
     if out.exists():
         shutil.rmtree(out)
     config = TrainConfig(preset=args.preset, out=str(out), data_dir=args.data_dir, time_budget=args.budget,
-                         progress=False, **RECIPES[args.preset])
+                         progress=False, seed=args.seed, **RECIPES[args.preset])
     trainer = TorchTrainer(config, threads=args.threads)
     summary = trainer.run()
     test_set = __import__("minivit.data", fromlist=["load_split"]).load_split(args.data_dir, "test")
@@ -74,6 +79,7 @@ def main():
     parser.add_argument("--budget", type=float, default=600.0)
     parser.add_argument("--preset", default="cifar-tiny")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--seed", type=int, default=0, help="initial weights, data order, augmentation")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--only", choices=["minivit", "torch"])
     args = parser.parse_args()
@@ -91,16 +97,18 @@ def main():
 
     machine = describe(args.threads)
     print(machine)
-    print(f"preset {args.preset}, time budget {args.budget:.0f} s of training each, started {started}")
+    print(f"preset {args.preset}, seed {args.seed}, time budget {args.budget:.0f} s of training each, "
+          f"started {started}")
     print()
     print("| side | steps | epochs | images/s | val accuracy | test accuracy |")
     print("|---|---|---|---|---|---|")
     for side, r in results.items():
         print(f"| {side} | {r['steps']} | {r['epochs']:.2f} | {r['images_per_second']:.0f} | "
               f"{100 * r['val_accuracy']:.2f}% | {100 * r['test_accuracy']:.2f}% |")
-    out = ROOT / "benchmarks" / "results" / f"cpu-training-{args.preset}-{int(args.budget)}s.json"
-    out.write_text(json.dumps({"machine": machine, "preset": args.preset, "budget_seconds": args.budget,
-                               "started": started, "command": " ".join(sys.argv), "results": results}, indent=2))
+    out = ROOT / "benchmarks" / "results" / f"cpu-training-{args.preset}-{int(args.budget)}s{seed_suffix(args)}.json"
+    out.write_text(json.dumps({"machine": machine, "preset": args.preset, "seed": args.seed,
+                               "budget_seconds": args.budget, "started": started, "command": " ".join(sys.argv),
+                               "results": results}, indent=2))
     print(f"\nwritten to {out.relative_to(ROOT)}")
 
 

@@ -4,7 +4,10 @@
 
 Same config, same batch, same thread count (BLAS threads for NumPy, torch.set_num_threads
 for PyTorch). Inference is a forward pass in eval mode; a training step is forward,
-cross-entropy, backward and an AdamW step. Prints both sides, their ratio and the machine.
+cross-entropy, backward and an AdamW step. The two sides take turns, --rounds times (a
+shared or virtual machine's speed drifts over minutes: turns expose both sides to the
+same drift); each round times --steps iterations of each. Prints both sides (the median
+over rounds), their ratio, the range of the per-round ratios, and the machine.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--steps", type=int, default=10, help="timed iterations per measurement")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="turns of minivit, then PyTorch")
     return parser.parse_args()
 
 
@@ -40,14 +44,14 @@ from machine import describe  # noqa: E402
 from timing import median_seconds, minivit_step_functions  # noqa: E402
 
 
-def minivit_times(config, images, labels):
+def minivit_functions(config, images, labels):
     model = minivit.ViTForImageClassification(config, seed=0)
     optimizer = optim.AdamW(model.named_parameters(), lr=1e-3, weight_decay=0.05)
-    inference, train_step = minivit_step_functions(model, optimizer, images, labels)
-    return median_seconds(inference, args.steps, args.warmup), median_seconds(train_step, args.steps, args.warmup)
+    return minivit_step_functions(model, optimizer, images, labels)
 
 
-def torch_times(config, images, labels):
+def torch_functions(config, images, labels):
+    """(inference, train_step, attention implementation) for transformers' ViT."""
     import torch
     from transformers import ViTConfig, ViTForImageClassification
 
@@ -72,8 +76,7 @@ def torch_times(config, images, labels):
         loss.backward()
         optimizer.step()
 
-    return (median_seconds(inference, args.steps, args.warmup), median_seconds(train_step, args.steps, args.warmup),
-            hf_config._attn_implementation)
+    return inference, train_step, hf_config._attn_implementation
 
 
 def main():
@@ -85,19 +88,26 @@ def main():
     images = rng.standard_normal((args.batch_size, config.num_channels, size, size)).astype("float32")
     labels = rng.integers(0, config.num_labels, args.batch_size)
 
-    ours_inference, ours_train = minivit_times(config, images, labels)
-    torch_inference, torch_train, attention = torch_times(config, images, labels)
+    sides = {"minivit": minivit_functions(config, images, labels)}
+    *sides["torch"], attention = torch_functions(config, images, labels)
+    seconds = {(side, kind): [] for side in sides for kind in ("inference", "training step")}
+    for _ in range(args.rounds):
+        for side, (inference, train_step) in sides.items():
+            seconds[side, "inference"].append(median_seconds(inference, args.steps, args.warmup))
+            seconds[side, "training step"].append(median_seconds(train_step, args.steps, args.warmup))
 
     B = args.batch_size
     print(describe(args.threads))
-    print(f"config: {args.preset}, batch {B}, float32; median of {args.steps} timed iterations "
-          f"after {args.warmup} warm-up; transformers attention: {attention}")
+    print(f"config: {args.preset}, batch {B}, float32; {args.rounds} rounds, each side in turn, of "
+          f"{args.steps} timed iterations after {args.warmup} warm-up (median); transformers attention: {attention}")
     print()
-    print("| images/s | minivit (NumPy) | transformers (PyTorch CPU) | minivit / PyTorch |")
-    print("|---|---|---|---|")
-    for label, ours, theirs in [("inference", ours_inference, torch_inference),
-                                ("training step", ours_train, torch_train)]:
-        print(f"| {label} | {B / ours:.1f} | {B / theirs:.1f} | {theirs / ours:.2f}x |")
+    print("| images/s | minivit (NumPy) | transformers (PyTorch CPU) | minivit / PyTorch | per round |")
+    print("|---|---|---|---|---|")
+    for kind in ("inference", "training step"):
+        ours, theirs = np.array(seconds["minivit", kind]), np.array(seconds["torch", kind])
+        ratios = theirs / ours
+        print(f"| {kind} | {B / np.median(ours):.1f} | {B / np.median(theirs):.1f} | "
+              f"{np.median(theirs) / np.median(ours):.2f}x | {ratios.min():.2f}x to {ratios.max():.2f}x |")
 
 
 if __name__ == "__main__":
