@@ -84,6 +84,12 @@ plt.show()
 # The same `Trainer` that `python -m minivit.train` uses, from Python, with a time budget (two
 # minutes here; a few seconds in fast mode). It writes its run folder: `metrics.jsonl`, `curves.png`,
 # checkpoints.
+#
+# With a time budget the schedule above runs on the clock: the run's position $t$ on the
+# 50-epoch schedule is the share of the budget spent (validation included) times $T$, so the
+# whole warmup and decay fit into the two minutes, and the rate is at $\eta_{\min}$ when they are
+# up, however fast this machine is. (Without a budget, $t$ is the step, and a resumed run repeats an
+# uninterrupted one exactly.)
 
 # %%
 import shutil
@@ -138,10 +144,11 @@ check(rows[-1]["val_accuracy"] > 0.1 or FAST, "better than chance on held-out im
 # ```
 #
 # Measured numbers (machine, command, accuracy, time) are in the README's Results section and in
-# `benchmarks/results/`: on the 2-core development CPU, 10 minutes of `cifar-tiny` is about 1.7
-# epochs and reached 43.7% test accuracy (about 130 images per second, so the 50-epoch run would
-# take some five hours there; it has not been run). The GPU recipe (`cifar-gpu`) has not been
-# measured yet: no GPU was available.
+# `benchmarks/results/`. On the 2-core development CPU (an AMD EPYC), 10 minutes of `cifar-tiny`
+# is about 1.7 epochs and reached 42.7% and 42.6% test accuracy (two seeds), at 125 to 129 images
+# per second, so the 50-epoch run would take about five hours there; it has not been run yet. On
+# an earlier 2-core Intel Xeon, 10 minutes gave 2.2 epochs and 48.5%. The GPU recipe (`cifar-gpu`)
+# has not been measured yet: no GPU was available.
 #
 # ## Questions
 #
