@@ -10,7 +10,7 @@ from datasets import write_cifar_batches, write_image_folder
 import minivit
 from minivit.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from minivit.data import DataError
-from minivit.train import TrainConfig, TrainingDiverged, config_from_args, main, train
+from minivit.train import TrainConfig, Trainer, TrainingDiverged, config_from_args, main, train
 
 TINY_MODEL = dict(image_size=8, patch_size=4, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                   intermediate_size=32, num_labels=3, hidden_dropout_prob=0.1,
@@ -94,19 +94,35 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(data_dir, tm
 
 
 def test_time_budget_stops_cleanly_at_the_end_of_its_schedule(data_dir, tmp_path):
-    result = train(tiny_config(data_dir, tmp_path / "run", epochs=1000, warmup_epochs=100, time_budget=2.0))
+    result = train(tiny_config(data_dir, tmp_path / "run", epochs=1000, time_budget=2.0))
     assert result["stop_reason"] == "time budget spent"
     assert result["elapsed"] >= 2.0
     meta = read_checkpoint(tmp_path / "run" / "checkpoint-last.npz")[0]
     assert meta["step"] == result["step"]
-    # The schedule runs on the clock: warmup over the first 10% of the budget (100 of 1000 epochs),
-    # then the cosine decay, down to min_lr (1e-5) when the budget is spent, not when epoch 1000 would end.
-    rates = np.array([json.loads(line)["lr"] for line in (tmp_path / "run" / "steps.jsonl").read_text().splitlines()])
-    peak = int(np.argmax(rates))
-    assert 0 < peak < len(rates) - 1
-    assert np.all(np.diff(rates[:peak + 1]) > 0) and np.all(np.diff(rates[peak:]) < 0)
-    assert rates[peak] > 0.8 * 3e-3  # near the top of the warmup (lr 3e-3)
-    assert rates[-1] < 0.05 * 3e-3  # and near the bottom at the end
+    # The cosine ends with the budget (lr 3e-3 down to min_lr 1e-5), not when epoch 1000 would.
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "run" / "steps.jsonl").read_text().splitlines()]
+    assert rates[-1] < 0.05 * 3e-3
+
+
+def test_time_budget_schedule_runs_on_the_clock(data_dir, tmp_path):
+    """Position on the schedule = max(step, elapsed / budget * total steps); no timing involved."""
+    trainer = Trainer(tiny_config(data_dir, tmp_path / "run", epochs=1000, warmup_epochs=100, time_budget=100.0,
+                                  min_lr=0.0))
+    total, warmup, lr = trainer.total_steps, trainer.warmup_steps, 3e-3  # 4000 and 400 steps
+    assert (total, warmup) == (4000, 400)
+
+    def rate_at(step, elapsed):
+        trainer.elapsed = elapsed
+        return trainer.learning_rate(step)
+
+    assert rate_at(0, 0.0) == pytest.approx(lr / warmup)  # the first warmup step
+    assert rate_at(0, 5.0) == pytest.approx(lr * 201 / 400)  # 5% of the budget: halfway up the warmup
+    assert rate_at(0, 10.0) == pytest.approx(lr)  # 10%: warmup done, the cosine starts
+    assert rate_at(3, 55.0) == pytest.approx(lr / 2)  # halfway down the cosine
+    assert rate_at(3, 100.0) == pytest.approx(0.0, abs=1e-12)  # the budget spent: the end of the schedule
+    assert rate_at(2200, 10.0) == pytest.approx(lr / 2)  # steps ahead of the clock count instead
+    trainer.config.time_budget = None
+    assert rate_at(2200, 99.0) == pytest.approx(lr / 2)  # without a budget, only steps count
 
 
 def test_resume_refuses_a_different_config(data_dir, tmp_path):
