@@ -88,8 +88,8 @@ def main():
     images = rng.standard_normal((args.batch_size, config.num_channels, size, size)).astype("float32")
     labels = rng.integers(0, config.num_labels, args.batch_size)
 
-    sides = {"minivit": minivit_functions(config, images, labels)}
-    *sides["torch"], attention = torch_functions(config, images, labels)
+    torch_inference, torch_train_step, attention = torch_functions(config, images, labels)
+    sides = {"minivit": minivit_functions(config, images, labels), "torch": (torch_inference, torch_train_step)}
     seconds = {(side, kind): [] for side in sides for kind in ("inference", "training step")}
     for _ in range(args.rounds):
         for side, (inference, train_step) in sides.items():
