@@ -86,8 +86,8 @@ plt.show()
 # checkpoints.
 #
 # With a time budget the schedule above runs on the clock: the run's position $t$ on the
-# 50-epoch schedule is the share of the budget spent (validation included) times $T$, so the
-# whole warmup and decay fit into the two minutes, and the rate is at $\eta_{\min}$ when they are
+# 50-epoch schedule is the share of the budget spent (validation included) times $T$, or the
+# steps done if they are more, so the whole warmup and decay fit into the two minutes, and the rate is at $\eta_{\min}$ when they are
 # up, however fast this machine is. (Without a budget, $t$ is the step, and a resumed run repeats an
 # uninterrupted one exactly.)
 
