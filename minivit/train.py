@@ -34,6 +34,7 @@ from minivit.config import PRESETS, ViTConfig
 from minivit.data import DataError, download_cifar10, find_data, load_split, stratified_split
 from minivit.finetune import FinetuneError, build_from_pretrained, frozen_names, layer_decay_scales
 from minivit.model import ViTForImageClassification
+from minivit.nn import no_grad
 from minivit.ops import cross_entropy_backward, cross_entropy_forward
 from minivit.optim import SGD, AdamW, clip_grad_norm, warmup_cosine
 
@@ -195,8 +196,8 @@ def evaluate_model(model, images: np.ndarray, labels: np.ndarray, mean, std, bat
     for start in range(0, len(labels), batch_size):
         batch = backend.asarray(images[start:start + batch_size])
         batch_labels = backend.asarray(labels[start:start + batch_size])
-        logits = model.forward(normalize(batch, mean, std).astype(model.dtype))
-        model._cache = None  # no backward follows
+        with no_grad():  # no backward follows
+            logits = model.forward(normalize(batch, mean, std).astype(model.dtype))
         loss, _ = cross_entropy_forward(logits, batch_labels)
         total_loss += float(loss) * len(batch_labels)
         predictions.append(backend.to_numpy(xp.argmax(logits, axis=1)))
@@ -622,6 +623,9 @@ def config_from_args(argv=None, recipe: dict | None = None,
 
 
 def main(argv=None, recipe: dict | None = None, prog: str = "python -m minivit.train") -> int:
+    from minivit.kernels import tune_process
+
+    tune_process()  # the CPU kernels' process settings (importing minivit changes nothing)
     try:
         config, resume = config_from_args(argv, recipe, prog)
         result = train(config, resume=resume)
