@@ -52,7 +52,7 @@ REFERENCES = {
     )},
     "adamw_update": "minivit.optim",
     "sgd_update": "minivit.optim",
-    "sum_of_squares": "minivit.optim",
+    "clip_by_norm": "minivit.optim",
     "crop_flip_normalize": "minivit.augment",
 }
 
@@ -154,7 +154,7 @@ cross_entropy_forward = _dispatcher("cross_entropy_forward")
 cross_entropy_backward = _dispatcher("cross_entropy_backward")
 adamw_update = _dispatcher("adamw_update")
 sgd_update = _dispatcher("sgd_update")
-sum_of_squares = _dispatcher("sum_of_squares")
+clip_by_norm = _dispatcher("clip_by_norm")
 crop_flip_normalize = _dispatcher("crop_flip_normalize")
 
 

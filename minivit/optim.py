@@ -67,9 +67,16 @@ def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum
     data -= (lr * lr_scale) * update
 
 
-def sum_of_squares(array):
-    """sum(array ** 2) as a 0-d array (no host read): the squared L2 norm."""
-    return backend.xp.sum(array * array)
+def clip_by_norm(grad, max_norm: float):
+    """Scale ``grad`` in place so that its L2 norm is at most ``max_norm``; returns the norm before,
+    as a 0-d array (no host read).
+
+        norm = sqrt(sum(grad^2)),  grad <- grad * min(1, max_norm / (norm + 1e-6))
+    """
+    xp = backend.xp
+    norm = xp.sqrt(xp.sum(grad * grad))
+    grad *= xp.minimum(1.0, max_norm / (norm + 1e-6)).astype(grad.dtype, copy=False)
+    return norm
 
 
 # --- optimizers ----------------------------------------------------------------------------------
@@ -230,16 +237,15 @@ def clip_grad_norm(parameters, max_norm: float):
 
     Returns the norm before clipping, as a 0-d backend array (no host sync here:
     read it with float() only when you need the number). For all the parameters of
-    a model, one reduction over its flat gradient buffer and one scaling.
+    a model, this is ``clip_by_norm`` on its flat gradient buffer.
     """
     xp = backend.xp
     parameters = list(parameters)
     flat = parameters[0].flat if parameters else None
     if flat is not None and len(parameters) == len(flat.names) and all(p.flat is flat for p in parameters):
-        grads = [flat.grad]
-    else:
-        grads = [p.grad for p in parameters]
-    total_norm = xp.sqrt(sum(dispatch.sum_of_squares(g) for g in grads))
+        return dispatch.clip_by_norm(flat.grad, max_norm)
+    grads = [p.grad for p in parameters]
+    total_norm = xp.sqrt(sum(xp.sum(g * g) for g in grads))
     scale = xp.minimum(1.0, max_norm / (total_norm + 1e-6))
     for g in grads:
         g *= scale.astype(g.dtype, copy=False)

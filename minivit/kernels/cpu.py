@@ -331,6 +331,15 @@ def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum
     loops.sgd_update(data, grad, momentum_buffer, lr_scale, weight_decay, lr, momentum, nesterov, step == 1)
 
 
+def clip_by_norm(grad, max_norm: float):
+    """Replaces optim.clip_by_norm: the squared norm as one BLAS dot product (all cores), then one scaling."""
+    if grad.ndim != 1 or not grad.flags.c_contiguous or grad.dtype not in (np.float32, np.float64):
+        return optim.clip_by_norm(grad, max_norm)
+    norm = np.sqrt(np.dot(grad, grad))
+    grad *= min(1.0, max_norm / (float(norm) + 1e-6))
+    return norm
+
+
 # What each fast function replaces: {reference name: function}. minivit.dispatch reads this.
 KERNELS = {
     "linear_forward": linear_forward,
@@ -345,4 +354,5 @@ KERNELS = {
     "attention_heads_backward": attention_heads_backward,
     "adamw_update": adamw_update,
     "sgd_update": sgd_update,
+    "clip_by_norm": clip_by_norm,
 }
