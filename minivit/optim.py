@@ -165,6 +165,9 @@ class Optimizer:
         """{"step": int, "<slot>/<parameter name>": NumPy array, ...}, on the host."""
         state = {"step": self.step_count}
         for slot, arrays in self.state.items():
+            if self.flat is not None:  # one copy from the device per slot
+                host = backend.to_numpy(self._groups[0][slot])
+                arrays = {name: self.flat.view(host, name) for name in arrays}
             for name, array in arrays.items():
                 state[f"{slot}/{name}"] = backend.to_numpy(array).copy()
         return state

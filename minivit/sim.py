@@ -87,14 +87,14 @@ def _launch(kind: str, count: int = 1) -> None:
 
 
 def _caller() -> str:
-    """'file:line' of the first frame outside this module and minivit/backend.py."""
+    """'file:line in function' of the first frame outside this module and minivit/backend.py."""
     frame = sys._getframe(1)
     while frame is not None and (os.path.abspath(frame.f_code.co_filename) == _HERE
                                  or frame.f_code.co_filename.endswith(os.path.join("minivit", "backend.py"))):
         frame = frame.f_back
     if frame is None:
         return "?"
-    return f"{os.path.relpath(frame.f_code.co_filename)}:{frame.f_lineno}"
+    return f"{os.path.relpath(frame.f_code.co_filename)}:{frame.f_lineno} in {frame.f_code.co_name}"
 
 
 def _sync(what: str) -> None:
@@ -306,7 +306,7 @@ class ndarray:
     # --- reductions: one kernel each
     def _reduce(self, name, *args, **kwargs):
         _launch("reduction")
-        kwargs = {k: _unwrap(v) if k != "dtype" else v for k, v in kwargs.items()}
+        kwargs = {k: v._array if isinstance(v, ndarray) else v for k, v in kwargs.items()}
         return _wrap(getattr(self._array, name)(*args, **kwargs))
 
     def sum(self, axis=None, dtype=None, out=None, keepdims=False):
@@ -557,7 +557,7 @@ def _elementwise(function):
         _launch("elementwise")
         out = kwargs.pop("out", None)
         values = [_unwrap(a) for a in args]
-        kwargs = {k: _unwrap(v) if k != "dtype" else v for k, v in kwargs.items()}
+        kwargs = {k: v._array if isinstance(v, ndarray) else v for k, v in kwargs.items()}
         if out is not None:
             function(*values, out=_unwrap(out), **kwargs)
             return out
@@ -580,7 +580,7 @@ def _reduction(function):
     def run(a, *args, **kwargs):
         _launch("reduction")
         kwargs.pop("out", None)
-        kwargs = {k: _unwrap(v) if k != "dtype" else v for k, v in kwargs.items()}
+        kwargs = {k: v._array if isinstance(v, ndarray) else v for k, v in kwargs.items()}
         return _wrap(function(_unwrap(a), *args, **kwargs))
 
     run.__name__ = function.__name__
