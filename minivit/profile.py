@@ -59,19 +59,16 @@ class Profiler:
         _profiler = self._previous
         if backend.name == "cupy":
             backend.synchronize()
-            import cupy
-
+            elapsed_ms = backend.xp.cuda.get_elapsed_time
             for name, pairs in self._events.items():
-                self.seconds[name] += sum(cupy.cuda.get_elapsed_time(start, end) for start, end in pairs) / 1000
+                self.seconds[name] += sum(elapsed_ms(start, end) for start, end in pairs) / 1000
             self._events.clear()
         return False
 
     def _begin(self, name: str) -> None:
         self.calls[name] += 1
         if backend.name == "cupy":
-            import cupy
-
-            start = cupy.cuda.Event()
+            start = backend.xp.cuda.Event()
             start.record()
             self._open[name] = start
         else:
@@ -80,9 +77,7 @@ class Profiler:
     def _end(self, name: str) -> None:
         start = self._open.pop(name)
         if backend.name == "cupy":
-            import cupy
-
-            end = cupy.cuda.Event()
+            end = backend.xp.cuda.Event()
             end.record()
             self._events[name].append((start, end))
         else:
