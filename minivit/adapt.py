@@ -1,21 +1,16 @@
-"""Finetune a pretrained ViT: ``python -m minivit.finetune --init-from SOURCE ...`` or ``finetune_model``.
-
-    python -m minivit.finetune --init-from runs/pretrain/checkpoint-best.npz --data-dir data/cifar10-jpg \\
-        --classes dog,frog,horse,ship,truck --train-per-class 100 --image-size 48
-
-The second half of the ViT recipe. From the pretrained model to the finetuned one:
+"""Pretrained weights made to fit the model a finetuning run asks for.
 
     classification head   a fresh one (zero weights, as the ViT paper) when the classes change
     position embeddings   resampled bicubically to the new patch grid, CLS position kept apart
                           (minivit.ops.interpolate: what transformers' interpolate_pos_encoding does)
     everything else       copied; a shape that still differs is an error that names it
 
-``--freeze`` keeps parts fixed (name prefixes, or "backbone": all but the head), and
-``--layer-decay`` gives layer l of L the learning rate lr * decay^(L + 1 - l), so that
-the early, general layers move less than the late ones (BEiT, MAE).
-
-SOURCE is anything ``minivit.convert.read_pretrained`` reads: a minivit checkpoint,
-a transformers folder or hub name, a Google .npz, a timm state dict.
+Only the head (num_labels), the resolution (image_size) and what does not change the
+weights' meaning (dropout, the initializer of the new head) may differ from the pretrained
+model; any other field a finetuning run asks for (a different number of attention heads, a
+different activation, ...) is refused, even where the weights would fit, because the
+pretrained weights would compute something else. The command line is ``python -m
+minivit.train --recipe finetune`` (or its alias ``python -m minivit.finetune``).
 """
 
 from __future__ import annotations
@@ -30,6 +25,28 @@ from minivit.ops import interpolate_position_forward
 
 class FinetuneError(ValueError):
     """Pretrained weights that cannot become the requested model."""
+
+
+# Fields a finetuned model may have differently from its pretrained one.
+FINETUNE_MAY_CHANGE = ("num_labels", "image_size", "hidden_dropout_prob", "attention_probs_dropout_prob",
+                       "initializer_range")
+
+
+def check_finetune_changes(source: ViTConfig, target: ViTConfig, assumed: tuple = ()) -> None:
+    """Refuse a target model that differs from the pretrained ``source`` in a field other than
+    FINETUNE_MAY_CHANGE. ``assumed``: fields the source did not record (guessed when reading it),
+    which the target may set."""
+    source_fields, target_fields = source.to_dict(), target.to_dict()
+    changed = [f"{name}: pretrained {source_fields[name]!r}, requested {target_fields[name]!r}"
+               for name in source_fields
+               if name not in FINETUNE_MAY_CHANGE and name not in assumed
+               and source_fields[name] != target_fields[name]]
+    if changed:
+        raise FinetuneError(
+            "The requested model differs from the pretrained one (" + "; ".join(changed) + "). Only "
+            + ", ".join(FINETUNE_MAY_CHANGE) + " may change when finetuning: leave the other model options "
+            "out, and they come from the pretrained model."
+        )
 
 
 def adapt_state_dict(state: dict, source: ViTConfig, target: ViTConfig, fresh: dict,
@@ -85,84 +102,21 @@ def finetune_model(source, seed: int = 0, dtype: str = "float32", num_attention_
 
     source_config, state, meta = read_pretrained(source, num_attention_heads)
     model = build_from_pretrained(source_config, state, source_config.replace(**config_changes), seed, dtype,
-                                  new_head=new_head)
+                                  new_head=new_head, assumed=tuple(meta.get("assumed", ())))
     model.checkpoint_meta = meta
     return model.train()
 
 
 def build_from_pretrained(source_config: ViTConfig, state: dict, target_config: ViTConfig, seed: int = 0,
-                          dtype: str = "float32", new_head: bool | None = None,
-                          verbose: bool = False) -> ViTForImageClassification:
+                          dtype: str = "float32", new_head: bool | None = None, verbose: bool = False,
+                          assumed: tuple = ()) -> ViTForImageClassification:
+    """A ``target_config`` model holding the pretrained ``state`` (of a ``source_config`` model),
+    adapted by ``adapt_state_dict``; refused when the target changes more than finetuning may."""
     model = ViTForImageClassification(target_config, seed=seed, dtype=dtype)
     adapted, notes = adapt_state_dict(state, source_config, target_config, model.state_dict(), new_head)
+    check_finetune_changes(source_config, target_config, assumed)  # the shapes fit; does the meaning?
     model.load_state_dict(adapted)
     if verbose:
         for note in notes:
             print(f"finetune: {note}", file=sys.stderr)
     return model
-
-
-# --- what trains, and how fast ------------------------------------------------------------------
-
-def frozen_names(names: list[str], freeze: str) -> set[str]:
-    """The parameter names that ``freeze`` holds fixed.
-
-    ``freeze``: comma-separated name prefixes ("embeddings,encoder.layers.0"), or "backbone"
-    for everything but the classifier (a linear probe); "" freezes nothing.
-    """
-    frozen = set()
-    for prefix in filter(None, (item.strip() for item in freeze.split(","))):
-        if prefix == "backbone":
-            matched = {name for name in names if not name.startswith("classifier.")}
-        else:
-            matched = {name for name in names if name == prefix or name.startswith(prefix + ".")}
-        if not matched:
-            roots = sorted({".".join(name.split(".")[:3]) if name.startswith("encoder.") else name.split(".")[0]
-                            for name in names})
-            raise ValueError(f"--freeze {prefix!r} names no parameter. Use 'backbone' or prefixes such as "
-                             f"{', '.join(roots[:8])} ...")
-        frozen |= matched
-    if frozen == set(names):
-        raise ValueError("--freeze leaves nothing to train.")
-    return frozen
-
-
-def layer_index(name: str, num_layers: int) -> int:
-    """0 for the embeddings, l + 1 for encoder layer l, num_layers + 1 for the final norm and head."""
-    if name.startswith("embeddings."):
-        return 0
-    if name.startswith("encoder.layers."):
-        return int(name.split(".")[2]) + 1
-    return num_layers + 1
-
-
-def layer_decay_scales(names: list[str], num_layers: int, decay: float) -> dict[str, float]:
-    """{name: decay ** (num_layers + 1 - layer_index)}: the head learns at the full rate,
-    each layer below it at ``decay`` times the rate of the layer above."""
-    if not 0 < decay <= 1:
-        raise ValueError(f"--layer-decay must be in (0, 1]; got {decay}.")
-    return {name: decay ** (num_layers + 1 - layer_index(name, num_layers)) for name in names}
-
-
-# --- command line --------------------------------------------------------------------------------
-
-# The finetuning recipe: short, a lower peak rate than pretraining, a short warmup.
-FINETUNE_RECIPE = dict(epochs=30, batch_size=64, lr=5e-4, min_lr=1e-6, weight_decay=0.05, warmup_epochs=3,
-                       label_smoothing=0.1)
-
-
-def main(argv=None) -> int:
-    from minivit.train import main as train_main
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    wants_help = "-h" in argv or "--help" in argv
-    has_source = any(arg == "--init-from" or arg.startswith("--init-from=") for arg in argv)
-    if not (has_source or wants_help or "--resume" in argv):
-        print("error: python -m minivit.finetune needs --init-from SOURCE (a minivit checkpoint, a transformers "
-              "folder or hub name, a Google .npz or a timm file). See --help.", file=sys.stderr)
-        return 2
-    return train_main(argv, recipe=FINETUNE_RECIPE, prog="python -m minivit.finetune")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

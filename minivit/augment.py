@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 from minivit import backend
+from minivit.checks import number_problem, whole_number_problem
 
 
 @dataclass
@@ -30,13 +31,20 @@ class AugmentConfig:
     mix_prob: float = 1.0  # the chance that a batch is mixed at all (mixup or cutmix)
 
     def __post_init__(self) -> None:
-        if self.crop_padding < 0:
-            raise ValueError(f"crop_padding must be >= 0; got {self.crop_padding}.")
-        if self.randaugment_ops < 0 or not 0 <= self.randaugment_magnitude <= 10:
-            raise ValueError("randaugment_ops must be >= 0 and randaugment_magnitude in [0, 10]; got "
-                             f"{self.randaugment_ops} and {self.randaugment_magnitude}.")
-        if self.mixup_alpha < 0 or self.cutmix_alpha < 0 or not 0 <= self.mix_prob <= 1:
-            raise ValueError("mixup_alpha and cutmix_alpha must be >= 0, mix_prob in [0, 1].")
+        problems = [
+            whole_number_problem("AugmentConfig.crop_padding", self.crop_padding, 0),
+            None if isinstance(self.horizontal_flip, bool) else
+            f"AugmentConfig.horizontal_flip must be True or False; got {self.horizontal_flip!r}",
+            whole_number_problem("AugmentConfig.randaugment_ops", self.randaugment_ops, 0, len(RANDAUGMENT_OPS)),
+            number_problem("AugmentConfig.randaugment_magnitude", self.randaugment_magnitude, 0, 10),
+            # Beta(alpha, alpha) draws the mixing share; 0 turns the mix off
+            number_problem("AugmentConfig.mixup_alpha", self.mixup_alpha, 0),
+            number_problem("AugmentConfig.cutmix_alpha", self.cutmix_alpha, 0),
+            number_problem("AugmentConfig.mix_prob", self.mix_prob, 0, 1),
+        ]
+        problems = [problem for problem in problems if problem]
+        if problems:
+            raise ValueError("; ".join(problems) + ".")
 
 
 # --- geometry ----------------------------------------------------------------------------

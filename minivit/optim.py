@@ -161,3 +161,72 @@ def clip_grad_norm(parameters, max_norm: float):
     for g in grads:
         g *= scale.astype(g.dtype)
     return total_norm
+
+
+# --- which parameters train, and how fast: the optimizer policy of a run ----------------------
+
+OPTIMIZERS = ("adamw", "sgd")
+
+
+def frozen_names(names: list[str], freeze: str) -> set[str]:
+    """The parameter names that ``freeze`` holds fixed.
+
+    ``freeze``: comma-separated name prefixes ("embeddings,encoder.layers.0"), or "backbone"
+    for everything but the classifier (a linear probe); "" freezes nothing.
+    """
+    prefixes = [item.strip() for item in freeze.split(",")]
+    if freeze.strip() and not all(prefixes):
+        raise ValueError(f"--freeze {freeze!r} has an empty name between its commas: list name prefixes "
+                         "separated by single commas, e.g. embeddings,encoder.layers.0.")
+    frozen = set()
+    for prefix in filter(None, prefixes):
+        if prefix == "backbone":
+            matched = {name for name in names if not name.startswith("classifier.")}
+        else:
+            matched = {name for name in names if name == prefix or name.startswith(prefix + ".")}
+        if not matched:
+            roots = sorted({".".join(name.split(".")[:3]) if name.startswith("encoder.") else name.split(".")[0]
+                            for name in names})
+            raise ValueError(f"--freeze {prefix!r} names no parameter. Use 'backbone' or prefixes such as "
+                             f"{', '.join(roots[:8])} ...")
+        frozen |= matched
+    if frozen == set(names):
+        raise ValueError("--freeze leaves nothing to train.")
+    return frozen
+
+
+def layer_index(name: str, num_layers: int) -> int:
+    """0 for the embeddings, l + 1 for encoder layer l, num_layers + 1 for the final norm and head."""
+    if name.startswith("embeddings."):
+        return 0
+    if name.startswith("encoder.layers."):
+        return int(name.split(".")[2]) + 1
+    return num_layers + 1
+
+
+def layer_decay_scales(names: list[str], num_layers: int, decay: float) -> dict[str, float]:
+    """{name: decay ** (num_layers + 1 - layer_index)}: the head learns at the full rate,
+    each layer below it at ``decay`` times the rate of the layer above (BEiT, MAE)."""
+    if not 0 < decay <= 1:
+        raise ValueError(f"--layer-decay must be in (0, 1]; got {decay}.")
+    return {name: decay ** (num_layers + 1 - layer_index(name, num_layers)) for name in names}
+
+
+def build_optimizer(model, name: str = "adamw", lr: float = 1e-3, weight_decay: float = 0.05,
+                    momentum: float = 0.9, freeze: str = "", layer_decay: float = 1.0) -> Optimizer:
+    """The optimizer ``name`` (one of OPTIMIZERS) over the parameters of ``model`` that train.
+
+    ``freeze`` holds parameters fixed (see ``frozen_names``); ``layer_decay`` < 1 gives each layer
+    its share of the rate (see ``layer_decay_scales``).
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}; got {name!r}.")
+    named = list(model.named_parameters())
+    names = [parameter_name for parameter_name, _ in named]
+    frozen = frozen_names(names, freeze)
+    trainable = [(parameter_name, parameter) for parameter_name, parameter in named if parameter_name not in frozen]
+    scales = (layer_decay_scales(names, model.config.num_hidden_layers, layer_decay)
+              if layer_decay != 1 else None)
+    if name == "adamw":
+        return AdamW(trainable, lr=lr, weight_decay=weight_decay, lr_scales=scales)
+    return SGD(trainable, lr=lr, momentum=momentum, weight_decay=weight_decay, lr_scales=scales)
