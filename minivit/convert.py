@@ -392,7 +392,7 @@ def save_hf_pretrained(model, folder, class_names: list[str] | None = None) -> P
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = model.config
-    meta = getattr(model, "checkpoint_meta", None) or {}
+    meta = model.checkpoint_meta
     class_names = class_names or meta.get("class_names") or [f"LABEL_{i}" for i in range(config.num_labels)]
     if len(class_names) != config.num_labels:
         raise ValueError(f"{len(class_names)} class names for a model with {config.num_labels} labels.")

@@ -27,12 +27,8 @@ from minivit.checkpoint import CheckpointError, load_checkpoint
 from minivit.checks import whole_number_problem
 from minivit.cli import ArgumentParser, run_command
 from minivit.data import SPLITS, Dataset, load_split
+from minivit.nn import no_grad
 from minivit.ops import cross_entropy_forward
-
-try:
-    from minivit.nn import no_grad
-except ImportError:  # until minivit.nn.no_grad lands (issue 11): the forward keeps its caches, as before
-    from contextlib import nullcontext as no_grad
 
 
 def evaluate_model(model, images: np.ndarray, labels: np.ndarray, mean, std, batch_size: int = 500) -> dict:
@@ -103,7 +99,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--split", default="test", choices=SPLITS)
     parser.add_argument("--batch-size", type=int, default=500, help="images per forward pass (default 500)")
-    parser.add_argument("--backend", default="numpy", choices=backend._BACKENDS)
+    parser.add_argument("--backend", default="numpy", choices=backend.BACKENDS)
     parser.add_argument("--figure", help="where to draw the confusion matrix (default: beside the checkpoint)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser

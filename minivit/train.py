@@ -41,6 +41,10 @@ def train(config: TrainConfig, resume: bool = False, on_step=None) -> dict:
 
 def main(argv=None, prog: str = "python -m minivit.train") -> int:
     """The command line: prints the summary as one JSON line; errors as one ``error:`` line."""
+    from minivit.kernels import tune_process
+
+    tune_process()  # the CPU kernels' process settings (importing minivit changes nothing)
+
     def run(arguments) -> int:
         config, resume = config_from_args(arguments, prog)
         result = train(config, resume=resume)

@@ -25,12 +25,8 @@ import numpy as np  # host-side analysis of weights and attention maps
 from minivit import backend
 from minivit.checks import whole_number_problem
 from minivit.cli import ArgumentParser, run_command
+from minivit.nn import no_grad
 from minivit.plots import _new_figure, save_figure
-
-try:
-    from minivit.nn import no_grad
-except ImportError:  # until minivit.nn.no_grad lands (issue 11): the forward keeps its caches, as before
-    from contextlib import nullcontext as no_grad
 
 # --- the analyses ---------------------------------------------------------------------------------
 

@@ -39,3 +39,23 @@ def _numpy_backend_by_default():
     backend.use("numpy")
     yield
     backend.use("numpy")
+
+
+@pytest.fixture
+def reference_kernels():
+    """Runs a test on the pure reference (minivit/ops): what the gradient checks prove."""
+    from minivit import dispatch
+
+    previous = dispatch.use("reference")
+    yield
+    dispatch.use(previous)
+
+
+@pytest.fixture(params=["reference", "fast"])
+def kernel_mode(request):
+    """Runs a test twice: on the pure reference and on the fast kernels (the default)."""
+    from minivit import dispatch
+
+    previous = dispatch.use(request.param)
+    yield request.param
+    dispatch.use(previous)

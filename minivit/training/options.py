@@ -23,7 +23,7 @@ from minivit.checks import (
 from minivit.config import PRESETS, ViTConfig
 from minivit.optim import OPTIMIZERS
 
-BACKENDS = backend._BACKENDS  # numpy, cupy (defined in minivit.backend)
+BACKENDS = backend.BACKENDS  # the array libraries minivit runs on (defined in minivit.backend)
 MAX_SEED = 2**32 - 1
 
 
