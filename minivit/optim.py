@@ -4,8 +4,9 @@ Both optimizers take ``model.named_parameters()`` and update ``.data`` in place
 from ``.grad``, with the same arithmetic as PyTorch's (tested step by step).
 Their state travels in checkpoints through ``state_dict()`` / ``load_state_dict()``.
 
-The update rules themselves (``adamw_update``, ``sgd_update``) are plain elementwise
-array math, the reference that ``minivit/kernels`` replaces with one-pass kernels.
+The update rules themselves (``adamw_update``, ``sgd_update``, ``clip_by_norm``) are plain
+elementwise array math in ``minivit/ops/updates.py``, the reference that ``minivit/kernels``
+replaces with one-pass kernels.
 """
 
 from __future__ import annotations
@@ -20,63 +21,6 @@ def no_weight_decay(name: str) -> bool:
     the position embeddings (decay would pull them towards zero for no benefit)."""
     return (name.endswith(".bias") or "layernorm" in name or name.endswith("cls_token")
             or name.endswith("position_embeddings"))
-
-
-# --- the updates, element by element: the reference ------------------------------------------------
-# Each works on arrays of any shape (one parameter's, or a whole flat buffer of them), in place.
-# ``lr_scale`` and ``weight_decay`` are numbers or arrays shaped like ``data`` (a rate and a
-# decay per element: layer-wise decay, parameters that do not decay, frozen ones at rate 0).
-# minivit/kernels has one-pass versions with the same signatures; minivit.dispatch chooses.
-
-
-def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps, step):
-    """One AdamW step (step counts from 1), with torch.optim.AdamW's arithmetic:
-
-        p <- p * (1 - lr * weight_decay)                 decoupled weight decay
-        m <- beta1 m + (1 - beta1) g                     first moment
-        v <- beta2 v + (1 - beta2) g^2                   second moment
-        p <- p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
-    """
-    xp = backend.xp
-    lr = lr * lr_scale
-    data *= 1.0 - lr * weight_decay
-    exp_avg *= beta1
-    exp_avg += (1.0 - beta1) * grad
-    exp_avg_sq *= beta2
-    exp_avg_sq += (1.0 - beta2) * grad * grad
-    bias_correction1 = 1.0 - beta1**step
-    bias_correction2 = 1.0 - beta2**step
-    denom = xp.sqrt(exp_avg_sq) / math.sqrt(bias_correction2) + eps
-    data -= (lr / bias_correction1) * (exp_avg / denom)
-
-
-def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step):
-    """One step of SGD with momentum (step counts from 1), with torch.optim.SGD's arithmetic:
-
-        g   <- g + weight_decay * p                      coupled weight decay
-        buf <- g (first step), else momentum * buf + g
-        p   <- p - lr * (g + momentum * buf if nesterov else buf)
-    """
-    grad = grad + weight_decay * data
-    if step == 1:
-        momentum_buffer[...] = grad  # PyTorch starts the buffer at the first gradient
-    else:
-        momentum_buffer *= momentum
-        momentum_buffer += grad
-    update = grad + momentum * momentum_buffer if nesterov else momentum_buffer
-    data -= (lr * lr_scale) * update
-
-
-def clip_by_norm(grad, max_norm: float):
-    """Scale ``grad`` in place so that its L2 norm is at most ``max_norm``; returns the norm before,
-    as a 0-d array (no host read).
-
-        norm = sqrt(sum(grad^2)),  grad <- grad * min(1, max_norm / (norm + 1e-6))
-    """
-    xp = backend.xp
-    norm = xp.sqrt(xp.sum(grad * grad))
-    grad *= xp.minimum(1.0, max_norm / (norm + 1e-6)).astype(grad.dtype, copy=False)
-    return norm
 
 
 # --- optimizers ----------------------------------------------------------------------------------
@@ -253,3 +197,72 @@ def clip_grad_norm(parameters, max_norm: float):
     for g in grads:
         g *= scale.astype(g.dtype, copy=False)
     return total_norm
+
+
+# --- which parameters train, and how fast: the optimizer policy of a run ----------------------
+
+OPTIMIZERS = ("adamw", "sgd")
+
+
+def frozen_names(names: list[str], freeze: str) -> set[str]:
+    """The parameter names that ``freeze`` holds fixed.
+
+    ``freeze``: comma-separated name prefixes ("embeddings,encoder.layers.0"), or "backbone"
+    for everything but the classifier (a linear probe); "" freezes nothing.
+    """
+    prefixes = [item.strip() for item in freeze.split(",")]
+    if freeze.strip() and not all(prefixes):
+        raise ValueError(f"--freeze {freeze!r} has an empty name between its commas: list name prefixes "
+                         "separated by single commas, e.g. embeddings,encoder.layers.0.")
+    frozen = set()
+    for prefix in filter(None, prefixes):
+        if prefix == "backbone":
+            matched = {name for name in names if not name.startswith("classifier.")}
+        else:
+            matched = {name for name in names if name == prefix or name.startswith(prefix + ".")}
+        if not matched:
+            roots = sorted({".".join(name.split(".")[:3]) if name.startswith("encoder.") else name.split(".")[0]
+                            for name in names})
+            raise ValueError(f"--freeze {prefix!r} names no parameter. Use 'backbone' or prefixes such as "
+                             f"{', '.join(roots[:8])} ...")
+        frozen |= matched
+    if frozen == set(names):
+        raise ValueError("--freeze leaves nothing to train.")
+    return frozen
+
+
+def layer_index(name: str, num_layers: int) -> int:
+    """0 for the embeddings, l + 1 for encoder layer l, num_layers + 1 for the final norm and head."""
+    if name.startswith("embeddings."):
+        return 0
+    if name.startswith("encoder.layers."):
+        return int(name.split(".")[2]) + 1
+    return num_layers + 1
+
+
+def layer_decay_scales(names: list[str], num_layers: int, decay: float) -> dict[str, float]:
+    """{name: decay ** (num_layers + 1 - layer_index)}: the head learns at the full rate,
+    each layer below it at ``decay`` times the rate of the layer above (BEiT, MAE)."""
+    if not 0 < decay <= 1:
+        raise ValueError(f"--layer-decay must be in (0, 1]; got {decay}.")
+    return {name: decay ** (num_layers + 1 - layer_index(name, num_layers)) for name in names}
+
+
+def build_optimizer(model, name: str = "adamw", lr: float = 1e-3, weight_decay: float = 0.05,
+                    momentum: float = 0.9, freeze: str = "", layer_decay: float = 1.0) -> Optimizer:
+    """The optimizer ``name`` (one of OPTIMIZERS) over the parameters of ``model`` that train.
+
+    ``freeze`` holds parameters fixed (see ``frozen_names``); ``layer_decay`` < 1 gives each layer
+    its share of the rate (see ``layer_decay_scales``).
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}; got {name!r}.")
+    named = list(model.named_parameters())
+    names = [parameter_name for parameter_name, _ in named]
+    frozen = frozen_names(names, freeze)
+    trainable = [(parameter_name, parameter) for parameter_name, parameter in named if parameter_name not in frozen]
+    scales = (layer_decay_scales(names, model.config.num_hidden_layers, layer_decay)
+              if layer_decay != 1 else None)
+    if name == "adamw":
+        return AdamW(trainable, lr=lr, weight_decay=weight_decay, lr_scales=scales)
+    return SGD(trainable, lr=lr, momentum=momentum, weight_decay=weight_decay, lr_scales=scales)

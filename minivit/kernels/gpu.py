@@ -1,7 +1,7 @@
 """Fast GPU implementations of reference operations (CuPy arrays).
 
 Every function here has the name, the signature and the cache of the reference it
-replaces (``minivit/ops/``, ``minivit/optim.py``, ``minivit/augment.py``), says which one,
+replaces (``minivit/ops/``, ), says which one,
 and counts the kernels it launches. On a GPU, most of the reference's time at small
 batch sizes goes into launching kernels (every NumPy-style operator is one, about
 5-10 microseconds of CPU time each), so these do the same work in as few launches
@@ -33,7 +33,7 @@ import math
 
 import numpy as np  # host-side scalar types for kernel arguments (CUDA takes them by value)
 
-from minivit import augment, backend, ops, optim
+from minivit import backend, ops
 from minivit.kernels import nvrtc
 
 BLOCK = 256  # threads per block
@@ -149,7 +149,7 @@ def _per_element(array, value, per_element):
 
 def _adamw_stand_in(data, grad, exp_avg, exp_avg_sq, lr_scale, lr_scale_value, lr_scale_per_element, decay,
                     decay_value, decay_per_element, lr, beta1, beta2, eps, bias_correction1, bias_correction2_sqrt, n):
-    # optim.adamw_update's arithmetic, with the bias corrections as the kernel receives them
+    # ops.adamw_update's arithmetic, with the bias corrections as the kernel receives them
     xp = backend.xp
     lr_i = float(lr) * _per_element(lr_scale, lr_scale_value, lr_scale_per_element)
     data *= 1.0 - lr_i * _per_element(decay, decay_value, decay_per_element)
@@ -163,7 +163,7 @@ def _adamw_stand_in(data, grad, exp_avg, exp_avg_sq, lr_scale, lr_scale_value, l
 
 def _sgd_stand_in(data, grad, momentum_buffer, lr_scale, lr_scale_value, lr_scale_per_element, decay, decay_value,
                   decay_per_element, lr, momentum, nesterov, first_step, n):
-    optim.sgd_update(data, grad, momentum_buffer, float(lr),
+    ops.sgd_update(data, grad, momentum_buffer, float(lr),
                      _per_element(lr_scale, lr_scale_value, lr_scale_per_element),
                      _per_element(decay, decay_value, decay_per_element), float(momentum), bool(nesterov),
                      1 if first_step else 2)
@@ -185,7 +185,7 @@ def _scale_by_stand_in(g, scale, n):
 
 
 def _crop_flip_normalize_stand_in(images, top, left, flip, padding, mean, std, out, B, C, H, W):
-    out[...] = augment.crop_flip_normalize(images, top, left, flip, int(padding), mean, std)
+    out[...] = ops.crop_flip_normalize(images, top, left, flip, int(padding), mean, std)
 
 
 GELU_FORWARD = _typed("gelu.cu", "gelu_forward", _gelu_forward_stand_in)
@@ -421,10 +421,10 @@ def _updatable(*arrays) -> bool:
 
 
 def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps, step):
-    """Replaces optim.adamw_update: one kernel over the whole (flat) buffer (cuda/optimizer.cu)."""
+    """Replaces ops.adamw_update: one kernel over the whole (flat) buffer (cuda/optimizer.cu)."""
     per_element = [a for a in (lr_scale, weight_decay) if backend.is_array(a)]
     if not _updatable(data, grad, exp_avg, exp_avg_sq, *per_element):
-        return optim.adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps,
+        return ops.adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps,
                                   step)
     ADAMW_UPDATE[data.dtype](_grid(data.size), (data, grad, exp_avg, exp_avg_sq,
                                                 *_rate_and_decay(data, lr_scale, weight_decay),
@@ -434,10 +434,10 @@ def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, be
 
 
 def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step):
-    """Replaces optim.sgd_update: one kernel over the whole (flat) buffer (cuda/optimizer.cu)."""
+    """Replaces ops.sgd_update: one kernel over the whole (flat) buffer (cuda/optimizer.cu)."""
     per_element = [a for a in (lr_scale, weight_decay) if backend.is_array(a)]
     if not _updatable(data, grad, momentum_buffer, *per_element):
-        return optim.sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step)
+        return ops.sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step)
     SGD_UPDATE[data.dtype](_grid(data.size), (data, grad, momentum_buffer,
                                               *_rate_and_decay(data, lr_scale, weight_decay), np.float64(lr),
                                               np.float64(momentum), np.int32(nesterov), np.int32(step == 1),
@@ -445,9 +445,9 @@ def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum
 
 
 def clip_by_norm(grad, max_norm: float):
-    """Replaces optim.clip_by_norm: three kernels, the norm and the scale never leave the device."""
+    """Replaces ops.clip_by_norm: three kernels, the norm and the scale never leave the device."""
     if not _updatable(grad):
-        return optim.clip_by_norm(grad, max_norm)
+        return ops.clip_by_norm(grad, max_norm)
     xp = backend.xp
     blocks = _grid(grad.size)
     block_sums = xp.empty(blocks, dtype=xp.float64)
@@ -463,10 +463,10 @@ def clip_by_norm(grad, max_norm: float):
 
 
 def crop_flip_normalize(images, top, left, flip, padding: int, mean, std):
-    """Replaces augment.crop_flip_normalize: one kernel, one thread per output pixel (cuda/augment.cu)."""
+    """Replaces ops.crop_flip_normalize: one kernel, one thread per output pixel (cuda/augment.cu)."""
     xp = backend.xp
     if images.dtype != xp.uint8 or images.ndim != 4:
-        return augment.crop_flip_normalize(images, top, left, flip, padding, mean, std)
+        return ops.crop_flip_normalize(images, top, left, flip, padding, mean, std)
     B, C, H, W = images.shape
     out = xp.empty((B, C, H, W), dtype=xp.float32)
     CROP_FLIP_NORMALIZE(_grid(out.size), (_contiguous(images), _contiguous(top.astype(xp.int64, copy=False)),
