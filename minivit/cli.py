@@ -3,7 +3,9 @@
 A command's refusal reaches its user as one line, ``error: <what is wrong and how to fix
 it>``, and an exit status (2: a bad option or input; 1: the run itself failed, such as a
 diverged training), never as a traceback. ``run_command`` turns the errors minivit raises
-on purpose into that line; anything else is a bug and keeps its traceback.
+on purpose into that line; anything else is a bug and keeps its traceback. In a distributed
+run, an error that every rank meets is said once, by rank 0: the other ranks' copies carry
+``printed_elsewhere`` and only set the exit status.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def run_command(main: Callable[[list | None], int], argv=None) -> int:
     try:
         return main(argv)
     except RunFailed as error:
-        print(f"error: {error}", file=sys.stderr)
+        _report(error)
         return 1
     except MemoryError:
         print("error: out of memory. Lower --batch-size (or --eval-batch-size), or choose a smaller model "
@@ -40,8 +42,13 @@ def run_command(main: Callable[[list | None], int], argv=None) -> int:
         print("error: interrupted.", file=sys.stderr)
         return 130
     except (ValueError, RuntimeError, OSError, KeyError) as error:
-        print(f"error: {describe(error)}", file=sys.stderr)
+        _report(error)
         return 2
+
+
+def _report(error: BaseException) -> None:
+    if not getattr(error, "printed_elsewhere", False):  # another rank of a distributed run says it
+        print(f"error: {describe(error)}", file=sys.stderr)
 
 
 def describe(error: BaseException) -> str:

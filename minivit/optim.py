@@ -90,6 +90,11 @@ class Optimizer:
             return {name: self.flat.view(self._groups[0][slot], name) for name, _ in self.named_parameters}
         return {group["name"]: group[slot] for group in self._groups}
 
+    def state_buffers(self) -> list:
+        """The arrays that hold the per-element state (one per slot over a flat buffer, else one per slot
+        and parameter), to send whole: a distributed run's ranks start from rank 0's."""
+        return [group[slot] for group in self._groups for slot in self.slots]
+
     def zero_grad(self) -> None:
         if self.flat is not None and len(self.named_parameters) == len(self.flat.names):
             self.flat.grad.fill(0)

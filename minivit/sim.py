@@ -168,6 +168,15 @@ def _is_view(result, source) -> bool:
     return isinstance(result, numpy.ndarray) and result.size > 0 and numpy.may_share_memory(result, source)
 
 
+class _MemoryPointer:
+    """cupy.cuda.MemoryPointer: ``ptr`` is the address (here, of the host memory that stands for the device's)."""
+
+    __slots__ = ("ptr",)
+
+    def __init__(self, ptr: int):
+        self.ptr = ptr
+
+
 class ndarray:
     """A device array of the simulated GPU (wraps a NumPy array; see the module docstring)."""
 
@@ -250,6 +259,11 @@ class ndarray:
     nbytes = property(lambda self: self._array.nbytes)
     strides = property(lambda self: self._array.strides)
     flags = property(lambda self: self._array.flags)
+
+    @property
+    def data(self) -> _MemoryPointer:
+        """Where the array's memory starts (CuPy's ``MemoryPointer``: ``.data.ptr``), for NCCL's calls."""
+        return _MemoryPointer(self._array.ctypes.data)
 
     @property
     def base(self):
@@ -730,6 +744,8 @@ special = _Special()
 
 
 class _Stream:
+    ptr = 0  # the default stream's handle, as CuPy's Stream.ptr
+
     def synchronize(self):
         _sync("stream.synchronize()")
 

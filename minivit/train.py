@@ -1,6 +1,7 @@
 """Train a ViT: ``python -m minivit.train`` or ``minivit.train.train(TrainConfig(...))``.
 
     python -m minivit.train --preset cifar-tiny --data-dir data/cifar10 --time-budget 600
+    mpiexec -n 2 python -m minivit.train ... --distributed     # data-parallel on 2 ranks
 
 The run writes into its folder (``--out``): metrics.jsonl (a row per epoch), steps.jsonl
 (a row per step), train_config.json, curves.png, checkpoint-last.npz and
@@ -18,6 +19,7 @@ The training code, a room per job:
     minivit/evaluate.py               evaluation (also the validation of training)
     minivit/optim.py                  optimizers, schedule, and which parameters train how fast
     minivit/adapt.py                  pretrained weights adapted for finetuning
+    minivit/distributed/              data parallelism: MPI between processes, NCCL between GPUs
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import json
 import sys
 
 from minivit.cli import run_command
+from minivit.distributed import connected, settle_failure
+from minivit.distributed.launch import launched_size
 from minivit.training.command_line import build_parser, config_from_args
 from minivit.training.options import RECIPES, RESUMABLE_CHANGES, TrainConfig
 from minivit.training.trainer import Trainer, TrainingDiverged
@@ -46,12 +50,28 @@ def main(argv=None, prog: str = "python -m minivit.train") -> int:
     tune_process()  # the CPU kernels' process settings (importing minivit changes nothing)
 
     def run(arguments) -> int:
-        config, resume = config_from_args(arguments, prog)
-        result = train(config, resume=resume)
-        print(json.dumps(result))
+        try:
+            config, resume = config_from_args(arguments, prog)
+            _check_launch(config)
+            result = train(config, resume=resume)
+        except BaseException as error:
+            settle_failure(error)  # a distributed run: said once, and no rank left waiting
+            raise
+        connected_ranks = connected()
+        if connected_ranks is None or connected_ranks.is_root:
+            print(json.dumps(result))
         return 0
 
     return run_command(run, argv)
+
+
+def _check_launch(config: TrainConfig) -> None:
+    """mpiexec -n 2 without --distributed would start two separate runs into one folder."""
+    ranks = launched_size()
+    if ranks and ranks > 1 and not config.distributed:
+        raise ValueError(f"mpiexec started {ranks} processes, but without --distributed each would train a model of "
+                         "its own (into the same run folder). Add --distributed to train one model on all of them, "
+                         "or run a single process without mpiexec.")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ HOST_SIDE |= {"visualize.py"}
 # kernels/gpu.py and kernels/nvrtc.py hold CUDA kernels, which take CuPy arrays by definition.
 # minivit/sim.py is the simulated GPU: it wraps NumPy arrays by definition.
 HOST_SIDE |= {"kernels", "sim.py"}
+# minivit/distributed moves buffers between processes: MPI takes NumPy arrays, NCCL CuPy's (CuPy's NCCL
+# bindings, or their simulation's, which is host memory).
+HOST_SIDE |= {"distributed"}
 
 
 def imported_modules(path: Path) -> set[str]:

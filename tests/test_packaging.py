@@ -23,7 +23,8 @@ def test_the_dependencies_are_requirements_txt():
     assert set(project()["dependencies"]) == requirements("requirements.txt")
 
 
-@pytest.mark.parametrize("extra,file_name", [("dev", "requirements-dev.txt"), ("gpu", "requirements-gpu.txt")])
+@pytest.mark.parametrize("extra,file_name", [("dev", "requirements-dev.txt"), ("gpu", "requirements-gpu.txt"),
+                                             ("distributed", "requirements-distributed.txt")])
 def test_each_extra_is_its_requirement_file(extra, file_name):
     assert set(project()["optional-dependencies"][extra]) == requirements(file_name)
 

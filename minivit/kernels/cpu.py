@@ -53,6 +53,18 @@ def _pool() -> ThreadPoolExecutor:
     return _thread_pool
 
 
+def set_num_threads(count: int) -> None:
+    """Use ``count`` threads for map_rows and batched_matmul from now on (``tuning.limit_threads`` sets
+    BLAS's and numba's too: a rank of a distributed run takes its share of the cores)."""
+    global num_threads, _thread_pool
+    if count < 1:
+        raise ValueError(f"The number of threads must be at least 1; got {count}.")
+    if _thread_pool is not None and count != num_threads:
+        _thread_pool.shutdown(wait=True)
+        _thread_pool = None
+    num_threads = count
+
+
 def map_rows(fn, *arrays, block_elements: int = 1 << 17):
     """Run ``fn``, which treats each row (last axis) on its own, on blocks of rows, on all cores.
 

@@ -38,6 +38,42 @@ def tune_process() -> dict:
     }
 
 
+def limit_threads(count: int) -> dict:
+    """Run this process's CPU work on ``count`` threads: OpenBLAS's, numba's and minivit's own pool.
+
+    A rank of a distributed run calls it with its share of the machine's cores (N ranks of
+    T threads each on N x T cores), so that the ranks do not take cores from one another.
+    OpenBLAS libraries already loaded are told at once (``openblas_set_num_threads``, under
+    the names NumPy's and SciPy's builds give it); ones loaded later read the environment
+    variables set here. numba's parallel loops take ``numba.set_num_threads``. Returns what
+    was done, part by part.
+    """
+    from minivit.kernels import cpu
+
+    cpu.set_num_threads(count)
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MINIVIT_NUM_THREADS"):
+        os.environ[variable] = str(count)  # for libraries loaded from now on
+    told = []
+    for path in _loaded_openblas_paths():
+        library = ctypes.CDLL(path)  # the already loaded library: no second copy
+        for name in ("openblas_set_num_threads", "scipy_openblas_set_num_threads",
+                     "openblas_set_num_threads64_", "scipy_openblas_set_num_threads64_"):
+            setter = getattr(library, name, None)
+            if setter is not None:
+                setter(ctypes.c_int(count))
+                told.append(os.path.basename(path))
+                break
+    try:
+        import numba
+
+        numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+        numba_threads = f"{numba.get_num_threads()} threads"
+    except ImportError:
+        numba_threads = "numba not installed"
+    return {"minivit": f"{count} threads", "openblas": ", ".join(told) or "none loaded yet (environment set)",
+            "numba": numba_threads}
+
+
 def _loaded_openblas_paths() -> list[str]:
     """Paths of the OpenBLAS libraries this process has loaded (NumPy and SciPy bundle their own)."""
     try:

@@ -79,24 +79,42 @@ class Batches:
     """The training images on the backend, drawn in a seeded order per epoch.
 
     Only the batch's images are gathered each step; the data set is copied to the
-    device once.
+    device once. In a distributed run (``num_ranks`` > 1) ``batch_size`` is the global
+    batch, and rank ``rank`` gets the rank-th of ``num_ranks`` equal slices of it: the
+    ranks' shards together are the batch a single process would draw.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
+                 rank: int = 0, num_ranks: int = 1):
         if len(labels) < batch_size:
             raise DataError(f"Only {len(labels)} training images for a batch size of {batch_size}: "
                             "lower --batch-size or use more data.")
+        if batch_size % num_ranks:
+            below, above = batch_size - batch_size % num_ranks, batch_size + num_ranks - batch_size % num_ranks
+            raise ValueError(f"--batch-size {batch_size} does not divide among {num_ranks} ranks: it is the global "
+                             f"batch, and each rank takes an equal share of it. Choose a multiple of {num_ranks}, "
+                             f"such as {below or above} or {above}, or start {_divisor_hint(batch_size)} ranks.")
         self.images = backend.asarray(images)
         self.labels = backend.asarray(labels)
         self.batch_size = batch_size
+        self.shard_size = batch_size // num_ranks  # this rank's images per step
+        self.rank, self.num_ranks = rank, num_ranks
         self.seed = seed
         self.steps_per_epoch = len(labels) // batch_size  # the last, incomplete batch is dropped
         self._order_epoch, self._order = None, None
 
     def get(self, step: int):
+        """(images, labels) of this rank's share of the global batch of ``step``: (B / N, C, H, W), (B / N,)."""
         epoch, index = divmod(step, self.steps_per_epoch)
         if self._order_epoch != epoch:
             order = np.random.default_rng([self.seed, epoch]).permutation(len(self.labels))
             self._order, self._order_epoch = backend.asarray(order), epoch
-        chosen = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        start = index * self.batch_size + self.rank * self.shard_size
+        chosen = self._order[start:start + self.shard_size]
         return self.images[chosen], self.labels[chosen]
+
+
+def _divisor_hint(batch_size: int) -> str:
+    """'1, 2 or 4': the rank counts up to 8 that divide the batch."""
+    divisors = [str(count) for count in range(1, 9) if batch_size % count == 0]
+    return ", ".join(divisors[:-1]) + " or " + divisors[-1] if len(divisors) > 1 else divisors[0]

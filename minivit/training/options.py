@@ -21,6 +21,7 @@ from minivit.checks import (
     whole_number_problem,
 )
 from minivit.config import PRESETS, ViTConfig
+from minivit.model import DTYPES
 from minivit.optim import OPTIMIZERS
 
 BACKENDS = backend.BACKENDS  # the array libraries minivit runs on (defined in minivit.backend)
@@ -57,6 +58,8 @@ class TrainConfig:
     test_every_epoch: bool = False  # also evaluate the test split after every epoch, outside the training clock
     max_steps: int | None = None  # stop once the run has taken this many steps in all (as if interrupted)
     progress: bool = True
+    distributed: bool = False  # one rank of a data-parallel run (under mpiexec; see minivit.distributed)
+    dtype: str = "float32"  # the model's parameters and activations; float64 for exact comparisons
     # data subsets
     classes: list | None = None  # train on these classes only (names), relabelled 0, 1, ... in this order
     train_per_class: int | None = None  # keep this many training images per class (after the validation split)
@@ -88,6 +91,7 @@ class TrainConfig:
             choice_problem("--preset", self.preset, PRESETS),
             choice_problem("--backend", self.backend, BACKENDS),
             choice_problem("--optimizer", self.optimizer, OPTIMIZERS),
+            choice_problem("--dtype", self.dtype, DTYPES),
             whole_number_problem("--seed", self.seed, 0, MAX_SEED),
             number_problem("--lr", self.lr, 0, low_open=True),
         ]
@@ -186,6 +190,6 @@ FINETUNING = "finetune"  # the recipe name that needs --init-from
 
 # Options that may differ when resuming a run; everything else must match the checkpoint.
 RESUMABLE_CHANGES = {"data_dir", "download", "backend", "time_budget", "max_steps", "progress",
-                     "eval_batch_size", "sync_every", "out", "init_from", "tf32", "test_every_epoch"}
+                     "eval_batch_size", "sync_every", "out", "init_from", "tf32", "test_every_epoch", "distributed"}
 # Options of one session, not of the run: a resumed run does not inherit them from its checkpoint.
 SESSION_OPTIONS = {"max_steps", "progress", "download"}

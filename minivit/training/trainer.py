@@ -16,6 +16,21 @@ redraw curves.png, write checkpoint-last.npz (and checkpoint-best.npz).
 Nothing non-finite is kept: a NaN or infinite training loss, validation loss or weight
 stops the run before a checkpoint is written, and the message names the step and the
 checkpoint that really is the last good one.
+
+A distributed run (``--distributed``, under ``mpiexec -n N``; see minivit.distributed) runs
+this same Trainer on every rank, with a communicator (``self.comm``; ``SingleProcess`` for
+an ordinary run):
+  * rank 0 alone claims the run folder and reads the checkpoint or pretrained weights, and
+    broadcasts the parameters and optimizer state: every rank starts from the same values;
+  * each setting-up step fails on every rank if it fails on one (``_on_every_rank``);
+  * each rank draws its shard of every global batch and its own random streams (seed and
+    rank); one all-reduce of the flat gradient buffer averages the shards' gradients before
+    clipping and the optimizer step (the "allreduce" phase);
+  * the steps' losses and the validation counts are summed over the ranks, and the ranks
+    agree on rank 0's clock and on Ctrl-C at every drain (every step on the CPU, every
+    --sync-every steps on a GPU), so all take the same learning rates and stop at the same step;
+  * rank 0 alone writes logs, figures and checkpoints (every rank's generator states go
+    into them, so a run resumed on as many ranks continues exactly).
 """
 
 from __future__ import annotations
@@ -35,6 +50,8 @@ from minivit.checkpoint import CheckpointError, NonFiniteWeights, non_finite_nam
 from minivit.config import ViTConfig
 from minivit.data import DataError
 from minivit.dispatch import cross_entropy_backward, cross_entropy_forward
+from minivit.distributed import Communicator, SingleProcess, connect, mark_raised_together
+from minivit.distributed.sharding import evaluate_sharded
 from minivit.evaluate import evaluate_model
 from minivit.model import ViTForImageClassification
 from minivit.optim import build_optimizer, clip_grad_norm, warmup_cosine
@@ -55,27 +72,81 @@ class TrainingDiverged(RuntimeError):
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, resume: bool = False, on_step=None):
+    """A training run. ``communicator``: this rank's, for a distributed run started some other way
+    than ``config.distributed`` (which connects through MPI); None for ``SingleProcess``."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False, on_step=None,
+                 communicator: Communicator | None = None):
         config.validate()
         self.config = config
         self.on_step = on_step  # called as on_step(trainer, step) after every step (tests, notebooks)
         self._device_stats = None  # (host mean, device mean, device std): the normalisation on the device
+        if communicator is None:
+            communicator = connect(config.backend) if config.distributed else SingleProcess()
+        self.comm = communicator
+        self.writes = self.comm.is_root  # rank 0 alone writes logs, figures and checkpoints
         backend.use(config.backend)
         backend.use_tf32(config.tf32)
-        self.run_folder = RunFolder(config.out).claim(resume)
+        self.run_folder = RunFolder(config.out)
         self.run_dir = self.run_folder.path
-        try:
-            saved = self._read_own_checkpoint() if resume else None
-            pretrained = self._read_pretrained() if config.init_from and saved is None else None
-            self._set_up_data(self._model_config(saved, pretrained), saved, pretrained)
-            self._set_up_model(pretrained)
-            self._set_up_optimizer()
-            self._set_up_schedule()
-            if saved is not None:
-                self._resume_from(saved)
+        self._has_run = False
+        try:  # (the stages run on every rank make no collective call: a rank that fails leaves none waiting)
+            saved, pretrained = self._on_every_rank(lambda: self._read_on_rank_0(resume))
+            saved, pretrained = self._share_what_rank_0_read(saved, pretrained)
+            self._on_every_rank(lambda: self._set_up(saved, pretrained))
+            self._share_state_of_rank_0()
         except BaseException:
             self.run_folder.release(failed=True)
             raise
+
+    def _on_every_rank(self, stage):
+        """Run a stage of setting up; if it fails on any rank, it fails on every rank (none is left waiting)."""
+        failure, result = None, None
+        try:
+            result = stage()
+        except Exception as error:
+            failure = error
+        self.comm.fail_together(failure)
+        return result
+
+    def _read_on_rank_0(self, resume: bool) -> tuple:
+        """Rank 0 claims the run folder and reads the checkpoint (or the pretrained weights)."""
+        if not self.writes:
+            return None, None
+        self.run_folder.claim(resume)
+        saved = self._read_own_checkpoint() if resume else None
+        pretrained = self._read_pretrained() if self.config.init_from and saved is None else None
+        return saved, pretrained
+
+    def _share_what_rank_0_read(self, saved, pretrained) -> tuple:
+        """The other ranks get what they need to build the same model: the metadata, not the weights
+        (``_share_state_of_rank_0`` sends those once the model is built)."""
+        if self.comm.size == 1:
+            return saved, pretrained
+        saved_meta = self.comm.broadcast_object(saved[0] if saved is not None else None)
+        pretrained_meta = self.comm.broadcast_object(None if pretrained is None else (pretrained[0], pretrained[2]))
+        if self.writes:
+            return saved, pretrained
+        return (None if saved_meta is None else (saved_meta, None, None),
+                None if pretrained_meta is None else (pretrained_meta[0], None, pretrained_meta[1]))
+
+    def _set_up(self, saved, pretrained) -> None:
+        self._set_up_data(self._model_config(saved, pretrained), saved, pretrained)
+        self._set_up_model(pretrained)
+        self._set_up_optimizer()
+        self._set_up_schedule()
+        if saved is not None:
+            self._resume_from(saved)
+
+    def _share_state_of_rank_0(self) -> None:
+        """Every rank takes rank 0's parameters and optimizer state (its fresh, pretrained or resumed ones)."""
+        if self.comm.size == 1:
+            return
+        self.comm.broadcast(self.model.flat.data)
+        for buffer in self.optimizer.state_buffers():
+            self.comm.broadcast(buffer)
+        self.optimizer.step_count = self.comm.broadcast_object(self.optimizer.step_count)
+        self.history = self.comm.broadcast_object(self.history)  # a resumed run's rows so far
 
     # --- setting up ------------------------------------------------------------------------------
 
@@ -133,7 +204,8 @@ class Trainer:
         if pretrained is not None and "mean" in pretrained[2]:  # keep the inputs the model was trained on
             self.mean = np.array(pretrained[2]["mean"], dtype=np.float32)
             self.std = np.array(pretrained[2]["std"], dtype=np.float32)
-        self.batches = Batches(self.train_set.images, self.train_set.labels, config.batch_size, config.seed)
+        self.batches = Batches(self.train_set.images, self.train_set.labels, config.batch_size, config.seed,
+                               self.comm.rank, self.comm.size)
         self.test_set = None  # evaluated after every epoch with --test-every-epoch (outside the training clock)
         if config.test_every_epoch:
             from minivit.data import load_split
@@ -143,14 +215,14 @@ class Trainer:
                 self.test_set = self.test_set.select_classes(config.classes)
 
     def _set_up_model(self, pretrained) -> None:
-        if pretrained is None:
-            self.model = ViTForImageClassification(self.model_config, seed=self.config.seed)
+        if pretrained is None or pretrained[1] is None:  # (pretrained: rank 0 alone holds the weights)
+            self.model = ViTForImageClassification(self.model_config, seed=self.config.seed, dtype=self.config.dtype)
             return
         source_config, state, source_meta = pretrained
         # new classes need a new head, even when they are as many as the old ones
         new_head = (source_meta["class_names"] != self.class_names) if "class_names" in source_meta else None
         self.model = build_from_pretrained(source_config, state, self.model_config, seed=self.config.seed,
-                                           new_head=new_head, verbose=True,
+                                           dtype=self.config.dtype, new_head=new_head, verbose=True,
                                            assumed=tuple(source_meta.get("assumed", ())))
 
     def _set_up_optimizer(self) -> None:
@@ -159,8 +231,18 @@ class Trainer:
                                          weight_decay=config.weight_decay, momentum=config.momentum,
                                          freeze=config.freeze, layer_decay=config.layer_decay)
         self.trainable = [parameter for _, parameter in self.optimizer.named_parameters]
-        self.augment_rng = backend.default_rng(np.random.SeedSequence([config.seed, 2]).generate_state(1)[0])
-        self.host_rng = np.random.default_rng([config.seed, 3])
+        self._set_up_random_streams()
+
+    def _set_up_random_streams(self) -> None:
+        """Dropout, augmentation (on the backend) and mixing (on the host) draw from streams of the seed;
+        in a distributed run, of the seed and the rank. Rank 0 keeps an ordinary run's streams."""
+        seed, rank = self.config.seed, self.comm.rank
+        rank_key = [rank] if rank else []
+        self.augment_rng = backend.default_rng(np.random.SeedSequence([seed, 2, *rank_key]).generate_state(1)[0])
+        self.host_rng = np.random.default_rng([seed, 3, *rank_key])
+        if rank:  # the model drew its dropout stream from the seed alone
+            _use_dropout_stream(self.model, backend.default_rng(np.random.SeedSequence([seed, 1, rank])
+                                                                .generate_state(1)[0]))
 
     def _set_up_schedule(self) -> None:
         self.steps_per_epoch = self.batches.steps_per_epoch
@@ -174,24 +256,40 @@ class Trainer:
         self.last_good: tuple | None = None  # (checkpoint path, step) of the newest finite checkpoint
 
     def _resume_from(self, saved: tuple) -> None:
-        meta, model_state, optimizer_state = saved
+        meta, model_state, optimizer_state = saved  # (on ranks other than 0, the metadata alone)
         path = self.run_folder.last_checkpoint
-        try:
-            self.model.load_state_dict(model_state)
-            self.optimizer.load_state_dict(optimizer_state)
-        except ValueError as error:
-            raise CheckpointError(f"{path}: {error}") from error
+        self._check_same_ranks(meta)
+        if model_state is not None:
+            try:
+                self.model.load_state_dict(model_state)
+                self.optimizer.load_state_dict(optimizer_state)
+            except ValueError as error:
+                raise CheckpointError(f"{path}: {error}") from error
         self.step, self.best_accuracy, self.elapsed = meta["step"], meta["best_accuracy"], meta["elapsed"]
         # the normalisation the run started with (a finetuning run's came from its pretrained model)
         self.mean, self.std = np.array(meta["mean"], dtype=np.float32), np.array(meta["std"], dtype=np.float32)
         self.epoch_sums = meta["epoch_sums"]
-        _set_generator_state(self.model.rng, meta["rng"]["dropout"])
-        _set_generator_state(self.augment_rng, meta["rng"]["augment"])
-        _set_generator_state(self.host_rng, meta["rng"]["host"])
-        self.history = self.run_folder.history(self.step)
-        self.run_folder.truncate_steps(self.step)  # steps after the checkpoint will be run again
+        streams = meta["rng_of_ranks"][self.comm.rank] if self.comm.size > 1 else meta["rng"]
+        _set_generator_state(self.model.rng, streams["dropout"])
+        _set_generator_state(self.augment_rng, streams["augment"])
+        _set_generator_state(self.host_rng, streams["host"])
+        if self.writes:
+            self.history = self.run_folder.history(self.step)
+            self.run_folder.truncate_steps(self.step)  # steps after the checkpoint will be run again
         self.last_good = (path, self.step)
         self._check_limits_leave_room()
+
+    def _check_same_ranks(self, meta: dict) -> None:
+        """A run continues on as many ranks as it ran on: each rank's random streams continue where they stopped."""
+        ranks = meta.get("ranks", 1)
+        if ranks == self.comm.size:
+            return
+        out = shlex.quote(self.run_folder.given)
+        how = (f"mpiexec -n {ranks} python -m minivit.train --resume --out {out} --distributed" if ranks > 1
+               else f"python -m minivit.train --resume --out {out} --no-distributed")
+        raise CheckpointError(f"The run in {out} was trained on {ranks} rank{'s' if ranks > 1 else ''} and is resumed "
+                              f"on {self.comm.size}: each rank's random streams (augmentation, dropout) continue "
+                              f"only on a rank of their own. Resume it as it ran: {how}.")
 
     def _check_limits_leave_room(self) -> None:
         """A resumed run must be allowed at least one more step by --max-steps and --time-budget."""
@@ -207,26 +305,42 @@ class Trainer:
 
     # --- checkpoints -----------------------------------------------------------------------------
 
-    def _meta(self) -> dict:
-        return {
+    def _generator_states(self) -> dict:
+        return {"dropout": _generator_state(self.model.rng), "augment": _generator_state(self.augment_rng),
+                "host": _generator_state(self.host_rng)}
+
+    def _meta(self, rng_of_ranks: list | None = None) -> dict:
+        meta = {
             "train_config": self.config.to_dict(), "step": self.step, "epoch": self.step / self.steps_per_epoch,
             "best_accuracy": self.best_accuracy, "elapsed": self.elapsed,
             "epoch_sums": self.epoch_sums, "mean": self.mean.tolist(), "std": self.std.tolist(),
-            "class_names": self.class_names, "backend": backend.name,
-            "rng": {"dropout": _generator_state(self.model.rng), "augment": _generator_state(self.augment_rng),
-                    "host": _generator_state(self.host_rng)},
+            "class_names": self.class_names, "backend": backend.name, "rng": self._generator_states(),
         }
+        if self.comm.size > 1:  # every rank's streams (rank 0's are also "rng")
+            meta.update(ranks=self.comm.size, rng_of_ranks=rng_of_ranks)
+        return meta
 
     def evaluate(self, images: np.ndarray, labels: np.ndarray) -> dict:
-        return evaluate_model(self.model, images, labels, self.mean, self.std, self.config.eval_batch_size)
+        """Loss and accuracy over a data set (in a distributed run, each rank evaluates its shard)."""
+        if self.comm.size == 1:
+            return evaluate_model(self.model, images, labels, self.mean, self.std, self.config.eval_batch_size)
+        return evaluate_sharded(self.model, images, labels, self.mean, self.std, self.config.eval_batch_size,
+                                self.comm)
 
     def save(self, name: str = "checkpoint-last.npz"):
-        """Write a checkpoint; refused (TrainingDiverged) if a weight or optimizer value is not finite."""
+        """Write a checkpoint (rank 0); refused (TrainingDiverged, on every rank) if a weight or optimizer
+        value is not finite."""
         path = self.run_dir / name
-        try:
-            save_checkpoint(path, self.model, self.optimizer, self._meta())
-        except NonFiniteWeights as error:
-            self._diverged(f"The weights became non-finite ({error.names_text()})")
+        rng_of_ranks = self.comm.gather_object(self._generator_states()) if self.comm.size > 1 else None
+        refused = None
+        if self.writes:
+            try:
+                save_checkpoint(path, self.model, self.optimizer, self._meta(rng_of_ranks))
+            except NonFiniteWeights as error:
+                refused = error.names_text()
+        refused = self.comm.broadcast_object(refused)
+        if refused:
+            self._diverged(f"The weights became non-finite ({refused})")
         if name == "checkpoint-last.npz":
             self.last_good = (path, self.step)
         return path
@@ -236,9 +350,12 @@ class Trainer:
             kept = f"The last good checkpoint is {self.last_good[0]} (step {self.last_good[1]})"
         else:
             kept = "No checkpoint was written"
-        raise TrainingDiverged(f"{what} at step {self.step} (epoch {math.ceil(self.step / self.steps_per_epoch)}): "
-                               f"training stopped, and nothing non-finite was saved. {kept}. Lower --lr, keep "
-                               "--grad-clip on, or check the data.")
+        error = TrainingDiverged(f"{what} at step {self.step} (epoch {math.ceil(self.step / self.steps_per_epoch)}): "
+                                 f"training stopped, and nothing non-finite was saved. {kept}. Lower --lr, keep "
+                                 "--grad-clip on, or check the data.")
+        if self.comm.size > 1:  # the ranks hold the same values: every one of them stops here
+            mark_raised_together(error, self.comm)
+        raise error
 
     # --- the loop --------------------------------------------------------------------------------
 
@@ -275,6 +392,8 @@ class Trainer:
         with phase("augment"):
             pixel_values, targets = augment_batch(images, labels, config.augment, mean, std,
                                                   self.model.config.num_labels, self.augment_rng, self.host_rng)
+            if pixel_values.dtype != self.model.dtype:  # --dtype float64
+                pixel_values = pixel_values.astype(self.model.dtype)
         self.model.train()
         with phase("zero_grad"):
             self.optimizer.zero_grad()
@@ -285,6 +404,8 @@ class Trainer:
             dlogits = cross_entropy_backward(1.0, loss_cache)
         with phase("backward"):
             self.model.backward(dlogits)
+        with phase("allreduce"):  # the shards' gradients averaged: the whole batch's gradient, on every rank
+            self.comm.allreduce_mean(self.model.flat.grad)
         with phase("clip"):
             if config.grad_clip > 0:
                 clip_grad_norm(self.trainable, config.grad_clip)
@@ -298,15 +419,17 @@ class Trainer:
 
     def run(self) -> dict:
         """Train until the end of the schedule or a stop (Ctrl-C, --time-budget, --max-steps); returns a summary."""
-        if not self.run_folder.locked:
+        if self._has_run:
             raise RuntimeError("This Trainer has already run: make a new one (with resume=True) to continue.")
+        self._has_run = True
         try:
             return self._run()
         finally:
             self.run_folder.release()
 
     def _run(self) -> dict:
-        self.run_folder.start_logs(self.config.to_dict(), fresh=self.step == 0)
+        if self.writes:
+            self.run_folder.start_logs(self.config.to_dict(), fresh=self.step == 0)
         session = {"step": self.step, "elapsed": self.elapsed}
         stop_reason = self._train_until_stopped()
         if stop_reason and self.step % self.steps_per_epoch != 0:
@@ -317,7 +440,8 @@ class Trainer:
                    f"(epoch {self.step / self.steps_per_epoch:.2f}); checkpoint: {path}")
         if not finished:
             message += f"; continue with: {self.continue_command(session)}"
-        print(message, file=sys.stderr)
+        if self.writes:
+            print(message, file=sys.stderr)
         last = self.history[-1] if self.history else {}
         return {"run_dir": str(self.run_dir), "step": self.step, "finished": finished, "stop_reason": stop_reason,
                 "val_accuracy": last.get("val_accuracy"), "best_val_accuracy": self.best_accuracy,
@@ -328,6 +452,8 @@ class Trainer:
         a stop at --max-steps or --time-budget is followed by one as long again."""
         config = self.config
         command = ["python", "-m", "minivit.train", "--resume", "--out", self.run_folder.given]
+        if self.comm.size > 1:
+            command = ["mpiexec", "-n", str(self.comm.size), *command]
         if config.time_budget and self.elapsed >= config.time_budget:
             allowance = config.time_budget - session["elapsed"]  # what this session was given
             command += ["--time-budget", f"{math.ceil(max(config.time_budget, self.elapsed) + allowance):g}"]
@@ -349,6 +475,8 @@ class Trainer:
                   file=sys.stderr)
 
         previous_handler = signal.signal(signal.SIGINT, on_sigint)
+        together = self.comm.size > 1  # the ranks agree on the clock and on Ctrl-C at each drain
+        interrupted_somewhere = False  # (together) whether any rank was interrupted, as of the last drain
         sync_every = 1 if backend.name == "numpy" else config.sync_every
         pending = []  # (step, learning rate) of the steps whose loss is not yet read on the host
         self._step_values = backend.xp.empty((sync_every, 2), dtype="float64")  # their loss and correct count
@@ -365,15 +493,20 @@ class Trainer:
                     self._step_values[len(pending), 1] = correct
                 pending.append((self.step, self.optimizer.lr))
                 self.step += 1
-                self.elapsed = elapsed_before + time.perf_counter() - session_start - self._clock_paused
+                clock = elapsed_before + time.perf_counter() - session_start - self._clock_paused
+                if not together:
+                    self.elapsed = clock
                 if self.on_step is not None:
                     self.on_step(self, self.step)
                 end_of_epoch = self.step % self.steps_per_epoch == 0
                 if len(pending) >= sync_every or end_of_epoch:
+                    if together:  # rank 0's clock, and a stop if any rank was interrupted
+                        views = self.comm.allgather_object((clock, interrupted["flag"]))
+                        self.elapsed, interrupted_somewhere = views[0][0], any(flag for _, flag in views)
                     self._drain(pending, progress)
                 if end_of_epoch:
                     self._end_epoch(progress)
-                if interrupted["flag"]:
+                if interrupted_somewhere if together else interrupted["flag"]:
                     stop_reason = "interrupted"
                 elif config.time_budget and self.elapsed >= config.time_budget:
                     stop_reason = "time budget spent"
@@ -392,7 +525,12 @@ class Trainer:
         """Read the pending losses on the host (one copy); stop on the first NaN or infinity."""
         if not pending:
             return
-        values = backend.to_numpy(self._step_values[:len(pending)])
+        step_values = self._step_values[:len(pending)]
+        if self.comm.size > 1:  # the shards' losses (then divided) and correct counts, summed
+            self.comm.allreduce_sum(step_values)
+        values = backend.to_numpy(step_values)
+        if self.comm.size > 1:
+            values[:, 0] /= self.comm.size
         step_rows = []
         for (step, lr), (loss, correct) in zip(pending, values):
             if not math.isfinite(loss):
@@ -404,7 +542,8 @@ class Trainer:
             self.epoch_sums["correct"] += float(correct)
             self.epoch_sums["seen"] += self.config.batch_size
         pending.clear()
-        self.run_folder.append_steps(step_rows)
+        if self.writes:
+            self.run_folder.append_steps(step_rows)
         if progress is not None:
             progress.update(len(values))
             seen = max(1, self.epoch_sums["seen"])
@@ -416,7 +555,7 @@ class Trainer:
                                  lr=f"{self.optimizer.lr:.2e}", left=f"{left / 60:.1f}min", refresh=False)
 
     def _progress_bar(self):
-        if not self.config.progress:
+        if not self.config.progress or not self.writes:
             return None
         from tqdm import tqdm
 
@@ -451,6 +590,8 @@ class Trainer:
         if improved:
             self.save("checkpoint-best.npz")
         self.history.append(row)
+        if not self.writes:
+            return
         self.run_folder.append_metrics(row)
         # the curves at most every 30 s (a figure takes ~0.3 s: a lot beside a GPU's 2-second epoch) and at the end
         last_epoch = partial or self.step >= self.total_steps
@@ -467,6 +608,14 @@ class Trainer:
             progress.write(summary)
         elif self.config.progress:
             print(summary, file=sys.stderr)
+
+
+def _use_dropout_stream(model, rng) -> None:
+    """Give every dropout of ``model`` the generator ``rng`` (they share the model's ``rng``)."""
+    shared = model.rng
+    for module in model.modules():
+        if getattr(module, "rng", None) is shared:
+            module.rng = rng
 
 
 # --- generator states (JSON-safe) --------------------------------------------------------------

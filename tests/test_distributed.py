@@ -1,0 +1,360 @@
+"""Data-parallel training (minivit.distributed): ranks that average their shards' gradients train the
+model that one process trains on the whole batch.
+
+The proof runs real ranks: ``mpiexec -n 2`` (tests/distributed_worker.py) against one process with
+the same global batch, dropout and augmentation off, several AdamW steps:
+  * float64: the same weights to about 1e-14 (asserted: 1e-12). The largest difference is in the
+    attention's key biases, whose gradient is zero in exact arithmetic (a bias added to every key
+    shifts a query's scores by one constant, which the softmax ignores): the two sides' rounding
+    noise there differs, and AdamW divides it by its own small scale.
+  * float32: within 1e-5 (measured 1.1e-6 on those key biases, about 1e-7 elsewhere), for the
+    same reason at float32's rounding.
+Both ranks hold the same weights to the last bit. The tests that start ranks need mpi4py and an
+mpiexec (requirements-dev.txt installs them) and are skipped without.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datasets import write_image_folder
+
+from minivit import backend, sim
+from minivit.checkpoint import CheckpointError, read_checkpoint
+from minivit.distributed import SingleProcess
+from minivit.distributed.placement import cpu_share
+from minivit.distributed.sharding import shard
+from minivit.train import TrainConfig, Trainer, main, train
+from minivit.training.data import Batches
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
+TINY_MODEL = dict(image_size=8, patch_size=4, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=32, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+NO_AUGMENTATION = dict(crop_padding=0, horizontal_flip=False)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("images"), per_class=16, size=8)
+
+
+def tiny_values(data_dir, out, **changes) -> dict:
+    # 48 images, 25% validation -> 36 training images -> 3 steps of 12 per epoch
+    values = dict(model=TINY_MODEL, data_dir=str(data_dir), out=str(out), epochs=2, batch_size=12,
+                  val_fraction=0.25, warmup_epochs=1, lr=3e-3, progress=False, eval_batch_size=5,
+                  augment=NO_AUGMENTATION)
+    values.update(changes)
+    return values
+
+
+def config_of(values: dict) -> TrainConfig:
+    from minivit.augment import AugmentConfig
+
+    return TrainConfig(**{**values, "augment": AugmentConfig(**values["augment"])})
+
+
+def mpiexec(num_ranks: int) -> list[str]:
+    pytest.importorskip("mpi4py", reason="the ranks need mpi4py (requirements-dev.txt installs it)")
+    from minivit.distributed.launch import mpiexec_command
+
+    try:
+        return mpiexec_command(num_ranks)
+    except RuntimeError as error:
+        pytest.skip(str(error))
+
+
+def run_ranks(num_ranks: int, arguments: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    """``mpiexec -n num_ranks python ARGUMENTS`` with this checkout first on the path."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("MINIVIT_NUM_THREADS", None)  # each rank takes its share of the cores
+    return subprocess.run([*mpiexec(num_ranks), sys.executable, *arguments], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=ROOT)
+
+
+def train_on_ranks(num_ranks: int, values: dict, report_dir: Path, resume: bool = False) -> list[dict]:
+    """Train on ranks through the Python API (tests/distributed_worker.py); each rank's report."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    result = run_ranks(num_ranks, [str(WORKER), json.dumps(values), str(report_dir)] + (["--resume"] if resume else []))
+    assert result.returncode == 0, result.stdout + result.stderr
+    reports = []
+    for rank in range(num_ranks):
+        report = json.loads((report_dir / f"rank{rank}.json").read_text())
+        with np.load(report_dir / f"rank{rank}.npz") as weights:
+            report["weights"] = dict(weights)
+        reports.append(report)
+    return reports
+
+
+def largest_difference(a: dict, b: dict) -> tuple[float, str]:
+    assert sorted(a) == sorted(b)
+    return max((float(np.abs(a[name].astype(np.float64) - b[name]).max()), name) for name in a)
+
+
+def steps_log(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
+
+
+# --- the proof: two ranks train what one process trains -----------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype,tolerance", [("float64", 1e-12), ("float32", 1e-5)])
+def test_two_ranks_reach_the_weights_of_one_process(data_dir, tmp_path, dtype, tolerance):
+    values = tiny_values(data_dir, tmp_path / "ranks", dtype=dtype)
+    reports = train_on_ranks(2, values, tmp_path / "reports")
+    one_process = train(config_of({**values, "out": str(tmp_path / "one")}))
+
+    assert [report["size"] for report in reports] == [2, 2] and reports[0]["summary"]["step"] == 6  # 6 AdamW steps
+    # every rank holds the same weights, to the last bit (the same averaged gradient, the same step)
+    assert largest_difference(reports[0]["weights"], reports[1]["weights"])[0] == 0.0
+    # ... which are the single process's, and so is the checkpoint rank 0 wrote
+    difference, name = largest_difference(reports[0]["weights"], read_checkpoint(tmp_path / "one" /
+                                                                                 "checkpoint-last.npz")[1])
+    assert difference <= tolerance, f"{name} differs by {difference:.3g} ({dtype})"
+    assert largest_difference(reports[0]["weights"], read_checkpoint(tmp_path / "ranks" /
+                                                                     "checkpoint-last.npz")[1])[0] == 0.0
+    # the logs are the whole batch's: losses and accuracies summed over the shards, validation over the shards
+    ranks_log, one_log = steps_log(tmp_path / "ranks"), steps_log(tmp_path / "one")
+    assert [row["step"] for row in ranks_log] == [row["step"] for row in one_log] == list(range(1, 7))  # (once)
+    for ours, theirs in zip(ranks_log, one_log):
+        assert ours["loss"] == pytest.approx(theirs["loss"], abs=2e-5) and ours["accuracy"] == theirs["accuracy"]
+        assert ours["lr"] == theirs["lr"]
+    assert reports[0]["summary"]["val_accuracy"] == one_process["val_accuracy"]
+    assert reports[1]["summary"]["val_accuracy"] == one_process["val_accuracy"]  # every rank knows the result
+    # each rank ran on its share of the cores
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert [report["threads"] for report in reports] == [max(1, cores // 2)] * 2
+
+
+@pytest.mark.slow
+def test_two_ranks_resume_where_they_stopped(data_dir, tmp_path):
+    """With augmentation and dropout on: every rank's random streams continue from the checkpoint."""
+    values = tiny_values(data_dir, tmp_path / "straight", epochs=3, augment=dict(crop_padding=2),
+                         model={**TINY_MODEL, "hidden_dropout_prob": 0.1})
+    straight = train_on_ranks(2, values, tmp_path / "straight-reports")
+    stopped_values = {**values, "out": str(tmp_path / "resumed")}
+    stopped = train_on_ranks(2, {**stopped_values, "max_steps": 4}, tmp_path / "stopped-reports")
+    assert stopped[0]["summary"]["step"] == 4 and not stopped[0]["summary"]["finished"]
+    resumed = train_on_ranks(2, stopped_values, tmp_path / "resumed-reports", resume=True)
+    assert resumed[0]["summary"]["finished"] and resumed[0]["summary"]["step"] == 9
+
+    for rank in range(2):  # bit for bit, on both ranks, generators included
+        assert largest_difference(straight[rank]["weights"], resumed[rank]["weights"])[0] == 0.0
+        for stream in ("augment_rng", "dropout_rng", "host_rng"):
+            assert straight[rank][stream] == resumed[rank][stream]
+    assert (tmp_path / "straight" / "steps.jsonl").read_text() == (tmp_path / "resumed" / "steps.jsonl").read_text()
+    # each rank drew its own augmentation and dropout (streams of the seed and the rank)
+    for stream in ("augment_rng", "dropout_rng", "host_rng"):
+        assert straight[0][stream] != straight[1][stream]
+    meta = read_checkpoint(tmp_path / "resumed" / "checkpoint-last.npz")[0]
+    assert meta["ranks"] == 2 and len(meta["rng_of_ranks"]) == 2 and meta["rng_of_ranks"][0] == meta["rng"]
+
+    # a run of 2 ranks continues only on 2 ranks: the message says how
+    with pytest.raises(CheckpointError, match=r"trained on 2 ranks and is resumed on 1.*mpiexec -n 2 python -m "
+                                              r"minivit.train --resume"):
+        train(config_of({**stopped_values, "max_steps": 20, "distributed": False}), resume=True)
+
+
+@pytest.mark.slow
+def test_the_command_line_on_two_ranks_and_its_errors(data_dir, tmp_path):
+    tiny = ["--data-dir", str(data_dir), "--image-size", "8", "--patch-size", "4", "--hidden-size", "16",
+            "--num-hidden-layers", "1", "--num-attention-heads", "2", "--intermediate-size", "32",
+            "--val-fraction", "0.25", "--no-progress", "--epochs", "1"]
+    result = run_ranks(2, ["-m", "minivit.train", *tiny, "--batch-size", "12", "--out", str(tmp_path / "run"),
+                           "--distributed", "--max-steps", "2"])
+    assert result.returncode == 0, result.stderr
+    summaries = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(summaries) == 1 and json.loads(summaries[0])["step"] == 2  # rank 0 alone prints
+    assert "continue with: mpiexec -n 2 python -m minivit.train --resume" in result.stderr
+
+    # a global batch that does not divide among the ranks: one error line, no run folder left
+    result = run_ranks(3, ["-m", "minivit.train", *tiny, "--batch-size", "8", "--out", str(tmp_path / "three"),
+                           "--distributed"])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode != 0 and errors == [
+        "error: --batch-size 8 does not divide among 3 ranks: it is the global batch, and each rank takes an equal "
+        "share of it. Choose a multiple of 3, such as 6 or 9, or start 1, 2, 4 or 8 ranks."]
+    assert not (tmp_path / "three").exists()
+
+
+@pytest.mark.slow
+def test_two_ranks_on_the_simulated_gpu_through_its_nccl(data_dir, tmp_path):
+    """The NCCL path with two ranks: the simulated NCCL moves the bytes between the processes."""
+    values = tiny_values(data_dir, tmp_path / "ranks", backend="cupy-sim")
+    reports = train_on_ranks(2, values, tmp_path / "reports")
+    assert reports[0]["description"] == "2 GPU ranks through NCCL"
+    assert largest_difference(reports[0]["weights"], reports[1]["weights"])[0] == 0.0
+    train(config_of({**values, "out": str(tmp_path / "one")}))
+    difference, name = largest_difference(reports[0]["weights"],
+                                          read_checkpoint(tmp_path / "one" / "checkpoint-last.npz")[1])
+    assert difference <= 1e-5, f"{name} differs by {difference:.3g}"
+
+
+# --- the NCCL path on the simulated GPU, one rank, in this process ----------------------------------------
+
+def simulated_nccl_ranks():
+    from minivit.distributed import simulated_nccl
+    from minivit.distributed.nccl import NCCLCommunicator
+
+    return NCCLCommunicator(SingleProcess(), simulated_nccl)
+
+
+def test_the_simulated_nccl_all_reduce_is_one_launch_and_no_sync():
+    backend.use("cupy-sim")
+    communicator = simulated_nccl_ranks()
+    gradient = backend.asarray(np.arange(10, dtype=np.float32))
+    sim.reset_counters()
+    communicator.allreduce_mean(gradient)
+    communicator.broadcast(gradient)
+    counts = sim.counters()
+    assert counts["launches"] == 2 and counts["syncs"] == 0 and counts["to_host"] == 0
+    assert counts["by_kind"] == {"kernel:nccl_all_reduce": 1, "kernel:nccl_broadcast": 1}
+    np.testing.assert_array_equal(backend.to_numpy(gradient), np.arange(10))  # the mean of one rank's
+    with pytest.raises(TypeError, match="contiguous arrays on the device"):
+        communicator.allreduce_mean(np.zeros(3, dtype=np.float32))  # a host array
+    with pytest.raises(TypeError, match="contiguous arrays on the device"):
+        communicator.allreduce_mean(backend.asarray(np.zeros((4, 4), dtype=np.float32))[:, 0])
+
+
+def test_the_simulated_nccl_reads_and_writes_the_memory_it_is_pointed_at():
+    from minivit.distributed import simulated_nccl as nccl
+
+    backend.use("cupy-sim")
+    send = backend.asarray(np.array([1.5, -2.0, 3.0]))
+    receive = backend.xp.zeros(3, dtype="float64")
+    comm = nccl.NcclCommunicator(1, nccl.get_unique_id(), 0)
+    comm.allReduce(send.data.ptr, receive.data.ptr, 3, nccl.NCCL_FLOAT64, nccl.NCCL_SUM, 0)
+    np.testing.assert_array_equal(backend.to_numpy(receive), [1.5, -2.0, 3.0])
+    with pytest.raises(ValueError, match="INVALID_RANK"):
+        nccl.NcclCommunicator(1, nccl.get_unique_id(), 1)
+
+
+def test_a_training_step_through_nccl_on_the_simulated_gpu(data_dir, tmp_path):
+    """One rank through the NCCL communicator: the same run as without it, one all-reduce launch per
+    step, and no host synchronisation inside the step."""
+    values = tiny_values(data_dir, tmp_path / "nccl", backend="cupy-sim", epochs=1)
+    seen = {}
+
+    def count_a_step(trainer, step):
+        if step == 1:
+            sim.reset_counters()
+        if step == 2:
+            seen.update(sim.counters())
+
+    train_with_nccl = Trainer(config_of(values), communicator=simulated_nccl_ranks(), on_step=count_a_step)
+    assert train_with_nccl.comm.description == "1 GPU rank through NCCL"
+    train_with_nccl.run()
+    assert seen["by_phase"]["allreduce"] == 1 and seen["syncs"] == 0
+    train(config_of({**values, "out": str(tmp_path / "plain")}))
+    backend.use("numpy")
+    assert largest_difference(read_checkpoint(tmp_path / "nccl" / "checkpoint-last.npz")[1],
+                              read_checkpoint(tmp_path / "plain" / "checkpoint-last.npz")[1])[0] == 0.0
+
+
+# --- the parts, each on its own ---------------------------------------------------------------------------
+
+def test_the_shards_of_a_global_batch_are_the_batch():
+    images = np.arange(40 * 3 * 2 * 2, dtype=np.uint8).reshape(40, 3, 2, 2)
+    labels = np.arange(40) % 3
+    whole = Batches(images, labels, batch_size=12, seed=5)
+    for num_ranks in (2, 3, 4):
+        ranks = [Batches(images, labels, 12, 5, rank, num_ranks) for rank in range(num_ranks)]
+        for step in (0, 2, 4):  # epochs 0 and 1 (3 steps per epoch)
+            shards = [batches.get(step) for batches in ranks]
+            assert all(len(shard_labels) == 12 // num_ranks for _, shard_labels in shards)
+            np.testing.assert_array_equal(np.concatenate([shard_images for shard_images, _ in shards]),
+                                          whole.get(step)[0])
+            np.testing.assert_array_equal(np.concatenate([shard_labels for _, shard_labels in shards]),
+                                          whole.get(step)[1])
+
+
+def test_a_global_batch_that_does_not_divide_among_the_ranks_is_refused():
+    images, labels = np.zeros((40, 3, 2, 2), dtype=np.uint8), np.zeros(40, dtype=np.int64)
+    with pytest.raises(ValueError, match=r"--batch-size 10 does not divide among 4 ranks: it is the global batch.*"
+                                         r"multiple of 4, such as 8 or 12, or start 1, 2 or 5 ranks"):
+        Batches(images, labels, 10, 0, rank=1, num_ranks=4)
+
+
+def test_evaluation_shards_cover_the_set_once():
+    for count in (0, 1, 7, 10):
+        for size in (1, 2, 3, 4):
+            parts = [shard(count, rank, size) for rank in range(size)]
+            assert sum((list(range(count))[part] for part in parts), []) == list(range(count))
+            assert max(part.stop - part.start for part in parts) - min(part.stop - part.start for part in parts) <= 1
+
+
+def test_each_rank_takes_its_share_of_the_cores():
+    assert cpu_share([[0, 1], [0, 1]]) == 1  # not bound: both see both cores
+    assert cpu_share([[0], [1]]) == 1  # bound to a core each (Open MPI's default)
+    assert cpu_share([list(range(16))] * 4) == 4
+    assert cpu_share([[0, 1, 2]] * 2) == 1  # whole threads only
+    assert cpu_share([[0]] * 3) == 1  # more ranks than cores: one thread each
+
+
+def test_limit_threads_sets_blas_numba_and_minivit_threads(monkeypatch):
+    from minivit.kernels import cpu, limit_threads
+
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MINIVIT_NUM_THREADS"):
+        monkeypatch.delenv(variable, raising=False)  # limit_threads sets them for what loads later
+    before = cpu.num_threads
+    try:
+        done = limit_threads(1)
+        assert cpu.num_threads == 1 and os.environ["MINIVIT_NUM_THREADS"] == "1"
+        assert "openblas" in done["openblas"] and done["numba"] in ("1 threads", "numba not installed")
+    finally:
+        limit_threads(before)
+
+
+def test_mpiexec_command_adds_what_open_mpi_needs(tmp_path):
+    from minivit.distributed.launch import mpiexec_command
+
+    open_mpi, hydra = tmp_path / "openmpi-mpiexec", tmp_path / "mpich-mpiexec"
+    open_mpi.write_text("#!/bin/sh\necho 'mpiexec (Open MPI) 5.0.11'\n")
+    hydra.write_text("#!/bin/sh\necho 'HYDRA build details:'\n")
+    for script in (open_mpi, hydra):
+        script.chmod(0o755)
+    as_root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+    assert mpiexec_command(2, str(open_mpi)) == [str(open_mpi), "-n", "2", *as_root] + (
+        ["--oversubscribe"] if (os.cpu_count() or 1) < 2 else [])
+    assert mpiexec_command(1000, str(open_mpi))[-1] == "--oversubscribe"
+    assert mpiexec_command(1000, str(hydra)) == [str(hydra), "-n", "1000"]
+
+
+def test_distributed_without_mpi4py_says_what_to_install(data_dir, tmp_path, monkeypatch, capsys):
+    from minivit import distributed
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # as if it were not installed
+    monkeypatch.setattr(distributed, "_connected", {})
+    argv = ["--data-dir", str(data_dir), "--out", str(tmp_path / "run"), "--distributed", "--no-progress"]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "--distributed needs mpi4py, which is not installed" in error
+    assert "pip install -r requirements-distributed.txt" in error and "mpiexec -n 2" in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_simulated_ranks_pass_copies_in_order_and_report_a_deadlock():
+    from minivit.distributed.simulated_ranks import Deadlock, run_ranks
+
+    def program(comm):
+        if comm.rank == 0:
+            message = np.zeros(3)
+            comm.send(message, dest=1)
+            message += 7  # the copy sent is not touched
+            comm.send(message, dest=1)
+            return comm.bytes_sent
+        first, second = comm.recv(source=0), comm.recv(source=0)
+        return first.tolist(), second.tolist()
+
+    assert run_ranks(2, program) == [48, ([0.0, 0.0, 0.0], [7.0, 7.0, 7.0])]
+    # a ring that passes its neighbour's value along: sendrecv sends before it waits
+    assert run_ranks(4, lambda comm: int(comm.sendrecv(np.array(comm.rank), (comm.rank + 1) % 4,
+                                                       (comm.rank - 1) % 4))) == [3, 0, 1, 2]
+    with pytest.raises(Deadlock, match="rank 0 waited 0.2 s for a message from rank 1"):
+        run_ranks(2, lambda comm: comm.recv(source=1 - comm.rank), timeout=0.2)
+    with pytest.raises(ValueError, match="talks to the ranks 0 .. 1 other than itself"):
+        run_ranks(2, lambda comm: comm.send(np.zeros(1), dest=comm.rank))
