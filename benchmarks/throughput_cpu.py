@@ -43,11 +43,12 @@ import numpy as np  # noqa: E402  (NumPy first, as a notebook imports it)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import minivit  # noqa: E402
 from machine import describe  # noqa: E402
+from timing import median_seconds, minivit_step_functions  # noqa: E402
+
+import minivit  # noqa: E402
 from minivit import dispatch, optim  # noqa: E402
 from minivit.kernels import tune_process  # noqa: E402
-from timing import median_seconds, minivit_step_functions  # noqa: E402
 
 tuning = tune_process()
 
