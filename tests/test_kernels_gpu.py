@@ -143,23 +143,6 @@ def test_attention_heads(device, dtype, B, T, D, H):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("with_bias", [True, False])
-def test_linear(device, dtype, with_bias):
-    x, weight = normal(0, (2, 9, 13), dtype), normal(1, (13, 5), dtype)
-    bias = normal(2, (5,), dtype) if with_bias else None
-    dout = normal(3, (2, 9, 5), dtype)
-    out, cache = gpu.linear_forward(x, weight, bias)
-    expected, expected_cache = ops.linear_forward(x, weight, bias)
-    assert_close(out, expected, dtype, "forward")
-    for a, b, what in zip(gpu.linear_backward(dout, cache), ops.linear_backward(dout, expected_cache),
-                          ("dx", "dweight", "dbias")):
-        if b is None:
-            assert a is None
-        else:
-            assert_close(a, b, dtype, what)
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("soft", [False, True])
 def test_cross_entropy(device, dtype, smoothing, soft):

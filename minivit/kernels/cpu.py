@@ -147,18 +147,6 @@ def linear_forward(x, weight, bias=None):
     return out.reshape(*x.shape[:-1], weight.shape[1]), (x, weight, bias is not None)
 
 
-def linear_backward(dout, cache):
-    """Replaces ops.linear_backward: the same three products, each as one 2-D BLAS call."""
-    x, weight, has_bias = cache
-    D_in, D_out = weight.shape
-    x_rows = x.reshape(-1, D_in)
-    dout_rows = dout.reshape(-1, D_out)
-    dx = (dout_rows @ weight.T).reshape(*dout.shape[:-1], D_in)
-    dweight = x_rows.T @ dout_rows
-    dbias = dout_rows.sum(axis=0) if has_bias else None
-    return dx, dweight, dbias
-
-
 # --- GELU ------------------------------------------------------------------------------------------
 
 
@@ -343,7 +331,6 @@ def clip_by_norm(grad, max_norm: float):
 # What each fast function replaces: {reference name: function}. minivit.dispatch reads this.
 KERNELS = {
     "linear_forward": linear_forward,
-    "linear_backward": linear_backward,
     "gelu_forward": gelu_forward,
     "gelu_backward": gelu_backward,
     "layernorm_forward": layernorm_forward,

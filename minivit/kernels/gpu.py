@@ -17,12 +17,12 @@ as possible:
     crop + flip + normalise            ~12                   1        (cuda/augment.cu)
     RandAugment, one round             ~300                  ~6       (cuda/randaugment.cu)
     dropout forward                    5                     2        (cuda/dropout.cu)
-    linear forward / backward          products over N-D     2 / 3    (2-D cuBLAS products)
 
 The CUDA sources live in ``cuda/*.cu`` (each file names the reference it replaces) and
 are compiled on first use by NVRTC through CuPy's RawModule; the tests compile all of
 them without a GPU (``minivit.kernels.nvrtc``). Where a case is not covered (a dtype, an
-axis, dropout), the function hands it to the reference.
+axis, dropout), the function hands it to the reference. The linear layers need no kernel of their
+own: the reference's products are cuBLAS calls already, plus one launch for the bias.
 
 On the simulated GPU (backend "cupy-sim") these same functions run: arrays are allocated
 and arguments prepared as on a GPU, and each CUDA kernel call runs its *stand-in*, the
@@ -223,30 +223,6 @@ SCALE_BY = _typed("optimizer.cu", "scale_by", _scale_by_stand_in)
 CROP_FLIP_NORMALIZE = CudaKernel("augment.cu", "crop_flip_normalize", _crop_flip_normalize_stand_in)
 RANDAUGMENT_ROUND = CudaKernel("randaugment.cu", "randaugment_round", _randaugment_stand_in)
 DROPOUT_APPLY = _typed("dropout.cu", "dropout_apply", _dropout_stand_in)
-
-
-# --- linear: 2-D products -------------------------------------------------------------------------------
-
-
-def linear_forward(x, weight, bias=None):
-    """Replaces ops.linear_forward: one 2-D cuBLAS product over all rows, then the bias (2 launches)."""
-    x_rows = x.reshape(-1, x.shape[-1])  # a view of a contiguous x
-    out = x_rows @ weight
-    if bias is not None:
-        out += bias
-    return out.reshape(*x.shape[:-1], weight.shape[1]), (x, weight, bias is not None)
-
-
-def linear_backward(dout, cache):
-    """Replaces ops.linear_backward: three 2-D products/sums (3 launches)."""
-    x, weight, has_bias = cache
-    D_in, D_out = weight.shape
-    x_rows = x.reshape(-1, D_in)
-    dout_rows = dout.reshape(-1, D_out)
-    dx = (dout_rows @ weight.T).reshape(*dout.shape[:-1], D_in)
-    dweight = x_rows.T @ dout_rows
-    dbias = dout_rows.sum(axis=0) if has_bias else None
-    return dx, dweight, dbias
 
 
 # --- GELU -------------------------------------------------------------------------------------------------
@@ -541,8 +517,6 @@ def crop_flip_normalize(images, top, left, flip, padding: int, mean, std):
 
 # What each fast function replaces: {reference name: function}. minivit.dispatch reads this.
 KERNELS = {
-    "linear_forward": linear_forward,
-    "linear_backward": linear_backward,
     "gelu_forward": gelu_forward,
     "gelu_backward": gelu_backward,
     "layernorm_forward": layernorm_forward,
