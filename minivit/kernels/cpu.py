@@ -293,13 +293,14 @@ def attention_heads_backward(dcontext, cache):
 # --- optimizers ------------------------------------------------------------------------------------
 
 
-def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps, step):
+def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps, step,
+                 skip=None):
     """Replaces ops.adamw_update: the whole update as one parallel pass (all arrays contiguous, 1-D)."""
     arrays = (data, grad, exp_avg, exp_avg_sq)
     if not all(a.ndim == 1 and a.flags.c_contiguous and a.dtype == data.dtype for a in arrays) \
-            or data.dtype not in (np.float32, np.float64):
+            or data.dtype not in (np.float32, np.float64) or skip is not None:
         return ops.adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2,
-                                  eps, step)
+                                eps, step, skip)
     size = data.shape[0]
     lr_scale = np.broadcast_to(np.asarray(lr_scale, dtype=data.dtype), (size,))
     weight_decay = np.broadcast_to(np.asarray(weight_decay, dtype=data.dtype), (size,))
@@ -307,12 +308,13 @@ def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, be
                        1.0 - beta1**step, math.sqrt(1.0 - beta2**step))
 
 
-def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step):
+def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step, skip=None):
     """Replaces ops.sgd_update: the whole update as one parallel pass (all arrays contiguous, 1-D)."""
     arrays = (data, grad, momentum_buffer)
     if not all(a.ndim == 1 and a.flags.c_contiguous and a.dtype == data.dtype for a in arrays) \
-            or data.dtype not in (np.float32, np.float64):
-        return ops.sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step)
+            or data.dtype not in (np.float32, np.float64) or skip is not None:
+        return ops.sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step,
+                              skip)
     size = data.shape[0]
     lr_scale = np.broadcast_to(np.asarray(lr_scale, dtype=data.dtype), (size,))
     weight_decay = np.broadcast_to(np.asarray(weight_decay, dtype=data.dtype), (size,))
