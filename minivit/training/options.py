@@ -104,7 +104,8 @@ class TrainConfig:
         ]
         if self.time_budget is not None:
             problems.append(number_problem("--time-budget", self.time_budget, 0, low_open=True))
-        if not number_problem("--lr", self.lr, 0) and not number_problem("--min-lr", self.min_lr, 0):
+        lr_is_valid = not number_problem("--lr", self.lr, 0, low_open=True)
+        if lr_is_valid and not number_problem("--min-lr", self.min_lr, 0):
             if self.min_lr > self.lr:
                 problems.append(f"--min-lr ({self.min_lr:g}), where the cosine ends, must not exceed --lr "
                                 f"({self.lr:g}), its peak: choose --min-lr in [0, {self.lr:g}]")
