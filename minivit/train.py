@@ -96,7 +96,7 @@ class Trainer:
         """(meta, model state, optimizer state) of checkpoint-last.npz, if it continues this config."""
         path = self.run_folder.last_checkpoint
         meta, model_state, optimizer_state = read_checkpoint(path)
-        saved = TrainConfig.from_dict(meta["train_config"]).to_dict()
+        saved = TrainConfig.from_checkpoint_meta(meta, path).to_dict()
         requested = self.config.to_dict()
         differences = []
         for key in saved:
@@ -184,6 +184,10 @@ class Trainer:
         self.steps_per_epoch = self.batches.steps_per_epoch
         self.total_steps = self.config.epochs * self.steps_per_epoch
         self.warmup_steps = int(round(self.config.warmup_epochs * self.steps_per_epoch))
+        if self.warmup_steps > self.total_steps // 2:  # said, not silently done
+            print(f"note: --warmup-epochs {self.config.warmup_epochs:g} is more than half of the run's "
+                  f"{self.config.epochs} epochs: the warmup is cut to {self.total_steps // 2} steps, half the "
+                  "schedule.", file=sys.stderr)
         self.step = 0
         self.best_accuracy = -1.0
         self.elapsed = 0.0  # training seconds, summed over resumptions
@@ -273,8 +277,11 @@ class Trainer:
         position = step
         if self.config.time_budget:
             position = max(step, self.elapsed / self.config.time_budget * self.total_steps)
-        return warmup_cosine(position, self.total_steps, min(self.warmup_steps, self.total_steps // 2),
+        rate = warmup_cosine(position, self.total_steps, min(self.warmup_steps, self.total_steps // 2),
                              self.config.lr, self.config.min_lr)
+        # warmup_cosine's warmup gives lr * (step + 1) / warmup_steps, which passes the peak between the
+        # last warmup step and the cosine's start when the position is fractional (the clock's)
+        return min(rate, self.config.lr)
 
     def train_step(self):
         """One optimisation step; returns (loss, correct) as backend scalars (no host sync)."""
