@@ -276,6 +276,15 @@ def test_resume_refuses_another_model_shape(data_dir, tmp_path):
         train(tiny_config(data_dir, tmp_path / "run", model={**TINY_MODEL, "num_attention_heads": 4}), resume=True)
 
 
+def test_resume_refuses_a_checkpoint_that_holds_no_run(tmp_path, capsys):
+    model = minivit.ViTForImageClassification(minivit.ViTConfig(**TINY_MODEL, num_labels=3))
+    save_checkpoint(tmp_path / "run" / "checkpoint-last.npz", model)  # weights, but no training options
+    assert main(["--resume", "--out", str(tmp_path / "run")]) == 2
+    assert "was not written by minivit.train" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="options this minivit does not know .*learning_rate"):
+        TrainConfig.from_dict({**TrainConfig().to_dict(), "learning_rate": 0.1})
+
+
 def test_finetuning_refuses_a_head_count_other_than_the_checkpoints(data_dir, tmp_path):
     train(tiny_config(data_dir, tmp_path / "pre", max_steps=2))
     source = str(tmp_path / "pre" / "checkpoint-last.npz")

@@ -116,6 +116,7 @@ def test_a_validation_split_that_leaves_a_class_without_images_is_refused(data_d
     (["--batch-size", "0"], "--batch-size must be at least 1"),
     (["--batch-size", "-5"], "--batch-size must be at least 1"),
     (["--figure", "no/such/folder/confusion.png"], "the folder no/such/folder does not exist"),
+    (["--figure", "confusion.txt"], ".txt is no image format matplotlib writes"),
     (["--split", "validation"], "argument --split: invalid choice"),
 ])
 def test_evaluate_refuses_bad_options_before_any_work(checkpoint, data_dir, tmp_path, capsys, monkeypatch, flags,
