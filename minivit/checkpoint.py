@@ -17,13 +17,13 @@ wrong). Read with ``allow_pickle=False``, so a checkpoint cannot run code.
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from minivit.config import ViTConfig
 from minivit.files import atomic_write
+from minivit.weight_files import WeightFileError, read_npz
 
 FORMAT_VERSION = 1
 
@@ -47,30 +47,6 @@ def non_finite_names(arrays: dict) -> list[str]:
     """The names of the floating-point arrays (NumPy, on the host) that hold a NaN or an infinity."""
     return [name for name, array in arrays.items()
             if np.asarray(array).dtype.kind == "f" and not np.isfinite(array).all()]
-
-
-def read_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of an .npz archive, read with ``allow_pickle=False``: a file that is no .npz, or one
-    holding pickled Python objects (whose unpickling could run code), is refused by name."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as file:
-            magic = file.read(4)
-    except OSError as error:
-        raise CheckpointError(f"Cannot read {path}: {error.strerror or error}.") from error
-    if magic != b"PK\x03\x04":
-        raise CheckpointError(f"{path} is not an .npz archive (a zip of arrays); it starts with {magic!r}.")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except ValueError as error:
-        if "pickle" in str(error):
-            raise CheckpointError(f"Refusing {path}: it holds pickled Python objects, which minivit never loads "
-                                  "(unpickling can run code); an archive of plain arrays loads.") from None
-        raise CheckpointError(f"{path} is not a readable .npz archive ({error}).") from error
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"{path} is not a readable .npz archive, corrupt or truncated "
-                              f"({type(error).__name__}: {error}).") from error
 
 
 def save_checkpoint(path: str | Path, model, optimizer=None, meta: dict | None = None) -> Path:
@@ -100,7 +76,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict, dict]:
         raise CheckpointError(f"No checkpoint at {path}.")
     try:
         archive = read_npz(path)
-    except CheckpointError as error:
+    except WeightFileError as error:
         raise CheckpointError(f"{path} is not a readable minivit checkpoint: {error}") from error
     if "meta" not in archive:
         raise CheckpointError(f"{path} is not a readable minivit checkpoint (corrupt or truncated, or another "

@@ -194,6 +194,10 @@ class Module:
 
     def state_dict(self) -> dict:
         """{name: NumPy array} copies of every parameter, on the host."""
+        flat = getattr(self, "_flat", None)
+        if flat is not None:  # one copy from the device for all of them
+            host = backend.to_numpy(flat.data)
+            return {name: flat.view(host, name).copy() for name in flat.names}
         return {name: backend.to_numpy(p.data).copy() for name, p in self.named_parameters()}
 
     def load_state_dict(self, state_dict: dict) -> None:

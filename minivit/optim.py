@@ -4,8 +4,9 @@ Both optimizers take ``model.named_parameters()`` and update ``.data`` in place
 from ``.grad``, with the same arithmetic as PyTorch's (tested step by step).
 Their state travels in checkpoints through ``state_dict()`` / ``load_state_dict()``.
 
-The update rules themselves (``adamw_update``, ``sgd_update``) are plain elementwise
-array math, the reference that ``minivit/kernels`` replaces with one-pass kernels.
+The update rules themselves (``adamw_update``, ``sgd_update``, ``clip_by_norm``) are plain
+elementwise array math in ``minivit/ops/updates.py``, the reference that ``minivit/kernels``
+replaces with one-pass kernels.
 """
 
 from __future__ import annotations
@@ -20,56 +21,6 @@ def no_weight_decay(name: str) -> bool:
     the position embeddings (decay would pull them towards zero for no benefit)."""
     return (name.endswith(".bias") or "layernorm" in name or name.endswith("cls_token")
             or name.endswith("position_embeddings"))
-
-
-# --- the updates, element by element: the reference ------------------------------------------------
-# Each works on arrays of any shape (one parameter's, or a whole flat buffer of them), in place.
-# ``lr_scale`` and ``weight_decay`` are numbers or arrays shaped like ``data`` (a rate and a
-# decay per element: layer-wise decay, parameters that do not decay, frozen ones at rate 0).
-# minivit/kernels has one-pass versions with the same signatures; minivit.dispatch chooses.
-
-
-def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps, step):
-    """One AdamW step (step counts from 1), with torch.optim.AdamW's arithmetic:
-
-        p <- p * (1 - lr * weight_decay)                 decoupled weight decay
-        m <- beta1 m + (1 - beta1) g                     first moment
-        v <- beta2 v + (1 - beta2) g^2                   second moment
-        p <- p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
-    """
-    xp = backend.xp
-    lr = lr * lr_scale
-    data *= 1.0 - lr * weight_decay
-    exp_avg *= beta1
-    exp_avg += (1.0 - beta1) * grad
-    exp_avg_sq *= beta2
-    exp_avg_sq += (1.0 - beta2) * grad * grad
-    bias_correction1 = 1.0 - beta1**step
-    bias_correction2 = 1.0 - beta2**step
-    denom = xp.sqrt(exp_avg_sq) / math.sqrt(bias_correction2) + eps
-    data -= (lr / bias_correction1) * (exp_avg / denom)
-
-
-def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step):
-    """One step of SGD with momentum (step counts from 1), with torch.optim.SGD's arithmetic:
-
-        g   <- g + weight_decay * p                      coupled weight decay
-        buf <- g (first step), else momentum * buf + g
-        p   <- p - lr * (g + momentum * buf if nesterov else buf)
-    """
-    grad = grad + weight_decay * data
-    if step == 1:
-        momentum_buffer[...] = grad  # PyTorch starts the buffer at the first gradient
-    else:
-        momentum_buffer *= momentum
-        momentum_buffer += grad
-    update = grad + momentum * momentum_buffer if nesterov else momentum_buffer
-    data -= (lr * lr_scale) * update
-
-
-def sum_of_squares(array):
-    """sum(array ** 2) as a 0-d array (no host read): the squared L2 norm."""
-    return backend.xp.sum(array * array)
 
 
 # --- optimizers ----------------------------------------------------------------------------------
@@ -158,6 +109,9 @@ class Optimizer:
         """{"step": int, "<slot>/<parameter name>": NumPy array, ...}, on the host."""
         state = {"step": self.step_count}
         for slot, arrays in self.state.items():
+            if self.flat is not None:  # one copy from the device per slot
+                host = backend.to_numpy(self._groups[0][slot])
+                arrays = {name: self.flat.view(host, name) for name in arrays}
             for name, array in arrays.items():
                 state[f"{slot}/{name}"] = backend.to_numpy(array).copy()
         return state
@@ -230,16 +184,15 @@ def clip_grad_norm(parameters, max_norm: float):
 
     Returns the norm before clipping, as a 0-d backend array (no host sync here:
     read it with float() only when you need the number). For all the parameters of
-    a model, one reduction over its flat gradient buffer and one scaling.
+    a model, this is ``clip_by_norm`` on its flat gradient buffer.
     """
     xp = backend.xp
     parameters = list(parameters)
     flat = parameters[0].flat if parameters else None
     if flat is not None and len(parameters) == len(flat.names) and all(p.flat is flat for p in parameters):
-        grads = [flat.grad]
-    else:
-        grads = [p.grad for p in parameters]
-    total_norm = xp.sqrt(sum(dispatch.sum_of_squares(g) for g in grads))
+        return dispatch.clip_by_norm(flat.grad, max_norm)
+    grads = [p.grad for p in parameters]
+    total_norm = xp.sqrt(sum(xp.sum(g * g) for g in grads))
     scale = xp.minimum(1.0, max_norm / (total_norm + 1e-6))
     for g in grads:
         g *= scale.astype(g.dtype, copy=False)

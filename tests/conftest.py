@@ -18,9 +18,10 @@ def _cupy_available() -> bool:
 HAS_CUPY = _cupy_available()
 
 
-@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+@pytest.fixture(params=["numpy", "cupy-sim", pytest.param("cupy", marks=pytest.mark.gpu)])
 def backend_name(request):
-    """Runs a test on every backend; the cupy half skips cleanly without CuPy and a GPU."""
+    """Runs a test on every backend: NumPy, the simulated GPU (always), and CuPy (skipped cleanly
+    without CuPy and a GPU)."""
     from minivit import backend
 
     if request.param == "cupy" and not HAS_CUPY:

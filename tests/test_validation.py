@@ -14,13 +14,12 @@ import pytest
 from datasets import write_cifar_batches, write_image_folder
 
 from minivit import convert
-from minivit.checkpoint import CheckpointError, read_npz
-from minivit.convert import WeightFileError, read_safetensors
 from minivit.data import DataError, Dataset, load_split
 from minivit.evaluate import main as evaluate_main
 from minivit.finetune import main as finetune_main
 from minivit.train import main as train_main
 from minivit.visualize import main as visualize_main
+from minivit.weight_files import WeightFileError, read_npz, read_safetensors
 
 TINY_FLAGS = ["--hidden-size", "16", "--num-hidden-layers", "1", "--num-attention-heads", "2",
               "--intermediate-size", "32", "--image-size", "8", "--patch-size", "4", "--batch-size", "8",
@@ -377,7 +376,7 @@ def test_a_torch_pickle_that_needs_code_is_refused_with_a_reason(tmp_path):
 
 def test_an_npz_with_pickled_objects_is_refused_without_advice_to_allow_it(tmp_path):
     np.savez(tmp_path / "objects.npz", meta=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(CheckpointError) as error:
+    with pytest.raises(WeightFileError) as error:
         read_npz(tmp_path / "objects.npz")
     assert "pickled Python objects" in str(error.value) and "allow_pickle" not in str(error.value)
 

@@ -5,15 +5,13 @@
   * an image folder, ``root/<split>/<class>/*.png|jpg`` (torchvision's ImageFolder layout).
 """
 
-from minivit.data.batches import Batches
 from minivit.data.cifar10 import CIFAR10_CLASSES, download_cifar10, load_cifar10
 from minivit.data.dataset import DataError, Dataset
 from minivit.data.imagefolder import load_image_folder
-from minivit.data.layout import SPLITS, find_data, load_split, resolve_data_dir
-from minivit.data.split import split_for_validation, stratified_split
+from minivit.data.layout import SPLITS, find_data, load_split
+from minivit.data.split import stratified_split
 
 __all__ = [
-    "Batches",
     "CIFAR10_CLASSES",
     "DataError",
     "Dataset",
@@ -22,8 +20,6 @@ __all__ = [
     "load_cifar10",
     "load_image_folder",
     "load_split",
-    "resolve_data_dir",
-    "split_for_validation",
     "SPLITS",
     "stratified_split",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from minivit.data.cifar10 import download_cifar10, load_cifar10
+from minivit.data.cifar10 import load_cifar10
 from minivit.data.dataset import DataError, Dataset
 from minivit.data.imagefolder import load_image_folder
 
@@ -43,19 +43,3 @@ def load_split(data_dir: str | Path, split: str, image_size: int | None = None) 
         dataset = load_cifar10(path, split)
         return dataset.resized(image_size) if image_size else dataset
     return load_image_folder(path, split, image_size=image_size)
-
-
-def resolve_data_dir(data_dir: str | None, download: bool) -> str:
-    """``data_dir`` checked, or ./data (CIFAR-10 downloaded into it with ``download``)."""
-    if data_dir is not None:
-        find_data(data_dir)  # raises DataError with instructions
-        return data_dir
-    default = Path("data")
-    try:
-        find_data(default)
-        return str(default)
-    except DataError:
-        if download:
-            download_cifar10(default)
-            return str(default)
-        raise

@@ -1,7 +1,7 @@
 """Fast CPU implementations of reference operations (NumPy arrays).
 
 Every function here has the name, the signature and the cache of the reference it
-replaces in ``minivit/ops/`` (or ``minivit/optim.py``, ``minivit/augment.py``), says which
+replaces in ``minivit/ops/`` (or ), says which
 one, and is tested against it (tests/test_kernels_cpu.py). ``minivit.dispatch`` chooses
 between the two; nothing else calls these directly. Where a case is not covered (a
 dtype, an axis, an approximation), the function hands it to the reference.
@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from minivit import ops, optim
+from minivit import ops
 from minivit.kernels import cpu_loops as loops
 
 # --- running work on all cores -------------------------------------------------------------------
@@ -306,11 +306,11 @@ def attention_heads_backward(dcontext, cache):
 
 
 def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps, step):
-    """Replaces optim.adamw_update: the whole update as one parallel pass (all arrays contiguous, 1-D)."""
+    """Replaces ops.adamw_update: the whole update as one parallel pass (all arrays contiguous, 1-D)."""
     arrays = (data, grad, exp_avg, exp_avg_sq)
     if not all(a.ndim == 1 and a.flags.c_contiguous and a.dtype == data.dtype for a in arrays) \
             or data.dtype not in (np.float32, np.float64):
-        return optim.adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2,
+        return ops.adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2,
                                   eps, step)
     size = data.shape[0]
     lr_scale = np.broadcast_to(np.asarray(lr_scale, dtype=data.dtype), (size,))
@@ -320,15 +320,24 @@ def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, be
 
 
 def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step):
-    """Replaces optim.sgd_update: the whole update as one parallel pass (all arrays contiguous, 1-D)."""
+    """Replaces ops.sgd_update: the whole update as one parallel pass (all arrays contiguous, 1-D)."""
     arrays = (data, grad, momentum_buffer)
     if not all(a.ndim == 1 and a.flags.c_contiguous and a.dtype == data.dtype for a in arrays) \
             or data.dtype not in (np.float32, np.float64):
-        return optim.sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step)
+        return ops.sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step)
     size = data.shape[0]
     lr_scale = np.broadcast_to(np.asarray(lr_scale, dtype=data.dtype), (size,))
     weight_decay = np.broadcast_to(np.asarray(weight_decay, dtype=data.dtype), (size,))
     loops.sgd_update(data, grad, momentum_buffer, lr_scale, weight_decay, lr, momentum, nesterov, step == 1)
+
+
+def clip_by_norm(grad, max_norm: float):
+    """Replaces ops.clip_by_norm: the squared norm as one BLAS dot product (all cores), then one scaling."""
+    if grad.ndim != 1 or not grad.flags.c_contiguous or grad.dtype not in (np.float32, np.float64):
+        return ops.clip_by_norm(grad, max_norm)
+    norm = np.sqrt(np.dot(grad, grad))
+    grad *= min(1.0, max_norm / (float(norm) + 1e-6))
+    return norm
 
 
 # What each fast function replaces: {reference name: function}. minivit.dispatch reads this.
@@ -345,4 +354,5 @@ KERNELS = {
     "attention_heads_backward": attention_heads_backward,
     "adamw_update": adamw_update,
     "sgd_update": sgd_update,
+    "clip_by_norm": clip_by_norm,
 }

@@ -64,6 +64,10 @@ def build_parser(prog: str = "python -m minivit.train") -> ArgumentParser:
     for item in dataclasses.fields(TrainConfig):
         if item.name in _SPECIAL_FIELDS:
             continue
+        if isinstance(item.default, bool):
+            parser.add_argument(f"--{item.name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
+                                help=f"default: {item.default}")
+            continue
         kind = float if item.name in ("time_budget",) else type(item.default) if item.default is not None else int
         parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, help=f"default: {item.default}")
     augment = parser.add_argument_group("augmentation")

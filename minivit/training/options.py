@@ -53,6 +53,8 @@ class TrainConfig:
     val_fraction: float = 0.1
     eval_batch_size: int = 500
     sync_every: int = 50  # steps between host reads of the loss on the GPU (1 on NumPy)
+    tf32: bool = False  # TensorFloat-32 matrix products on the GPU (Ampere and newer): faster, 10-bit mantissas
+    test_every_epoch: bool = False  # also evaluate the test split after every epoch, outside the training clock
     max_steps: int | None = None  # stop once the run has taken this many steps in all (as if interrupted)
     progress: bool = True
     # data subsets
@@ -203,6 +205,6 @@ FINETUNING = "finetune"  # the recipe name that needs --init-from
 
 # Options that may differ when resuming a run; everything else must match the checkpoint.
 RESUMABLE_CHANGES = {"data_dir", "download", "backend", "time_budget", "max_steps", "progress",
-                     "eval_batch_size", "sync_every", "out", "init_from"}
+                     "eval_batch_size", "sync_every", "out", "init_from", "tf32", "test_every_epoch"}
 # Options of one session, not of the run: a resumed run does not inherit them from its checkpoint.
 SESSION_OPTIONS = {"max_steps", "progress", "download"}

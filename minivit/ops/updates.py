@@ -1,0 +1,64 @@
+"""The optimizers' update rules and gradient clipping, element by element: the reference.
+
+Each works in place on arrays of any shape (one parameter's, or a whole flat buffer of
+them). ``lr_scale`` and ``weight_decay`` are numbers or arrays shaped like ``data`` (a rate
+and a decay per element: layer-wise decay, parameters that do not decay, frozen ones at
+rate 0). ``minivit.optim`` holds the optimizers that call these; ``minivit/kernels`` has
+one-pass versions with the same signatures, and ``minivit.dispatch`` chooses.
+"""
+
+from __future__ import annotations
+
+import math
+
+from minivit import backend
+
+
+def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps, step):
+    """One AdamW step (step counts from 1), with torch.optim.AdamW's arithmetic:
+
+        p <- p * (1 - lr * weight_decay)                 decoupled weight decay
+        m <- beta1 m + (1 - beta1) g                     first moment
+        v <- beta2 v + (1 - beta2) g^2                   second moment
+        p <- p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+    """
+    xp = backend.xp
+    lr = lr * lr_scale
+    data *= 1.0 - lr * weight_decay
+    exp_avg *= beta1
+    exp_avg += (1.0 - beta1) * grad
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1.0 - beta2) * grad * grad
+    bias_correction1 = 1.0 - beta1**step
+    bias_correction2 = 1.0 - beta2**step
+    denom = xp.sqrt(exp_avg_sq) / math.sqrt(bias_correction2) + eps
+    data -= (lr / bias_correction1) * (exp_avg / denom)
+
+
+def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step):
+    """One step of SGD with momentum (step counts from 1), with torch.optim.SGD's arithmetic:
+
+        g   <- g + weight_decay * p                      coupled weight decay
+        buf <- g (first step), else momentum * buf + g
+        p   <- p - lr * (g + momentum * buf if nesterov else buf)
+    """
+    grad = grad + weight_decay * data
+    if step == 1:
+        momentum_buffer[...] = grad  # PyTorch starts the buffer at the first gradient
+    else:
+        momentum_buffer *= momentum
+        momentum_buffer += grad
+    update = grad + momentum * momentum_buffer if nesterov else momentum_buffer
+    data -= (lr * lr_scale) * update
+
+
+def clip_by_norm(grad, max_norm: float):
+    """Scale ``grad`` in place so that its L2 norm is at most ``max_norm``; returns the norm before,
+    as a 0-d array (no host read).
+
+        norm = sqrt(sum(grad^2)),  grad <- grad * min(1, max_norm / (norm + 1e-6))
+    """
+    xp = backend.xp
+    norm = xp.sqrt(xp.sum(grad * grad))
+    grad *= xp.minimum(1.0, max_norm / (norm + 1e-6)).astype(grad.dtype, copy=False)
+    return norm
