@@ -296,6 +296,19 @@ def test_finetuning_refuses_a_head_count_other_than_the_checkpoints(data_dir, tm
     assert model.config.num_attention_heads == 2  # what finetuning may change, it changes
 
 
+def test_the_test_split_of_test_every_epoch_is_labelled_by_class_name(tmp_path):
+    """Image-folder classes are numbered by their sorted names: a test split without 'green' must
+    not call 'red' class 1."""
+    data = write_image_folder(tmp_path / "data", per_class=16, size=8)
+    import shutil
+
+    shutil.rmtree(data / "test" / "green")
+    trainer = Trainer(tiny_config(data, tmp_path / "run", test_every_epoch=True))
+    assert trainer.test_set.class_names == ["blue", "green", "red"]
+    assert sorted(set(trainer.test_set.labels.tolist())) == [0, 2]
+    trainer.run_folder.release()
+
+
 # --- the advice at the end of a run continues it -----------------------------------------------------
 
 def advice(stderr: str) -> list[str]:

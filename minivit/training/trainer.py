@@ -149,9 +149,11 @@ class Trainer:
         if config.test_every_epoch:
             from minivit.data import load_split
 
-            self.test_set = load_split(data_dir, "test", image_size=model_config.image_size)
+            test_set = load_split(data_dir, "test", image_size=model_config.image_size)
             if config.classes:
-                self.test_set = self.test_set.select_classes(config.classes)
+                test_set = test_set.select_classes([name for name in config.classes if name in test_set.class_names])
+            # labelled by name as the training classes: a test split that lacks a class keeps the others' labels
+            self.test_set = test_set.relabelled_as(self.class_names, f"The test split of {data_dir}")
 
     def _set_up_model(self, pretrained) -> None:
         if pretrained is None:
