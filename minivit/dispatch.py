@@ -49,7 +49,8 @@ REFERENCES = {
         "pool_forward", "pool_backward",
         "cross_entropy_forward", "cross_entropy_backward",
     )},
-    **{name: "minivit.ops" for name in ("adamw_update", "sgd_update", "clip_by_norm", "crop_flip_normalize")},
+    **{name: "minivit.ops" for name in ("adamw_update", "sgd_update", "clip_by_norm", "crop_flip_normalize",
+                                        "rand_augment")},
 }
 
 
@@ -152,6 +153,7 @@ adamw_update = _dispatcher("adamw_update")
 sgd_update = _dispatcher("sgd_update")
 clip_by_norm = _dispatcher("clip_by_norm")
 crop_flip_normalize = _dispatcher("crop_flip_normalize")
+rand_augment = _dispatcher("rand_augment")
 
 
 # --- a learner's own functions ----------------------------------------------------------------------

@@ -236,3 +236,27 @@ def test_what_a_kernel_does_not_cover_goes_to_the_reference(device):
     qkv = normal(1, (2, 3, 12), "float32")
     with_dropout = gpu.attention_heads_forward(qkv, 2, 0.5, backend.default_rng(0), True)
     assert with_dropout[1][0].dropout_mask is not None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dropout_forward(device, dtype):
+    x = normal(0, (4, 9, 16), dtype)
+    out, mask = gpu.dropout_forward(x, 0.25, backend.default_rng(5), True)
+    expected, expected_mask = ops.dropout_forward(x, 0.25, backend.default_rng(5), True)  # the same draws
+    assert_close(mask, expected_mask, dtype, "mask")
+    assert_close(out, expected, dtype, "output")
+    assert gpu.dropout_forward(x, 0.25, backend.default_rng(5), False)[1] is None  # eval: the identity
+
+
+def test_rand_augment(device):
+    """One kernel per round gives each image the operation the reference gives it. On a GPU, float32
+    transcendental functions and fused multiply-adds may move an affine source pixel across a
+    rounding boundary: at most 0.1% of the pixels may differ, the rest agree within 1e-3."""
+    rng = np.random.default_rng(0)
+    images = backend.asarray(rng.integers(0, 256, (64, 3, 16, 12)).astype(np.float32))
+    for magnitude in (9.0, 5.0):
+        fast = backend.to_numpy(gpu.rand_augment(images, 2, magnitude, backend.default_rng(3)))
+        reference = backend.to_numpy(ops.rand_augment(images, 2, magnitude, backend.default_rng(3)))
+        assert fast.shape == reference.shape and fast.dtype == reference.dtype
+        off = np.abs(fast - reference) > 1e-3 * 255
+        assert off.mean() <= 1e-3, f"{off.mean():.2%} of the pixels differ at magnitude {magnitude}"

@@ -15,6 +15,8 @@ as possible:
     AdamW / SGD over the flat buffer   ~11 / ~6              1 / 1    (cuda/optimizer.cu)
     gradient clipping (flat buffer)    ~7                    3        (cuda/optimizer.cu)
     crop + flip + normalise            ~12                   1        (cuda/augment.cu)
+    RandAugment, one round             ~300                  ~6       (cuda/randaugment.cu)
+    dropout forward                    5                     2        (cuda/dropout.cu)
     linear forward / backward          products over N-D     2 / 3    (2-D cuBLAS products)
 
 The CUDA sources live in ``cuda/*.cu`` (each file names the reference it replaces) and
@@ -184,6 +186,22 @@ def _scale_by_stand_in(g, scale, n):
     g *= scale[0]
 
 
+def _dropout_stand_in(x, uniform, out, mask, p, n):
+    keep = uniform >= float(p)  # what rng.random(x.shape) >= p gives in ops.dropout_forward
+    mask[...] = keep.astype(x.dtype) * (1.0 / (1.0 - float(p)))
+    out[...] = x * mask
+
+
+def _randaugment_stand_in(images, choice, sign, level, posterize_step, solarize_threshold, out, C, H, W):
+    from minivit.ops.randaugment import RANDAUGMENT_OPS
+
+    xp = backend.xp
+    result = images
+    for index, op in enumerate(RANDAUGMENT_OPS.values()):  # one round of ops.rand_augment, given the draws
+        result = xp.where((choice == index)[:, None, None, None], op(images, sign, float(level)), result)
+    out[...] = result
+
+
 def _crop_flip_normalize_stand_in(images, top, left, flip, padding, mean, std, out, B, C, H, W):
     out[...] = ops.crop_flip_normalize(images, top, left, flip, int(padding), mean, std)
 
@@ -203,6 +221,8 @@ SQUARES_BY_BLOCK = _typed("optimizer.cu", "squares_by_block", _squares_by_block_
 NORM_AND_SCALE = _typed("optimizer.cu", "norm_and_scale", _norm_and_scale_stand_in)
 SCALE_BY = _typed("optimizer.cu", "scale_by", _scale_by_stand_in)
 CROP_FLIP_NORMALIZE = CudaKernel("augment.cu", "crop_flip_normalize", _crop_flip_normalize_stand_in)
+RANDAUGMENT_ROUND = CudaKernel("randaugment.cu", "randaugment_round", _randaugment_stand_in)
+DROPOUT_APPLY = _typed("dropout.cu", "dropout_apply", _dropout_stand_in)
 
 
 # --- linear: 2-D products -------------------------------------------------------------------------------
@@ -459,7 +479,48 @@ def clip_by_norm(grad, max_norm: float):
     return norm.reshape(())
 
 
+# --- dropout ----------------------------------------------------------------------------------------------
+
+
+def dropout_forward(x, p: float, rng, training: bool = True):
+    """Replaces ops.dropout_forward: the same draws (rng.random(x.shape)), then one kernel makes the
+    mask and applies it (cuda/dropout.cu): 2 launches instead of 5."""
+    if not training or p == 0.0 or not 0.0 <= p < 1.0 or not _supported(x):
+        return ops.dropout_forward(x, p, rng, training)
+    xp = backend.xp
+    uniform = rng.random(x.shape, dtype=x.dtype)
+    x = _contiguous(x)
+    out, mask = xp.empty_like(x), xp.empty_like(x)
+    DROPOUT_APPLY[x.dtype](_grid(x.size), (x, uniform, out, mask, np.float64(p), np.int64(x.size)))
+    return out, mask
+
+
 # --- augmentation -----------------------------------------------------------------------------------------
+
+
+def rand_augment(images, num_ops: int, magnitude: float, rng):
+    """Replaces ops.rand_augment: the same draws per round (each image's operation and sign), then
+    one kernel applies the round (cuda/randaugment.cu): ~6 launches a round instead of ~300."""
+    xp = backend.xp
+    if images.dtype != xp.float32 or images.ndim != 4 or images.shape[1] > 4:
+        return ops.rand_augment(images, num_ops, magnitude, rng)
+    from minivit.ops.randaugment import RANDAUGMENT_OPS
+
+    level = magnitude / 10.0
+    posterize_step = 2.0 ** (8 - (8 - int(round(4 * level))))  # as ops.randaugment's posterize works it out
+    solarize_threshold = 256.0 - 256.0 * level
+    B, C, H, W = images.shape
+    for _ in range(num_ops):
+        choice = rng.integers(0, len(RANDAUGMENT_OPS), size=B)
+        sign = xp.where(rng.random(B) < 0.5, -1.0, 1.0).astype(images.dtype)
+        images = _contiguous(images)
+        out = xp.empty_like(images)
+        RANDAUGMENT_ROUND(B, (images, choice, sign, np.float32(level), np.float32(posterize_step),
+                              np.float32(solarize_threshold), out, np.int32(C), np.int32(H), np.int32(W)),
+                          shared_mem=C * H * W * 4)
+        images = out
+    return images
+
 
 
 def crop_flip_normalize(images, top, left, flip, padding: int, mean, std):
@@ -496,4 +557,6 @@ KERNELS = {
     "sgd_update": sgd_update,
     "clip_by_norm": clip_by_norm,
     "crop_flip_normalize": crop_flip_normalize,
+    "rand_augment": rand_augment,
+    "dropout_forward": dropout_forward,
 }

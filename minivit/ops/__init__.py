@@ -42,6 +42,7 @@ from minivit.ops.losses import cross_entropy_backward, cross_entropy_forward
 from minivit.ops.patches import col2im, im2col, patch_grid_size
 from minivit.ops.pixels import crop_flip_normalize, normalize
 from minivit.ops.pooling import pool_backward, pool_forward
+from minivit.ops.randaugment import rand_augment
 from minivit.ops.residual import residual_backward, residual_forward
 from minivit.ops.softmax import softmax_backward, softmax_forward
 from minivit.ops.updates import adamw_update, clip_by_norm, sgd_update
@@ -80,6 +81,7 @@ __all__ = [
     "pool_forward",
     "position_add_backward",
     "position_add_forward",
+    "rand_augment",
     "residual_backward",
     "residual_forward",
     "sgd_update",
