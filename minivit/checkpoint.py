@@ -70,6 +70,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict, dict]:
     """(meta, model_state, optimizer_state) from a checkpoint file, all on the host."""
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():
+            raise CheckpointError(f"{path} is a folder; give a checkpoint file, such as "
+                                  f"{path / 'checkpoint-best.npz'}.")
         raise CheckpointError(f"No checkpoint at {path}.")
     try:
         archive = read_npz(path)

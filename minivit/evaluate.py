@@ -113,6 +113,11 @@ def figure_path(figure: str | None, checkpoint: str, split: str) -> Path:
     if not path.parent.is_dir():
         raise ValueError(f"--figure {path}: the folder {path.parent} does not exist; make it first or choose "
                          "another path.")
+    from minivit.plots import image_formats
+
+    if path.suffix and path.suffix[1:].lower() not in image_formats():
+        raise ValueError(f"--figure {path}: {path.suffix} is no image format matplotlib writes; use one of "
+                         f"{', '.join('.' + name for name in image_formats())}.")
     return path
 
 

@@ -106,7 +106,8 @@ class TrainConfig:
         ]
         if self.time_budget is not None:
             problems.append(number_problem("--time-budget", self.time_budget, 0, low_open=True))
-        if not number_problem("--lr", self.lr, 0) and not number_problem("--min-lr", self.min_lr, 0):
+        lr_is_valid = not number_problem("--lr", self.lr, 0, low_open=True)
+        if lr_is_valid and not number_problem("--min-lr", self.min_lr, 0):
             if self.min_lr > self.lr:
                 problems.append(f"--min-lr ({self.min_lr:g}), where the cosine ends, must not exceed --lr "
                                 f"({self.lr:g}), its peak: choose --min-lr in [0, {self.lr:g}]")
@@ -160,10 +161,31 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
+    def from_dict(cls, values: dict, source: str = "the saved options") -> TrainConfig:
+        """A TrainConfig from ``to_dict()``'s output (a checkpoint's or train_config.json's)."""
         values = dict(values)
+        known = {item.name for item in dataclasses.fields(cls)}
+        augment_known = {item.name for item in dataclasses.fields(AugmentConfig)}
+        unknown = sorted(set(values) - known) + sorted(f"augment.{name}" for name in
+                                                       set(values.get("augment") or {}) - augment_known)
+        if unknown:
+            raise ValueError(f"{source} hold training options this minivit does not know ({', '.join(unknown)}): "
+                             "they were written by another version.")
         values["augment"] = AugmentConfig(**values.get("augment", {}))
         return cls(**values)
+
+    @classmethod
+    def from_checkpoint_meta(cls, meta: dict, path) -> TrainConfig:
+        """The options of the run that wrote the checkpoint at ``path`` (its ``meta``)."""
+        from minivit.checkpoint import CheckpointError
+
+        if not isinstance(meta.get("train_config"), dict):
+            raise CheckpointError(f"{path} was not written by minivit.train: it holds no training options, so there "
+                                  "is no run to continue (to start from its weights, use --init-from).")
+        try:
+            return cls.from_dict(meta["train_config"], source=str(path))
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: {error}") from error
 
 
 # Training recipes. cifar-gpu follows "Vision Transformer for Small-Size Datasets"

@@ -32,6 +32,7 @@ from minivit import backend
 from minivit.adapt import build_from_pretrained
 from minivit.augment import augment_batch
 from minivit.checkpoint import CheckpointError, NonFiniteWeights, non_finite_names, read_checkpoint, save_checkpoint
+from minivit.cli import RunFailed
 from minivit.config import ViTConfig
 from minivit.data import DataError
 from minivit.dispatch import cross_entropy_backward, cross_entropy_forward
@@ -50,7 +51,7 @@ from minivit.training.options import RESUMABLE_CHANGES, TrainConfig
 from minivit.training.run_folder import RunFolder
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(RunFailed):
     """The loss or the weights became NaN or infinite."""
 
 
@@ -83,10 +84,19 @@ class Trainer:
         """(meta, model state, optimizer state) of checkpoint-last.npz, if it continues this config."""
         path = self.run_folder.last_checkpoint
         meta, model_state, optimizer_state = read_checkpoint(path)
-        saved = TrainConfig.from_dict(meta["train_config"]).to_dict()
+        saved = TrainConfig.from_checkpoint_meta(meta, path).to_dict()
         requested = self.config.to_dict()
-        differences = [f"{key}: checkpoint {saved[key]!r}, requested {requested[key]!r}"
-                       for key in saved if key not in RESUMABLE_CHANGES and saved[key] != requested.get(key)]
+        differences = []
+        for key in saved:
+            if key in RESUMABLE_CHANGES or saved[key] == requested.get(key):
+                continue
+            if isinstance(saved[key], dict) and isinstance(requested.get(key), dict):  # model, augment
+                fields = sorted(set(saved[key]) | set(requested[key]), key=str)
+                differences += [f"{key}.{field}: checkpoint {saved[key].get(field)!r}, requested "
+                                f"{requested[key].get(field)!r}" for field in fields
+                                if saved[key].get(field) != requested[key].get(field)]
+            else:
+                differences.append(f"{key}: checkpoint {saved[key]!r}, requested {requested.get(key)!r}")
         if differences:
             raise CheckpointError(f"{path} does not match the requested run: " + "; ".join(differences)
                                   + ". Resume with the same options, or start a new run folder (--out).")
@@ -101,8 +111,9 @@ class Trainer:
 
         try:
             return read_pretrained(self.config.init_from, self.config.model.get("num_attention_heads"))
-        except (OSError, KeyError, ValueError) as error:
-            raise CheckpointError(f"--init-from {self.config.init_from}: {error}") from error
+        except (OSError, KeyError, ValueError, CheckpointError) as error:
+            message = error.args[0] if isinstance(error, KeyError) and error.args else error
+            raise CheckpointError(f"--init-from {self.config.init_from}: {message}") from error
 
     def _model_config(self, saved, pretrained) -> ViTConfig:
         """The checkpoint's own config when resuming; a pretrained model's (with the overrides) when
@@ -138,9 +149,11 @@ class Trainer:
         if config.test_every_epoch:
             from minivit.data import load_split
 
-            self.test_set = load_split(data_dir, "test", image_size=model_config.image_size)
+            test_set = load_split(data_dir, "test", image_size=model_config.image_size)
             if config.classes:
-                self.test_set = self.test_set.select_classes(config.classes)
+                test_set = test_set.select_classes([name for name in config.classes if name in test_set.class_names])
+            # labelled by name as the training classes: a test split that lacks a class keeps the others' labels
+            self.test_set = test_set.relabelled_as(self.class_names, f"The test split of {data_dir}")
 
     def _set_up_model(self, pretrained) -> None:
         if pretrained is None:
@@ -166,6 +179,10 @@ class Trainer:
         self.steps_per_epoch = self.batches.steps_per_epoch
         self.total_steps = self.config.epochs * self.steps_per_epoch
         self.warmup_steps = int(round(self.config.warmup_epochs * self.steps_per_epoch))
+        if self.warmup_steps > self.total_steps // 2:  # said, not silently done
+            print(f"note: --warmup-epochs {self.config.warmup_epochs:g} is more than half of the run's "
+                  f"{self.config.epochs} epochs: the warmup is cut to {self.total_steps // 2} steps, half the "
+                  "schedule.", file=sys.stderr)
         self.step = 0
         self.best_accuracy = -1.0
         self.elapsed = 0.0  # training seconds, summed over resumptions
@@ -203,7 +220,8 @@ class Trainer:
         if config.time_budget and self.elapsed >= config.time_budget:
             raise ValueError(f"--time-budget {config.time_budget:g}: the run in {out} has already trained "
                              f"{self.elapsed:.1f} s of it (the budget counts the run's whole training time). "
-                             f"Give a larger budget, e.g. --time-budget {2 * config.time_budget:g}.")
+                             "Give a larger budget, e.g. --time-budget "
+                             f"{math.ceil(self.elapsed + config.time_budget)}.")
 
     # --- checkpoints -----------------------------------------------------------------------------
 
@@ -254,8 +272,11 @@ class Trainer:
         position = step
         if self.config.time_budget:
             position = max(step, self.elapsed / self.config.time_budget * self.total_steps)
-        return warmup_cosine(position, self.total_steps, min(self.warmup_steps, self.total_steps // 2),
+        rate = warmup_cosine(position, self.total_steps, min(self.warmup_steps, self.total_steps // 2),
                              self.config.lr, self.config.min_lr)
+        # warmup_cosine's warmup gives lr * (step + 1) / warmup_steps, which passes the peak between the
+        # last warmup step and the cosine's start when the position is fractional (the clock's)
+        return min(rate, self.config.lr)
 
     def train_step(self):
         """One optimisation step; returns (loss, correct) as 0-d backend arrays (no host sync).
