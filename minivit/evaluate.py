@@ -48,6 +48,8 @@ def evaluate_model(model, images: np.ndarray, labels: np.ndarray, mean, std, bat
             batch = backend.asarray(images[start:start + batch_size])
             batch_labels = backend.asarray(labels[start:start + batch_size])
             logits = model.forward(normalize(batch, mean, std).astype(model.dtype))  # (B, num_labels)
+            if logits.dtype == xp.float16:  # the loss in float32, as in float16 training
+                logits = logits.astype(xp.float32)
             loss, _ = cross_entropy_forward(logits, batch_labels)
             total_loss += float(loss) * len(batch_labels)
             predictions.append(backend.to_numpy(xp.argmax(logits, axis=1)))

@@ -243,3 +243,27 @@ def test_rand_augment(device):
         assert fast.shape == reference.shape and fast.dtype == reference.dtype
         off = np.abs(fast - reference) > 1e-3 * 255
         assert off.mean() <= 1e-3, f"{off.mean():.2%} of the pixels differ at magnitude {magnitude}"
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (2, 3, 65)])
+def test_float16_kernels_compute_in_float32(device, shape):
+    """float16 in memory, float32 arithmetic: the result is the float32 reference's, rounded to float16
+    (within float16's resolution, 1e-3 relative)."""
+    xp = backend.xp
+    x = normal(0, shape, "float16", 3.0)
+    x32 = x.astype(xp.float32)
+    gamma, beta = normal(1, (shape[-1],), "float16"), normal(2, (shape[-1],), "float16")
+    dout = normal(3, shape, "float16")
+    cases = {
+        "gelu": (gpu.gelu_forward(x)[0], ops.gelu_forward(x32)[0]),
+        "gelu backward": (gpu.gelu_backward(dout, (x, "none")),
+                          ops.gelu_backward(dout.astype(xp.float32), (x32, "none"))),
+        "layernorm": (gpu.layernorm_forward(x, gamma, beta, 1e-5)[0],
+                      ops.layernorm_forward(x32, gamma.astype(xp.float32), beta.astype(xp.float32), 1e-5)[0]),
+        "softmax": (gpu.softmax_forward(x)[0], ops.softmax_forward(x32)[0]),
+    }
+    for what, (fast, reference) in cases.items():
+        assert fast.dtype == xp.float16, what
+        fast, reference = backend.to_numpy(fast).astype(np.float32), backend.to_numpy(reference)
+        scale = max(1.0, float(np.abs(reference).max()))
+        np.testing.assert_allclose(fast, reference, rtol=0, atol=2e-3 * scale, err_msg=what)

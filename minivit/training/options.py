@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from minivit import backend
+from minivit.amp import PRECISIONS
 from minivit.augment import AugmentConfig
 from minivit.checks import (
     choice_problem,
@@ -54,6 +55,7 @@ class TrainConfig:
     eval_batch_size: int = 500
     sync_every: int = 50  # steps between host reads of the loss on the GPU (1 on NumPy)
     tf32: bool = False  # TensorFloat-32 matrix products on the GPU (Ampere and newer): faster, 10-bit mantissas
+    precision: str = "float32"  # "float16": mixed precision on a GPU (float16 model, float32 master weights)
     test_every_epoch: bool = False  # also evaluate the test split after every epoch, outside the training clock
     max_steps: int | None = None  # stop once the run has taken this many steps in all (as if interrupted)
     progress: bool = True
@@ -88,6 +90,10 @@ class TrainConfig:
             choice_problem("--preset", self.preset, PRESETS),
             choice_problem("--backend", self.backend, BACKENDS),
             choice_problem("--optimizer", self.optimizer, OPTIMIZERS),
+            choice_problem("--precision", self.precision, PRECISIONS),
+            None if self.precision == "float32" or self.backend != "numpy" else
+            "--precision float16 is for a GPU (--backend cupy, or cupy-sim to simulate one): NumPy computes float16 "
+            "in software, slower than float32",
             whole_number_problem("--seed", self.seed, 0, MAX_SEED),
             number_problem("--lr", self.lr, 0, low_open=True),
         ]

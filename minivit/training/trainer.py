@@ -30,6 +30,7 @@ import numpy as np  # host side: generator states, metrics
 
 from minivit import backend
 from minivit.adapt import build_from_pretrained
+from minivit.amp import LossScaler
 from minivit.augment import augment_batch
 from minivit.checkpoint import CheckpointError, NonFiniteWeights, non_finite_names, read_checkpoint, save_checkpoint
 from minivit.cli import RunFailed
@@ -38,7 +39,7 @@ from minivit.data import DataError
 from minivit.dispatch import cross_entropy_backward, cross_entropy_forward
 from minivit.evaluate import evaluate_model
 from minivit.model import ViTForImageClassification
-from minivit.optim import build_optimizer, clip_grad_norm, warmup_cosine
+from minivit.optim import build_optimizer, warmup_cosine
 from minivit.profile import phase
 from minivit.training.data import (
     Batches,
@@ -156,21 +157,25 @@ class Trainer:
             self.test_set = test_set.relabelled_as(self.class_names, f"The test split of {data_dir}")
 
     def _set_up_model(self, pretrained) -> None:
+        dtype = self.config.precision  # float16: a float16 model, float32 master weights in the optimizer
         if pretrained is None:
-            self.model = ViTForImageClassification(self.model_config, seed=self.config.seed)
+            self.model = ViTForImageClassification(self.model_config, seed=self.config.seed, dtype=dtype)
             return
         source_config, state, source_meta = pretrained
         # new classes need a new head, even when they are as many as the old ones
         new_head = (source_meta["class_names"] != self.class_names) if "class_names" in source_meta else None
         self.model = build_from_pretrained(source_config, state, self.model_config, seed=self.config.seed,
-                                           new_head=new_head, verbose=True,
+                                           dtype=dtype, new_head=new_head, verbose=True,
                                            assumed=tuple(source_meta.get("assumed", ())))
 
     def _set_up_optimizer(self) -> None:
         config = self.config
+        float16 = config.precision == "float16"
         self.optimizer = build_optimizer(self.model, config.optimizer, lr=config.lr,
                                          weight_decay=config.weight_decay, momentum=config.momentum,
-                                         freeze=config.freeze, layer_decay=config.layer_decay)
+                                         freeze=config.freeze, layer_decay=config.layer_decay,
+                                         master_weights=float16)
+        self.scaler = LossScaler() if float16 else None
         self.trainable = [parameter for _, parameter in self.optimizer.named_parameters]
         self.augment_rng = backend.default_rng(np.random.SeedSequence([config.seed, 2]).generate_state(1)[0])
         self.host_rng = np.random.default_rng([config.seed, 3])
@@ -196,8 +201,12 @@ class Trainer:
         try:
             self.model.load_state_dict(model_state)
             self.optimizer.load_state_dict(optimizer_state)
+            if self.optimizer.master is not None:  # the float32 weights, not their float16 copy
+                self.optimizer.load_weights(model_state)
         except ValueError as error:
             raise CheckpointError(f"{path}: {error}") from error
+        if self.scaler is not None and "loss_scale" in meta:
+            self.scaler.load_state_dict(meta["loss_scale"])
         self.step, self.best_accuracy, self.elapsed = meta["step"], meta["best_accuracy"], meta["elapsed"]
         # the normalisation the run started with (a finetuning run's came from its pretrained model)
         self.mean, self.std = np.array(meta["mean"], dtype=np.float32), np.array(meta["std"], dtype=np.float32)
@@ -233,6 +242,7 @@ class Trainer:
             "class_names": self.class_names, "backend": backend.name,
             "rng": {"dropout": _generator_state(self.model.rng), "augment": _generator_state(self.augment_rng),
                     "host": _generator_state(self.host_rng)},
+            **({"loss_scale": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
 
     def evaluate(self, images: np.ndarray, labels: np.ndarray) -> dict:
@@ -300,18 +310,25 @@ class Trainer:
         with phase("zero_grad"):
             self.optimizer.zero_grad()
         with phase("forward"):
-            logits = self.model.forward(pixel_values)
-        with phase("loss"):
-            loss, loss_cache = cross_entropy_forward(logits, targets, config.label_smoothing)
+            logits = self.model.forward(pixel_values.astype(self.model.dtype, copy=False))
+        with phase("loss"):  # in float32, also when the model computes in float16
+            loss, loss_cache = cross_entropy_forward(logits.astype(xp.float32, copy=False), targets,
+                                                     config.label_smoothing)
             dlogits = cross_entropy_backward(1.0, loss_cache)
+            if self.scaler is not None:
+                dlogits = self.scaler.scale_loss_gradient(dlogits, self.model.dtype)
         with phase("backward"):
             self.model.backward(dlogits)
         with phase("clip"):
+            if self.scaler is not None:  # float32 gradients for the master weights, the scale divided out
+                self.scaler.unscale(self.model.flat.grad, self.optimizer.master_grad)
             if config.grad_clip > 0:
-                clip_grad_norm(self.trainable, config.grad_clip)
+                self.optimizer.clip_gradients(config.grad_clip)
         with phase("optimizer"):
             self.optimizer.lr = self.learning_rate(self.step)
-            self.optimizer.step()
+            self.optimizer.step(skip=None if self.scaler is None else self.scaler.found_inf)
+            if self.scaler is not None:
+                self.scaler.update()
         with phase("metrics"):
             hard_targets = targets if targets.ndim == 1 else xp.argmax(targets, axis=1)
             correct = xp.sum(xp.argmax(logits, axis=1) == hard_targets)
