@@ -178,10 +178,13 @@ def stage_kernels(args) -> dict:
     B = 4 if args.rehearse else 128
     T, D, H, K = 65, 192, 3, 10
 
-    def normal(seed, shape, dtype, scale=1.0):
-        return backend.asarray((scale * np.random.default_rng(seed).standard_normal(shape)).astype(dtype))
+    def cases(dtype, rounded=False):
+        """The kernels' calls on cifar-tiny-shaped inputs of ``dtype`` (rounded: values that float16 holds)."""
 
-    def cases(dtype):
+        def normal(seed, shape, dtype, scale=1.0):
+            values = scale * np.random.default_rng(seed).standard_normal(shape)
+            return backend.asarray((values.astype(np.float16) if rounded else values).astype(dtype))
+
         x = normal(0, (B, T, D), dtype, 3.0)
         gamma, beta, dout = normal(1, (D,), dtype), normal(2, (D,), dtype), normal(3, (B, T, D), dtype)
         hidden, dhidden = normal(4, (B, T, 4 * D), dtype, 3.0), normal(5, (B, T, 4 * D), dtype)
@@ -225,11 +228,22 @@ def stage_kernels(args) -> dict:
 
     def as_list(result):
         items = result if isinstance(result, tuple) else (result,)
-        return [backend.to_numpy(item) for item in items if item is not None]
+        return [backend.to_numpy(item).astype(np.float64) for item in items if item is not None]
 
     results = {}
-    for dtype in ("float32", "float64"):
+    half_cases = ("gelu_forward", "gelu_backward", "layernorm_forward", "layernorm_backward", "softmax_forward",
+                  "softmax_backward", "attention_heads_forward", "attention_heads_backward")
+    for dtype in ("float32", "float64", "float16"):
         for name, run in cases(dtype).items():
+            if dtype == "float16":  # float16 kernels against the float32 reference on the same values
+                if name not in half_cases:
+                    continue
+                fast = as_list(run(gpu))
+                reference = as_list(cases("float32", rounded=True)[name](ops))
+                error = max(float(np.abs(a.astype(np.float64) - b).max()) / max(1.0, float(np.abs(b).max()))
+                            for a, b in zip(fast, reference))
+                results[f"{name} (float16)"] = {"max_error": error, "tolerance": 1e-2, "passed": error <= 1e-2}
+                continue
             fast, reference = as_list(run(gpu)), as_list(run(ops))
             error = max(float(np.abs(a.astype(np.float64) - b).max()) / max(1.0, float(np.abs(b).max()))
                         for a, b in zip(fast, reference))
@@ -330,28 +344,43 @@ def _median_seconds(function, steps: int, warmup: int, synchronize) -> float:
     return float(np.median(times))
 
 
-def minivit_throughput(args, preset, batch_size: int, tf32: bool = False) -> dict:
-    from minivit import dispatch
-    from minivit.optim import clip_grad_norm
+def minivit_throughput(args, preset, batch_size: int, tf32: bool = False, precision: str = "float32") -> dict:
+    import minivit
+    from minivit import amp, dispatch, no_grad
+    from minivit.optim import AdamW
 
     backend.use(args.device_backend)
     backend.use_tf32(tf32)
-    config = preset if not args.rehearse else _rehearsal_config()
+    config = minivit.preset(preset) if not args.rehearse else _rehearsal_config()
     pool = backend.xp.get_default_memory_pool()
     pool.free_all_blocks()
-    model, optimizer, images, labels = _training_pieces(config, batch_size)
+    xp = backend.xp
+    model = minivit.ViTForImageClassification(config, seed=0, dtype=precision)
+    float16 = precision == "float16"
+    optimizer = AdamW(model.named_parameters(), lr=1e-3, weight_decay=0.05, master_weights=float16)
+    scaler = amp.LossScaler() if float16 else None
+    rng = np.random.default_rng(0)
+    images = backend.asarray(rng.standard_normal((batch_size, 3, config.image_size, config.image_size))
+                             .astype(precision))
+    labels = backend.asarray(rng.integers(0, config.num_labels, batch_size))
 
-    def train_step():
+    def train_step():  # the Trainer's step (minivit/training/trainer.py), without data and augmentation
         model.train()
         optimizer.zero_grad()
-        loss, cache = dispatch.cross_entropy_forward(model.forward(images), labels, 0.1)
-        model.backward(dispatch.cross_entropy_backward(1.0, cache))
-        clip_grad_norm(model.parameters(), 1.0)
-        optimizer.step()
+        logits = model.forward(images)
+        loss, cache = dispatch.cross_entropy_forward(logits.astype(xp.float32, copy=False), labels, 0.1)
+        dlogits = dispatch.cross_entropy_backward(1.0, cache)
+        if scaler is not None:
+            dlogits = scaler.scale_loss_gradient(dlogits, model.dtype)
+        model.backward(dlogits)
+        if scaler is not None:
+            scaler.unscale(model.flat.grad, optimizer.master_grad)
+        optimizer.clip_gradients(1.0)
+        optimizer.step(skip=None if scaler is None else scaler.found_inf)
+        if scaler is not None:
+            scaler.update()
 
     def inference():
-        from minivit import no_grad
-
         model.eval()
         with no_grad():
             model.forward(images)
@@ -376,6 +405,8 @@ from transformers import ViTConfig as HFConfig, ViTForImageClassification
 options = json.loads(sys.argv[2])
 device = options["device"]
 torch.backends.cuda.matmul.allow_tf32 = options["tf32"]
+amp = options["amp"] and device == "cuda"
+scaler = torch.amp.GradScaler("cuda") if amp else None
 config = preset(options["preset"]) if options["preset"] else ViTConfig(**options["config"])
 model = ViTForImageClassification(HFConfig(**hf_config_kwargs(config))).to(device)
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
@@ -387,13 +418,22 @@ sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 def train_step():
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    loss = torch.nn.functional.cross_entropy(forward(pixel_values=images).logits, labels, label_smoothing=0.1)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
+    with torch.autocast(device, dtype=torch.float16, enabled=amp):
+        logits = forward(pixel_values=images).logits
+    loss = torch.nn.functional.cross_entropy(logits.float(), labels, label_smoothing=0.1)
+    if amp:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
 def inference():
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device, dtype=torch.float16, enabled=amp):
         forward(pixel_values=images)
 def median(function):
     for _ in range(options["warmup"]):
@@ -414,10 +454,12 @@ print(json.dumps({"train_images_per_second": B / train, "inference_images_per_se
 '''
 
 
-def torch_throughput(args, preset: str, batch_size: int, compiled: bool, timeout: float, tf32: bool = False) -> dict:
+def torch_throughput(args, preset: str, batch_size: int, compiled: bool, timeout: float, tf32: bool = False,
+                     amp: bool = False) -> dict:
     options = {"device": "cpu" if args.rehearse else "cuda", "preset": None if args.rehearse else preset,
                "config": _rehearsal_config().to_dict() if args.rehearse else None, "batch_size": batch_size,
-               "compiled": compiled, "steps": args.steps, "warmup": args.warmup + (3 if compiled else 0), "tf32": tf32}
+               "compiled": compiled, "steps": args.steps, "warmup": args.warmup + (3 if compiled else 0), "tf32": tf32,
+               "amp": amp}
     run = subprocess.run([sys.executable, "-c", TORCH_SIDE, str(ROOT), json.dumps(options)], capture_output=True,
                          text=True, timeout=timeout)
     if run.returncode != 0:
@@ -440,7 +482,11 @@ def stage_throughput(args) -> dict:
                  "minivit (CuPy, TF32)": lambda b=batch_size: minivit_throughput(args, "cifar-tiny", b, tf32=True),
                  "PyTorch eager": lambda b=batch_size: torch_throughput(args, "cifar-tiny", b, False, 120),
                  "PyTorch eager (TF32)": lambda b=batch_size: torch_throughput(args, "cifar-tiny", b, False, 120,
-                                                                               tf32=True)}
+                                                                               tf32=True),
+                 "minivit (CuPy, float16)": lambda b=batch_size: minivit_throughput(args, "cifar-tiny", b,
+                                                                                    precision="float16"),
+                 "PyTorch eager (AMP float16)": lambda b=batch_size: torch_throughput(args, "cifar-tiny", b, False,
+                                                                                      120, amp=True)}
         if not args.rehearse:  # compiling takes minutes on the CPU; on the GPU, capped by its timeout
             sides["torch.compile"] = lambda b=batch_size: torch_throughput(args, "cifar-tiny", b, True,
                                                                            min(150, max(30, remaining(args) - 330)))

@@ -52,10 +52,12 @@ def non_finite_names(arrays: dict) -> list[str]:
 def save_checkpoint(path: str | Path, model, optimizer=None, meta: dict | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    master = getattr(optimizer, "master", None) is not None  # float16 training: the float32 weights are the truth
     full_meta = {"format_version": FORMAT_VERSION, "config": model.config.to_dict(),
-                 "dtype": model.dtype, **(meta or {})}
+                 "dtype": "float32" if master else model.dtype, **(meta or {})}
     arrays = {"meta": np.array(json.dumps(full_meta))}
-    arrays.update({f"model/{name}": array for name, array in model.state_dict().items()})
+    weights = optimizer.weights() if master else model.state_dict()
+    arrays.update({f"model/{name}": array for name, array in weights.items()})
     if optimizer is not None:
         for key, value in optimizer.state_dict().items():
             arrays[f"optimizer/{key}"] = np.asarray(value)
@@ -70,6 +72,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict, dict]:
     """(meta, model_state, optimizer_state) from a checkpoint file, all on the host."""
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():
+            raise CheckpointError(f"{path} is a folder; give a checkpoint file, such as "
+                                  f"{path / 'checkpoint-best.npz'}.")
         raise CheckpointError(f"No checkpoint at {path}.")
     try:
         archive = read_npz(path)

@@ -60,10 +60,18 @@ def option_names(message: str) -> str:
 
 
 def _range_text(low, high, low_open: bool, high_open: bool) -> str:
+    low, high = _number_text(low), _number_text(high)
     if low is not None and high is not None:
-        return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return f" in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
     if low is not None:
-        return f" {'>' if low_open else '>='} {low:g}"
+        return f" {'>' if low_open else '>='} {low}"
     if high is not None:
-        return f" {'<' if high_open else '<='} {high:g}"
+        return f" {'<' if high_open else '<='} {high}"
     return ""
+
+
+def _number_text(value) -> str | None:
+    """Whole numbers in full (4294967295), others in short (1e-05)."""
+    if value is None:
+        return None
+    return str(value) if isinstance(value, numbers.Integral) else f"{value:g}"

@@ -19,12 +19,16 @@ class RunFailed(RuntimeError):
     """A run that started and then failed (exit status 1, not 2)."""
 
 
+class UsageError(ValueError):
+    """A command line that its parser cannot read (an unknown option, a value of the wrong type)."""
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with its usage errors as one line (the full usage stays behind --help)."""
+    """argparse, with its usage errors raised as UsageError, which ``run_command`` prints as one
+    line (the full usage stays behind --help)."""
 
     def error(self, message: str):
-        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
-        sys.exit(2)
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 def run_command(main: Callable[[list | None], int], argv=None) -> int:

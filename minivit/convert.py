@@ -423,7 +423,9 @@ def _read_hf(folder_or_name) -> tuple:
         folder = _download_from_hub(str(folder_or_name))
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{folder} has no config.json: not a transformers save_pretrained folder.")
+        hint = "".join(f" It holds a minivit run: give its checkpoint, {folder / name}." for name in
+                       ("checkpoint-best.npz",) if (folder / name).is_file())
+        raise FileNotFoundError(f"{folder} has no config.json: not a transformers save_pretrained folder.{hint}")
     hf_config = read_json(config_path)
     if hf_config.get("model_type") != "vit":
         raise ValueError(f"{folder} holds a {hf_config.get('model_type')!r} model; minivit loads model_type 'vit'.")

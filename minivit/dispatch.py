@@ -49,8 +49,8 @@ REFERENCES = {
         "pool_forward", "pool_backward",
         "cross_entropy_forward", "cross_entropy_backward",
     )},
-    **{name: "minivit.ops" for name in ("adamw_update", "sgd_update", "clip_by_norm", "crop_flip_normalize",
-                                        "rand_augment")},
+    **{name: "minivit.ops" for name in ("adamw_update", "sgd_update", "clip_by_norm", "unscale_gradients",
+                                        "update_loss_scale", "crop_flip_normalize", "rand_augment")},
 }
 
 
@@ -152,6 +152,8 @@ cross_entropy_backward = _dispatcher("cross_entropy_backward")
 adamw_update = _dispatcher("adamw_update")
 sgd_update = _dispatcher("sgd_update")
 clip_by_norm = _dispatcher("clip_by_norm")
+unscale_gradients = _dispatcher("unscale_gradients")
+update_loss_scale = _dispatcher("update_loss_scale")
 crop_flip_normalize = _dispatcher("crop_flip_normalize")
 rand_augment = _dispatcher("rand_augment")
 

@@ -48,6 +48,8 @@ def evaluate_model(model, images: np.ndarray, labels: np.ndarray, mean, std, bat
             batch = backend.asarray(images[start:start + batch_size])
             batch_labels = backend.asarray(labels[start:start + batch_size])
             logits = model.forward(normalize(batch, mean, std).astype(model.dtype))  # (B, num_labels)
+            if logits.dtype == xp.float16:  # the loss in float32, as in float16 training
+                logits = logits.astype(xp.float32)
             loss, _ = cross_entropy_forward(logits, batch_labels)
             total_loss += float(loss) * len(batch_labels)
             predictions.append(backend.to_numpy(xp.argmax(logits, axis=1)))
@@ -113,6 +115,11 @@ def figure_path(figure: str | None, checkpoint: str, split: str) -> Path:
     if not path.parent.is_dir():
         raise ValueError(f"--figure {path}: the folder {path.parent} does not exist; make it first or choose "
                          "another path.")
+    from minivit.plots import image_formats
+
+    if path.suffix and path.suffix[1:].lower() not in image_formats():
+        raise ValueError(f"--figure {path}: {path.suffix} is no image format matplotlib writes; use one of "
+                         f"{', '.join('.' + name for name in image_formats())}.")
     return path
 
 

@@ -2,8 +2,9 @@
 
     atomic_write(path, write)        write(file) fills a temporary file; it then replaces ``path``
     atomic_write_bytes / _text       the same for bytes or text
-    atomic_savez(path, **arrays)     a NumPy .npz
     atomic_write_path(path, write)   write(temporary_path), for libraries that want a path
+
+(An .npz: ``atomic_write(path, lambda file: numpy.savez(file, **arrays))``.)
 
 The temporary file sits in the target's folder (a rename across file systems is
 not atomic), is named ``.<name>.<pid>.<random>.tmp``, is flushed to the disk, and
@@ -26,8 +27,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
-
-import numpy as np  # host side: .npz files
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], mode: int | None = None) -> Path:
@@ -63,11 +62,6 @@ def atomic_write_bytes(path: str | Path, data: bytes, mode: int | None = None) -
 
 def atomic_write_text(path: str | Path, text: str, mode: int | None = None) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"), mode)
-
-
-def atomic_savez(path: str | Path, mode: int | None = None, **arrays) -> Path:
-    """``numpy.savez(path, **arrays)``, atomically. ``path`` is used as given (no ".npz" added)."""
-    return atomic_write(path, lambda file: np.savez(file, **arrays), mode)
 
 
 # --- temporary files left by killed processes ---------------------------------------------------

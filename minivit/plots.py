@@ -19,6 +19,13 @@ def _new_figure(figsize):
     return figure
 
 
+def image_formats() -> list[str]:
+    """The file suffixes a figure can be saved as (png, pdf, svg, ...)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return sorted(FigureCanvasAgg.get_supported_filetypes())
+
+
 def save_figure(fig, path: str | Path, **options) -> Path:
     """``fig`` as an image file at ``path`` (format from its suffix, PNG if none), written atomically."""
     path = Path(path)

@@ -102,9 +102,9 @@ def steps_log(run_dir: Path) -> list[dict]:
 # --- the proof: two ranks train what one process trains -----------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dtype,tolerance", [("float64", 1e-12), ("float32", 1e-5)])
-def test_two_ranks_reach_the_weights_of_one_process(data_dir, tmp_path, dtype, tolerance):
-    values = tiny_values(data_dir, tmp_path / "ranks", dtype=dtype)
+@pytest.mark.parametrize("precision,tolerance", [("float64", 1e-12), ("float32", 1e-5)])
+def test_two_ranks_reach_the_weights_of_one_process(data_dir, tmp_path, precision, tolerance):
+    values = tiny_values(data_dir, tmp_path / "ranks", precision=precision)
     reports = train_on_ranks(2, values, tmp_path / "reports")
     one_process = train(config_of({**values, "out": str(tmp_path / "one")}))
 
@@ -114,7 +114,7 @@ def test_two_ranks_reach_the_weights_of_one_process(data_dir, tmp_path, dtype, t
     # ... which are the single process's, and so is the checkpoint rank 0 wrote
     difference, name = largest_difference(reports[0]["weights"], read_checkpoint(tmp_path / "one" /
                                                                                  "checkpoint-last.npz")[1])
-    assert difference <= tolerance, f"{name} differs by {difference:.3g} ({dtype})"
+    assert difference <= tolerance, f"{name} differs by {difference:.3g} ({precision})"
     assert largest_difference(reports[0]["weights"], read_checkpoint(tmp_path / "ranks" /
                                                                      "checkpoint-last.npz")[1])[0] == 0.0
     # the logs are the whole batch's: losses and accuracies summed over the shards, validation over the shards

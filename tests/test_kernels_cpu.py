@@ -118,17 +118,11 @@ def test_softmax(dtype, leading, width, contiguous):
 def test_linear(dtype, rows, d_in, d_out, with_bias):
     x = normal(0, (2, rows, d_in), dtype)
     weight, bias = normal(1, (d_in, d_out), dtype), normal(2, (d_out,), dtype) if with_bias else None
-    dout = normal(3, (2, rows, d_out), dtype)
     for weight_view in (weight, np.asfortranarray(weight), strided(np.ascontiguousarray(weight))):
         out, cache = cpu.linear_forward(x, weight_view, bias)
         expected, expected_cache = ops.linear_forward(x, weight_view, bias)
         assert_close(out, expected, dtype, "linear forward")
-        for fast, reference, what in zip(cpu.linear_backward(dout, cache), ops.linear_backward(dout, expected_cache),
-                                         ("dx", "dweight", "dbias")):
-            if reference is None:
-                assert fast is None
-            else:
-                assert_close(fast, reference, dtype, f"linear {what}")
+        assert cache[0] is expected_cache[0] and cache[2] == expected_cache[2]  # the reference's backward reads it
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

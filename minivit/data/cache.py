@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from minivit.data.dataset import DataError, check_images, check_labels
-from minivit.files import atomic_savez, readable_like
+from minivit.files import atomic_write, readable_like
 
 CACHE_FORMAT = 2
 
@@ -61,8 +61,9 @@ def read_cache(path: Path, record: str | None):
 def write_cache(path: Path, images: np.ndarray, labels: np.ndarray, class_names: list[str], record: str) -> bool:
     """Write the cache atomically; False (and nothing written) where the folder is read-only."""
     try:
-        atomic_savez(path, mode=readable_like(path.parent), images=images, labels=labels,
-                     class_names=np.array(class_names, dtype=str), source=np.array(record))
+        arrays = dict(images=images, labels=labels, class_names=np.array(class_names, dtype=str),
+                      source=np.array(record))
+        atomic_write(path, lambda file: np.savez(file, **arrays), mode=readable_like(path.parent))
     except OSError:
         return False
     return True

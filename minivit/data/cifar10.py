@@ -135,7 +135,9 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         batch = restricted_load(path.read_bytes())
     except pickle.UnpicklingError as error:
-        raise DataError(f"{path}: {error}") from error
+        if str(error).startswith("Refusing"):  # RestrictedUnpickler: a pickle that names other code
+            raise DataError(f"{path}: {error}") from error
+        raise DataError(f"{path} is not a readable CIFAR-10 batch file ({error}).") from error
     except (OSError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
         raise DataError(f"{path} is not a readable CIFAR-10 batch file ({type(error).__name__}: {error}).") from error
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:

@@ -12,6 +12,7 @@ What counts:
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -103,5 +104,14 @@ def load_image_folder(root: str | Path, split: str, image_size: int | None = Non
                         "pass image_size to resize them all (the model's image_size).")
     images = np.stack(decoded)
     labels = np.array([label for _, label in files], dtype=np.int64)
-    write_cache(cache, images, labels, class_names, record)
+    if write_cache(cache, images, labels, class_names, record):
+        _remove_old_caches(root, split)
     return Dataset(images, labels, class_names)
+
+
+def _remove_old_caches(root: Path, split: str) -> None:
+    """Caches of minivit before 2026-11 were named by a hash of their source, one more each time the
+    folder changed: the record inside the cache replaces them."""
+    for old in root.glob(f".minivit-cache-{split}-*.npz"):
+        if re.fullmatch(rf"\.minivit-cache-{split}-[0-9a-f]{{16}}\.npz", old.name):
+            old.unlink(missing_ok=True)

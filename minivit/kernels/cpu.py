@@ -159,18 +159,6 @@ def linear_forward(x, weight, bias=None):
     return out.reshape(*x.shape[:-1], weight.shape[1]), (x, weight, bias is not None)
 
 
-def linear_backward(dout, cache):
-    """Replaces ops.linear_backward: the same three products, each as one 2-D BLAS call."""
-    x, weight, has_bias = cache
-    D_in, D_out = weight.shape
-    x_rows = x.reshape(-1, D_in)
-    dout_rows = dout.reshape(-1, D_out)
-    dx = (dout_rows @ weight.T).reshape(*dout.shape[:-1], D_in)
-    dweight = x_rows.T @ dout_rows
-    dbias = dout_rows.sum(axis=0) if has_bias else None
-    return dx, dweight, dbias
-
-
 # --- GELU ------------------------------------------------------------------------------------------
 
 
@@ -317,13 +305,14 @@ def attention_heads_backward(dcontext, cache):
 # --- optimizers ------------------------------------------------------------------------------------
 
 
-def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps, step):
+def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps, step,
+                 skip=None):
     """Replaces ops.adamw_update: the whole update as one parallel pass (all arrays contiguous, 1-D)."""
     arrays = (data, grad, exp_avg, exp_avg_sq)
     if not all(a.ndim == 1 and a.flags.c_contiguous and a.dtype == data.dtype for a in arrays) \
-            or data.dtype not in (np.float32, np.float64):
+            or data.dtype not in (np.float32, np.float64) or skip is not None:
         return ops.adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2,
-                                  eps, step)
+                                eps, step, skip)
     size = data.shape[0]
     lr_scale = np.broadcast_to(np.asarray(lr_scale, dtype=data.dtype), (size,))
     weight_decay = np.broadcast_to(np.asarray(weight_decay, dtype=data.dtype), (size,))
@@ -331,12 +320,13 @@ def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, be
                        1.0 - beta1**step, math.sqrt(1.0 - beta2**step))
 
 
-def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step):
+def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step, skip=None):
     """Replaces ops.sgd_update: the whole update as one parallel pass (all arrays contiguous, 1-D)."""
     arrays = (data, grad, momentum_buffer)
     if not all(a.ndim == 1 and a.flags.c_contiguous and a.dtype == data.dtype for a in arrays) \
-            or data.dtype not in (np.float32, np.float64):
-        return ops.sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step)
+            or data.dtype not in (np.float32, np.float64) or skip is not None:
+        return ops.sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step,
+                              skip)
     size = data.shape[0]
     lr_scale = np.broadcast_to(np.asarray(lr_scale, dtype=data.dtype), (size,))
     weight_decay = np.broadcast_to(np.asarray(weight_decay, dtype=data.dtype), (size,))
@@ -355,7 +345,6 @@ def clip_by_norm(grad, max_norm: float):
 # What each fast function replaces: {reference name: function}. minivit.dispatch reads this.
 KERNELS = {
     "linear_forward": linear_forward,
-    "linear_backward": linear_backward,
     "gelu_forward": gelu_forward,
     "gelu_backward": gelu_backward,
     "layernorm_forward": layernorm_forward,

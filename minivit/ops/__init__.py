@@ -45,7 +45,7 @@ from minivit.ops.pooling import pool_backward, pool_forward
 from minivit.ops.randaugment import rand_augment
 from minivit.ops.residual import residual_backward, residual_forward
 from minivit.ops.softmax import softmax_backward, softmax_forward
-from minivit.ops.updates import adamw_update, clip_by_norm, sgd_update
+from minivit.ops.updates import adamw_update, clip_by_norm, sgd_update, unscale_gradients, update_loss_scale
 
 __all__ = [
     "AttentionCache",
@@ -88,4 +88,6 @@ __all__ = [
     "softmax_backward",
     "softmax_forward",
     "split_heads",
+    "unscale_gradients",
+    "update_loss_scale",
 ]

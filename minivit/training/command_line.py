@@ -122,7 +122,8 @@ def _resumed_config(values: dict, args: dict, model: dict, augment: dict) -> Tra
     """The run's own options (from its checkpoint), with the ones given on the command line."""
     run_folder = RunFolder(values["out"])
     run_folder.check_resumable()
-    saved = TrainConfig.from_dict(read_checkpoint(run_folder.last_checkpoint)[0]["train_config"])
+    saved = TrainConfig.from_checkpoint_meta(read_checkpoint(run_folder.last_checkpoint)[0],
+                                             run_folder.last_checkpoint)
     merged = saved.to_dict()
     defaults = TrainConfig()
     for key in SESSION_OPTIONS:

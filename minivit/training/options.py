@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from minivit import backend
+from minivit.amp import PRECISIONS
 from minivit.augment import AugmentConfig
 from minivit.checks import (
     choice_problem,
@@ -21,7 +22,6 @@ from minivit.checks import (
     whole_number_problem,
 )
 from minivit.config import PRESETS, ViTConfig
-from minivit.model import DTYPES
 from minivit.optim import OPTIMIZERS
 
 BACKENDS = backend.BACKENDS  # the array libraries minivit runs on (defined in minivit.backend)
@@ -55,11 +55,12 @@ class TrainConfig:
     eval_batch_size: int = 500
     sync_every: int = 50  # steps between host reads of the loss on the GPU (1 on NumPy)
     tf32: bool = False  # TensorFloat-32 matrix products on the GPU (Ampere and newer): faster, 10-bit mantissas
+    precision: str = "float32"  # "float16": mixed precision on a GPU (float16 model, float32 master weights);
+    # "float64": a float64 model, for exact comparisons on the CPU (e.g. distributed ranks against one process)
     test_every_epoch: bool = False  # also evaluate the test split after every epoch, outside the training clock
     max_steps: int | None = None  # stop once the run has taken this many steps in all (as if interrupted)
     progress: bool = True
     distributed: bool = False  # one rank of a data-parallel run (under mpiexec; see minivit.distributed)
-    dtype: str = "float32"  # the model's parameters and activations; float64 for exact comparisons
     # data subsets
     classes: list | None = None  # train on these classes only (names), relabelled 0, 1, ... in this order
     train_per_class: int | None = None  # keep this many training images per class (after the validation split)
@@ -91,7 +92,10 @@ class TrainConfig:
             choice_problem("--preset", self.preset, PRESETS),
             choice_problem("--backend", self.backend, BACKENDS),
             choice_problem("--optimizer", self.optimizer, OPTIMIZERS),
-            choice_problem("--dtype", self.dtype, DTYPES),
+            choice_problem("--precision", self.precision, PRECISIONS),
+            None if self.precision != "float16" or self.backend != "numpy" else
+            "--precision float16 is for a GPU (--backend cupy, or cupy-sim to simulate one): NumPy computes float16 "
+            "in software, slower than float32",
             whole_number_problem("--seed", self.seed, 0, MAX_SEED),
             number_problem("--lr", self.lr, 0, low_open=True),
         ]
@@ -110,7 +114,8 @@ class TrainConfig:
         ]
         if self.time_budget is not None:
             problems.append(number_problem("--time-budget", self.time_budget, 0, low_open=True))
-        if not number_problem("--lr", self.lr, 0) and not number_problem("--min-lr", self.min_lr, 0):
+        lr_is_valid = not number_problem("--lr", self.lr, 0, low_open=True)
+        if lr_is_valid and not number_problem("--min-lr", self.min_lr, 0):
             if self.min_lr > self.lr:
                 problems.append(f"--min-lr ({self.min_lr:g}), where the cosine ends, must not exceed --lr "
                                 f"({self.lr:g}), its peak: choose --min-lr in [0, {self.lr:g}]")
@@ -164,10 +169,31 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
+    def from_dict(cls, values: dict, source: str = "the saved options") -> TrainConfig:
+        """A TrainConfig from ``to_dict()``'s output (a checkpoint's or train_config.json's)."""
         values = dict(values)
+        known = {item.name for item in dataclasses.fields(cls)}
+        augment_known = {item.name for item in dataclasses.fields(AugmentConfig)}
+        unknown = sorted(set(values) - known) + sorted(f"augment.{name}" for name in
+                                                       set(values.get("augment") or {}) - augment_known)
+        if unknown:
+            raise ValueError(f"{source} hold training options this minivit does not know ({', '.join(unknown)}): "
+                             "they were written by another version.")
         values["augment"] = AugmentConfig(**values.get("augment", {}))
         return cls(**values)
+
+    @classmethod
+    def from_checkpoint_meta(cls, meta: dict, path) -> TrainConfig:
+        """The options of the run that wrote the checkpoint at ``path`` (its ``meta``)."""
+        from minivit.checkpoint import CheckpointError
+
+        if not isinstance(meta.get("train_config"), dict):
+            raise CheckpointError(f"{path} was not written by minivit.train: it holds no training options, so there "
+                                  "is no run to continue (to start from its weights, use --init-from).")
+        try:
+            return cls.from_dict(meta["train_config"], source=str(path))
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: {error}") from error
 
 
 # Training recipes. cifar-gpu follows "Vision Transformer for Small-Size Datasets"

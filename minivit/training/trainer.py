@@ -45,8 +45,10 @@ import numpy as np  # host side: generator states, metrics
 
 from minivit import backend
 from minivit.adapt import build_from_pretrained
+from minivit.amp import LossScaler
 from minivit.augment import augment_batch
 from minivit.checkpoint import CheckpointError, NonFiniteWeights, non_finite_names, read_checkpoint, save_checkpoint
+from minivit.cli import RunFailed
 from minivit.config import ViTConfig
 from minivit.data import DataError
 from minivit.dispatch import cross_entropy_backward, cross_entropy_forward
@@ -54,7 +56,7 @@ from minivit.distributed import Communicator, SingleProcess, connect, mark_raise
 from minivit.distributed.sharding import evaluate_sharded
 from minivit.evaluate import evaluate_model
 from minivit.model import ViTForImageClassification
-from minivit.optim import build_optimizer, clip_grad_norm, warmup_cosine
+from minivit.optim import build_optimizer, warmup_cosine
 from minivit.profile import phase
 from minivit.training.data import (
     Batches,
@@ -67,7 +69,7 @@ from minivit.training.options import RESUMABLE_CHANGES, TrainConfig
 from minivit.training.run_folder import RunFolder
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(RunFailed):
     """The loss or the weights became NaN or infinite."""
 
 
@@ -154,10 +156,19 @@ class Trainer:
         """(meta, model state, optimizer state) of checkpoint-last.npz, if it continues this config."""
         path = self.run_folder.last_checkpoint
         meta, model_state, optimizer_state = read_checkpoint(path)
-        saved = TrainConfig.from_dict(meta["train_config"]).to_dict()
+        saved = TrainConfig.from_checkpoint_meta(meta, path).to_dict()
         requested = self.config.to_dict()
-        differences = [f"{key}: checkpoint {saved[key]!r}, requested {requested[key]!r}"
-                       for key in saved if key not in RESUMABLE_CHANGES and saved[key] != requested.get(key)]
+        differences = []
+        for key in saved:
+            if key in RESUMABLE_CHANGES or saved[key] == requested.get(key):
+                continue
+            if isinstance(saved[key], dict) and isinstance(requested.get(key), dict):  # model, augment
+                fields = sorted(set(saved[key]) | set(requested[key]), key=str)
+                differences += [f"{key}.{field}: checkpoint {saved[key].get(field)!r}, requested "
+                                f"{requested[key].get(field)!r}" for field in fields
+                                if saved[key].get(field) != requested[key].get(field)]
+            else:
+                differences.append(f"{key}: checkpoint {saved[key]!r}, requested {requested.get(key)!r}")
         if differences:
             raise CheckpointError(f"{path} does not match the requested run: " + "; ".join(differences)
                                   + ". Resume with the same options, or start a new run folder (--out).")
@@ -172,8 +183,9 @@ class Trainer:
 
         try:
             return read_pretrained(self.config.init_from, self.config.model.get("num_attention_heads"))
-        except (OSError, KeyError, ValueError) as error:
-            raise CheckpointError(f"--init-from {self.config.init_from}: {error}") from error
+        except (OSError, KeyError, ValueError, CheckpointError) as error:
+            message = error.args[0] if isinstance(error, KeyError) and error.args else error
+            raise CheckpointError(f"--init-from {self.config.init_from}: {message}") from error
 
     def _model_config(self, saved, pretrained) -> ViTConfig:
         """The checkpoint's own config when resuming; a pretrained model's (with the overrides) when
@@ -210,26 +222,32 @@ class Trainer:
         if config.test_every_epoch:
             from minivit.data import load_split
 
-            self.test_set = load_split(data_dir, "test", image_size=model_config.image_size)
+            test_set = load_split(data_dir, "test", image_size=model_config.image_size)
             if config.classes:
-                self.test_set = self.test_set.select_classes(config.classes)
+                test_set = test_set.select_classes([name for name in config.classes if name in test_set.class_names])
+            # labelled by name as the training classes: a test split that lacks a class keeps the others' labels
+            self.test_set = test_set.relabelled_as(self.class_names, f"The test split of {data_dir}")
 
     def _set_up_model(self, pretrained) -> None:
+        dtype = self.config.precision  # float16: a float16 model, float32 master weights in the optimizer
         if pretrained is None or pretrained[1] is None:  # (pretrained: rank 0 alone holds the weights)
-            self.model = ViTForImageClassification(self.model_config, seed=self.config.seed, dtype=self.config.dtype)
+            self.model = ViTForImageClassification(self.model_config, seed=self.config.seed, dtype=dtype)
             return
         source_config, state, source_meta = pretrained
         # new classes need a new head, even when they are as many as the old ones
         new_head = (source_meta["class_names"] != self.class_names) if "class_names" in source_meta else None
         self.model = build_from_pretrained(source_config, state, self.model_config, seed=self.config.seed,
-                                           dtype=self.config.dtype, new_head=new_head, verbose=True,
+                                           dtype=dtype, new_head=new_head, verbose=True,
                                            assumed=tuple(source_meta.get("assumed", ())))
 
     def _set_up_optimizer(self) -> None:
         config = self.config
+        float16 = config.precision == "float16"
         self.optimizer = build_optimizer(self.model, config.optimizer, lr=config.lr,
                                          weight_decay=config.weight_decay, momentum=config.momentum,
-                                         freeze=config.freeze, layer_decay=config.layer_decay)
+                                         freeze=config.freeze, layer_decay=config.layer_decay,
+                                         master_weights=float16)
+        self.scaler = LossScaler() if float16 else None
         self.trainable = [parameter for _, parameter in self.optimizer.named_parameters]
         self._set_up_random_streams()
 
@@ -248,6 +266,10 @@ class Trainer:
         self.steps_per_epoch = self.batches.steps_per_epoch
         self.total_steps = self.config.epochs * self.steps_per_epoch
         self.warmup_steps = int(round(self.config.warmup_epochs * self.steps_per_epoch))
+        if self.warmup_steps > self.total_steps // 2 and self.writes:  # said (by rank 0), not silently done
+            print(f"note: --warmup-epochs {self.config.warmup_epochs:g} is more than half of the run's "
+                  f"{self.config.epochs} epochs: the warmup is cut to {self.total_steps // 2} steps, half the "
+                  "schedule.", file=sys.stderr)
         self.step = 0
         self.best_accuracy = -1.0
         self.elapsed = 0.0  # training seconds, summed over resumptions
@@ -263,8 +285,12 @@ class Trainer:
             try:
                 self.model.load_state_dict(model_state)
                 self.optimizer.load_state_dict(optimizer_state)
+                if self.optimizer.master is not None:  # the float32 weights, not their float16 copy
+                    self.optimizer.load_weights(model_state)
             except ValueError as error:
                 raise CheckpointError(f"{path}: {error}") from error
+        if self.scaler is not None and "loss_scale" in meta:
+            self.scaler.load_state_dict(meta["loss_scale"])
         self.step, self.best_accuracy, self.elapsed = meta["step"], meta["best_accuracy"], meta["elapsed"]
         # the normalisation the run started with (a finetuning run's came from its pretrained model)
         self.mean, self.std = np.array(meta["mean"], dtype=np.float32), np.array(meta["std"], dtype=np.float32)
@@ -301,7 +327,8 @@ class Trainer:
         if config.time_budget and self.elapsed >= config.time_budget:
             raise ValueError(f"--time-budget {config.time_budget:g}: the run in {out} has already trained "
                              f"{self.elapsed:.1f} s of it (the budget counts the run's whole training time). "
-                             f"Give a larger budget, e.g. --time-budget {2 * config.time_budget:g}.")
+                             "Give a larger budget, e.g. --time-budget "
+                             f"{math.ceil(self.elapsed + config.time_budget)}.")
 
     # --- checkpoints -----------------------------------------------------------------------------
 
@@ -315,6 +342,7 @@ class Trainer:
             "best_accuracy": self.best_accuracy, "elapsed": self.elapsed,
             "epoch_sums": self.epoch_sums, "mean": self.mean.tolist(), "std": self.std.tolist(),
             "class_names": self.class_names, "backend": backend.name, "rng": self._generator_states(),
+            **({"loss_scale": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
         if self.comm.size > 1:  # every rank's streams (rank 0's are also "rng")
             meta.update(ranks=self.comm.size, rng_of_ranks=rng_of_ranks)
@@ -371,8 +399,11 @@ class Trainer:
         position = step
         if self.config.time_budget:
             position = max(step, self.elapsed / self.config.time_budget * self.total_steps)
-        return warmup_cosine(position, self.total_steps, min(self.warmup_steps, self.total_steps // 2),
+        rate = warmup_cosine(position, self.total_steps, min(self.warmup_steps, self.total_steps // 2),
                              self.config.lr, self.config.min_lr)
+        # warmup_cosine's warmup gives lr * (step + 1) / warmup_steps, which passes the peak between the
+        # last warmup step and the cosine's start when the position is fractional (the clock's)
+        return min(rate, self.config.lr)
 
     def train_step(self):
         """One optimisation step; returns (loss, correct) as 0-d backend arrays (no host sync).
@@ -392,26 +423,32 @@ class Trainer:
         with phase("augment"):
             pixel_values, targets = augment_batch(images, labels, config.augment, mean, std,
                                                   self.model.config.num_labels, self.augment_rng, self.host_rng)
-            if pixel_values.dtype != self.model.dtype:  # --dtype float64
-                pixel_values = pixel_values.astype(self.model.dtype)
         self.model.train()
         with phase("zero_grad"):
             self.optimizer.zero_grad()
         with phase("forward"):
-            logits = self.model.forward(pixel_values)
-        with phase("loss"):
-            loss, loss_cache = cross_entropy_forward(logits, targets, config.label_smoothing)
+            logits = self.model.forward(pixel_values.astype(self.model.dtype, copy=False))
+        with phase("loss"):  # in float32, also when the model computes in float16 (in float64 for a float64 model)
+            loss_dtype = xp.float64 if self.model.dtype == "float64" else xp.float32
+            loss, loss_cache = cross_entropy_forward(logits.astype(loss_dtype, copy=False), targets,
+                                                     config.label_smoothing)
             dlogits = cross_entropy_backward(1.0, loss_cache)
+            if self.scaler is not None:
+                dlogits = self.scaler.scale_loss_gradient(dlogits, self.model.dtype)
         with phase("backward"):
             self.model.backward(dlogits)
         with phase("allreduce"):  # the shards' gradients averaged: the whole batch's gradient, on every rank
             self.comm.allreduce_mean(self.model.flat.grad)
         with phase("clip"):
+            if self.scaler is not None:  # float32 gradients for the master weights, the scale divided out
+                self.scaler.unscale(self.model.flat.grad, self.optimizer.master_grad)
             if config.grad_clip > 0:
-                clip_grad_norm(self.trainable, config.grad_clip)
+                self.optimizer.clip_gradients(config.grad_clip)
         with phase("optimizer"):
             self.optimizer.lr = self.learning_rate(self.step)
-            self.optimizer.step()
+            self.optimizer.step(skip=None if self.scaler is None else self.scaler.found_inf)
+            if self.scaler is not None:
+                self.scaler.update()
         with phase("metrics"):
             hard_targets = targets if targets.ndim == 1 else xp.argmax(targets, axis=1)
             correct = xp.sum(xp.argmax(logits, axis=1) == hard_targets)
@@ -471,8 +508,9 @@ class Trainer:
             if interrupted["flag"]:
                 raise KeyboardInterrupt  # a second Ctrl-C: stop now
             interrupted["flag"] = True
-            print("\nCtrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to abort).",
-                  file=sys.stderr)
+            if self.writes:
+                print("\nCtrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to abort).",
+                      file=sys.stderr)
 
         previous_handler = signal.signal(signal.SIGINT, on_sigint)
         together = self.comm.size > 1  # the ranks agree on the clock and on Ctrl-C at each drain
