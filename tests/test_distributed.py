@@ -182,16 +182,31 @@ def test_the_command_line_on_two_ranks_and_its_errors(data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_ranks_on_the_simulated_gpu_through_its_nccl(data_dir, tmp_path):
-    """The NCCL path with two ranks: the simulated NCCL moves the bytes between the processes."""
-    values = tiny_values(data_dir, tmp_path / "ranks", backend="cupy-sim")
+@pytest.mark.parametrize("precision,tolerance", [("float32", 1e-5), ("float16", 1e-4)])
+def test_two_ranks_on_the_simulated_gpu_through_its_nccl(data_dir, tmp_path, precision, tolerance):
+    """The NCCL path with two ranks: the simulated NCCL moves the bytes between the processes.
+
+    In float16 the ranks average their scaled float16 gradients (half the bytes of float32; NCCL's
+    average multiplies by 1/N before it sums, so the sum cannot overflow where the mean would not),
+    then unscale them into the float32 master gradients: the weights agree within 1e-4 (3e-5
+    measured), but for the key biases, whose zero gradient is float16 rounding noise that AdamW
+    scales up to steps of up to the learning rate (2.7e-3 measured; bounded by the rates' sum, 0.012).
+    """
+    values = tiny_values(data_dir, tmp_path / "ranks", backend="cupy-sim", precision=precision)
     reports = train_on_ranks(2, values, tmp_path / "reports")
     assert reports[0]["description"] == "2 GPU ranks through NCCL"
     assert largest_difference(reports[0]["weights"], reports[1]["weights"])[0] == 0.0
     train(config_of({**values, "out": str(tmp_path / "one")}))
-    difference, name = largest_difference(reports[0]["weights"],
-                                          read_checkpoint(tmp_path / "one" / "checkpoint-last.npz")[1])
-    assert difference <= 1e-5, f"{name} differs by {difference:.3g}"
+    ours, theirs = (read_checkpoint(tmp_path / run / "checkpoint-last.npz")[1] for run in ("ranks", "one"))
+    key_biases = [name for name in ours if name.endswith("attention.k_proj.bias")]
+    difference, name = largest_difference(*({name: weights[name] for name in weights if name not in key_biases}
+                                            for weights in (ours, theirs)))
+    assert difference <= tolerance, f"{name} differs by {difference:.3g}"
+    rates = sum(row["lr"] for row in steps_log(tmp_path / "one"))
+    assert largest_difference(*({name: weights[name] for name in key_biases} for weights in (ours, theirs)))[0] \
+        <= (tolerance if precision == "float32" else rates)
+    for row, one_row in zip(steps_log(tmp_path / "ranks"), steps_log(tmp_path / "one")):
+        assert row["loss"] == pytest.approx(one_row["loss"], abs=1e-3)
 
 
 # --- the NCCL path on the simulated GPU, one rank, in this process ----------------------------------------

@@ -91,9 +91,11 @@ class NcclCommunicator:
                 return
             operations = {NCCL_SUM: self._MPI.SUM, NCCL_AVG: self._MPI.SUM, NCCL_PROD: self._MPI.PROD,
                           NCCL_MAX: self._MPI.MAX, NCCL_MIN: self._MPI.MIN}
-            self._mpi.Allreduce(self._MPI.IN_PLACE if sendbuf == recvbuf else send, receive, op=operations[op])
-            if op == NCCL_AVG:
-                receive /= self._ndev
+            if op == NCCL_AVG:  # NCCL's average of floats multiplies by 1/N before it sums (no float16 overflow)
+                send = (send / self._ndev).astype(send.dtype)
+            elif sendbuf == recvbuf:
+                send = self._MPI.IN_PLACE
+            self._mpi.Allreduce(send, receive, op=operations[op])
 
     def bcast(self, buff: int, count: int, datatype: int, root: int, stream: int) -> None:
         with sim.kernel_launch("nccl_broadcast"):
