@@ -373,3 +373,18 @@ def test_simulated_ranks_pass_copies_in_order_and_report_a_deadlock():
         run_ranks(2, lambda comm: comm.recv(source=1 - comm.rank), timeout=0.2)
     with pytest.raises(ValueError, match="talks to the ranks 0 .. 1 other than itself"):
         run_ranks(2, lambda comm: comm.send(np.zeros(1), dest=comm.rank))
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs_both_sides(tmp_path):
+    """benchmarks/distributed_cpu.py end to end on a tiny model: a smoke run, not a measurement."""
+    mpiexec(2)
+    tiny = json.dumps({key: TINY_MODEL[key] for key in ("image_size", "patch_size", "hidden_size",
+                                                       "num_hidden_layers", "num_attention_heads",
+                                                       "intermediate_size")})
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "distributed_cpu.py"), "--model", tiny,
+                             "--batch-size", "8", "--steps", "1", "--warmup", "1", "--rounds", "1", "--images", "400"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "| one process | 1 x " in result.stdout and "| data parallel | 2 x 1 |" in result.stdout
+    assert "machine:" in result.stdout and "the all-reduce alone" in result.stdout
