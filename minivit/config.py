@@ -120,6 +120,10 @@ class ViTConfig:
 
 
 PRESETS: dict[str, dict] = {
+    # A ViT for a few minutes of a laptop's CPU (chosen by benchmarks/cpu_recipe_sweep.py):
+    # CIFAR-10 at 32 px, 8x8 patches of 4 px, a narrow and shallow encoder.
+    "cifar-cpu": dict(image_size=32, patch_size=4, hidden_size=128, num_hidden_layers=4,
+                      num_attention_heads=4, intermediate_size=512, num_labels=10),
     # A ViT that trains on a laptop CPU: CIFAR-10 at 32 px, 8x8 patches of 4 px.
     "cifar-tiny": dict(image_size=32, patch_size=4, hidden_size=192, num_hidden_layers=6,
                        num_attention_heads=3, intermediate_size=768, num_labels=10),
