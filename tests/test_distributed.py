@@ -388,3 +388,30 @@ def test_the_benchmark_runs_both_sides(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "| one process | 1 x " in result.stdout and "| data parallel | 2 x 1 |" in result.stdout
     assert "machine:" in result.stdout and "the all-reduce alone" in result.stdout
+
+
+@pytest.mark.gpu
+def test_the_nccl_path_on_one_real_gpu(data_dir, tmp_path):
+    """Where CuPy, a GPU and NCCL are present: CuPy's NCCL bindings, one rank (a GPU holds one rank)."""
+    from conftest import HAS_CUPY
+
+    if not HAS_CUPY:
+        pytest.skip("CuPy with a GPU is not available here")
+    from minivit.distributed.nccl import NCCLCommunicator, nccl_module
+
+    try:
+        nccl = nccl_module("cupy")
+    except RuntimeError as error:
+        pytest.skip(str(error))
+    backend.use("cupy")
+    communicator = NCCLCommunicator(SingleProcess(), nccl)
+    gradient = backend.asarray(np.arange(10, dtype=np.float32))
+    communicator.allreduce_mean(gradient)
+    communicator.broadcast(gradient)
+    np.testing.assert_array_equal(backend.to_numpy(gradient), np.arange(10))
+    values = tiny_values(data_dir, tmp_path / "nccl", backend="cupy", epochs=1)
+    Trainer(config_of(values), communicator=communicator).run()
+    train(config_of({**values, "out": str(tmp_path / "plain")}))
+    difference, name = largest_difference(read_checkpoint(tmp_path / "nccl" / "checkpoint-last.npz")[1],
+                                          read_checkpoint(tmp_path / "plain" / "checkpoint-last.npz")[1])
+    assert difference <= 1e-6, f"{name} differs by {difference:.3g}"
