@@ -415,3 +415,13 @@ def test_the_nccl_path_on_one_real_gpu(data_dir, tmp_path):
     difference, name = largest_difference(read_checkpoint(tmp_path / "nccl" / "checkpoint-last.npz")[1],
                                           read_checkpoint(tmp_path / "plain" / "checkpoint-last.npz")[1])
     assert difference <= 1e-6, f"{name} differs by {difference:.3g}"
+
+
+@pytest.mark.slow
+def test_an_error_on_one_rank_ends_every_rank():
+    """Rank 1 fails alone while rank 0 waits in an all-reduce: the job ends (MPI_Abort) instead of hanging."""
+    program = ("import numpy as np\nfrom minivit.distributed import connect\ncomm = connect('numpy')\n"
+               "if comm.rank == 1:\n    raise RuntimeError('rank 1 fails alone')\n"
+               "comm.allreduce_sum(np.zeros(3))\n")
+    result = run_ranks(2, ["-c", program], timeout=120)
+    assert result.returncode != 0 and "rank 1 fails alone" in result.stderr

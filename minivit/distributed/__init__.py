@@ -45,6 +45,8 @@ def connect(backend_name: str = "numpy") -> Communicator:
     from minivit.distributed.placement import choose_gpu, share_the_cores
 
     control = MPICommunicator()
+    if control.size > 1:
+        _end_every_rank_on_an_uncaught_error(control)
     if backend_name == "numpy":
         share_the_cores(control)
         communicator = control
@@ -58,6 +60,25 @@ def connect(backend_name: str = "numpy") -> Communicator:
         communicator = NCCLCommunicator(control, nccl_module(backend_name))
     _connected[backend_name] = communicator
     return communicator
+
+
+def _end_every_rank_on_an_uncaught_error(communicator: Communicator) -> None:
+    """An error that escapes one rank's program would leave the others waiting in their next
+    collective forever (and the failed rank in MPI's finalisation): print it, then end every rank
+    (MPI_Abort), as ``python -m mpi4py`` does. An error raised on every rank together just ends
+    the program, reported by rank 0."""
+    import sys
+
+    previous_hook = sys.excepthook
+
+    def hook(kind, error, traceback):
+        if not getattr(error, "printed_elsewhere", False):
+            previous_hook(kind, error, traceback)
+        if not getattr(error, "on_every_rank", False):
+            sys.stderr.flush()
+            communicator.abort(1)
+
+    sys.excepthook = hook
 
 
 def connected() -> Communicator | None:
