@@ -3,6 +3,7 @@
 from minivit import backend
 from minivit.config import PRESETS, ViTConfig, preset
 from minivit.model import ViTForImageClassification
+from minivit.nn import no_grad
 
 
 def load_checkpoint(path, dtype=None):
@@ -14,4 +15,4 @@ def load_checkpoint(path, dtype=None):
 
 __version__ = "0.1.0"
 
-__all__ = ["PRESETS", "ViTConfig", "ViTForImageClassification", "backend", "load_checkpoint", "preset"]
+__all__ = ["PRESETS", "ViTConfig", "ViTForImageClassification", "backend", "load_checkpoint", "no_grad", "preset"]

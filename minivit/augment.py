@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from minivit import backend
+from minivit import backend, dispatch
 
 
 @dataclass
@@ -243,6 +243,25 @@ def normalize(images, mean, std):
     return (images.astype(xp.float32) / 255.0 - mean) / std
 
 
+def crop_flip_normalize(images, top, left, flip, padding: int, mean, std):
+    """Random crop, horizontal flip and normalisation of a batch, as one operation.
+
+    images uint8 (B, C, H, W); top, left (B,) integer offsets of each image's window in
+    the image padded by ``padding`` zeros on every side; flip (B,) booleans; mean, std (C,).
+    Returns float32 (B, C, H, W): pixel [b, c, i, j] of the window, read from the right
+    when flip[b], as (x / 255 - mean[c]) / std[c]. The same as random_crop, horizontal_flip
+    and normalize one after the other with these draws (one kernel on a GPU).
+    """
+    xp = backend.xp
+    B, C, H, W = images.shape
+    padded = xp.pad(images, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    rows = (top[:, None] + xp.arange(H))[:, None, :, None]  # (B, 1, H, 1)
+    columns = left[:, None] + xp.where(flip[:, None], xp.arange(W - 1, -1, -1), xp.arange(W))  # (B, W)
+    window = padded[xp.arange(B)[:, None, None, None], xp.arange(C)[None, :, None, None], rows,
+                    columns[:, None, None, :]]
+    return normalize(window, mean, std)
+
+
 def augment_batch(images, labels, config: AugmentConfig, mean, std, num_classes: int, rng, host_rng):
     """One training batch: geometry and RandAugment on pixels, normalise, then mix.
 
@@ -250,13 +269,20 @@ def augment_batch(images, labels, config: AugmentConfig, mean, std, num_classes:
     (B, num_classes) probabilities when mixup or cutmix is on.
     """
     xp = backend.xp
-    images = random_crop(images, config.crop_padding, rng)
-    if config.horizontal_flip:
-        images = horizontal_flip(images, rng)
     if config.randaugment_ops:
+        images = random_crop(images, config.crop_padding, rng)
+        if config.horizontal_flip:
+            images = horizontal_flip(images, rng)
         images = rand_augment(images.astype(xp.float32), config.randaugment_ops,
                               config.randaugment_magnitude, rng)
-    pixel_values = normalize(images, mean, std)
+        pixel_values = normalize(images, mean, std)
+    else:  # crop, flip and normalise as one operation (one kernel on a GPU)
+        B, padding = images.shape[0], config.crop_padding
+        no_shift = xp.zeros(B, dtype=xp.int64)
+        top = rng.integers(0, 2 * padding + 1, size=B) if padding else no_shift
+        left = rng.integers(0, 2 * padding + 1, size=B) if padding else no_shift
+        flip = rng.random(B) < 0.5 if config.horizontal_flip else xp.zeros(B, dtype=bool)
+        pixel_values = dispatch.crop_flip_normalize(images, top, left, flip, padding, mean, std)
 
     targets = labels
     if config.mixup_alpha > 0 or config.cutmix_alpha > 0:
@@ -267,4 +293,4 @@ def augment_batch(images, labels, config: AugmentConfig, mean, std, num_classes:
                 pixel_values, targets = cutmix(pixel_values, targets, config.cutmix_alpha, host_rng)
             else:
                 pixel_values, targets = mixup(pixel_values, targets, config.mixup_alpha, host_rng)
-    return pixel_values.astype(xp.float32), targets
+    return pixel_values.astype(xp.float32, copy=False), targets

@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--split", default="test", choices=["train", "test"])
     parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
+    parser.add_argument("--backend", default="numpy", choices=backend.BACKENDS)
     parser.add_argument("--figure", help="where to draw the confusion matrix (default: beside the checkpoint)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)

@@ -33,6 +33,7 @@ import random
 from dataclasses import dataclass, field
 
 from minivit import backend
+from minivit.nn import no_grad
 
 _EPS64 = 2.0**-52
 
@@ -134,21 +135,19 @@ def check_gradients(f, inputs: dict, analytic: dict, h: float | None = None,
     rng = random.Random(seed)
     report = GradcheckReport()
     for name, grad in analytic.items():
-        x = inputs[name]
-        flat_x = x.reshape(-1)  # a view: writing to it perturbs x
-        if flat_x.base is None and x.size > 1 and not x.flags.c_contiguous:
-            raise ValueError(f"{name} must be contiguous to be perturbed in place.")
+        x = inputs[name]  # perturbed in place, element by element (any view works, e.g. a parameter's)
         flat_grad = backend.to_numpy(grad).reshape(-1)
         worst = (0.0, 0, float(flat_grad[0]) if x.size else 0.0, float("nan"))
         num_below_noise = 0
         indices = _check_indices(x.size, max_elements, rng)
         for i in indices:
-            original = float(flat_x[i])
+            element = _unravel(i, x.shape)
+            original = float(x[element])
             values = []
             for offset in offsets:
-                flat_x[i] = original + offset * h
+                x[element] = original + offset * h
                 values.append(float(f()))
-            flat_x[i] = original
+            x[element] = original
             numeric = sum(w * v for w, v in zip(weights, values)) / h
             f_plus, f_minus = values[0], values[-1]
             a = float(flat_grad[i])
@@ -210,8 +209,8 @@ def _model_objective(model, pixel_values, dlogits):
     def f():
         if rng_state is not None:
             model.rng.bit_generator.state = rng_state  # the same masks every call
-        logits = model.forward(pixel_values)
-        model._cache = None  # no backward will follow this forward
+        with no_grad():  # no backward will follow this forward
+            logits = model.forward(pixel_values)
         return xp.sum(logits * dlogits)
 
     return f

@@ -8,15 +8,18 @@
                              h = h + dropout(mlp(layernorm_after(h)))
       -> layernorm, pool (CLS token or mean), classifier         (B, num_labels)
 
-Each module's backward runs its forward's steps in reverse.
+Each module's backward runs its forward's steps in reverse. Operations come from
+``minivit.dispatch``: the reference math of ``minivit/ops`` or a fast kernel with the
+same name and signature.
 """
 
 from __future__ import annotations
 
 from minivit import backend, init
 from minivit.config import ViTConfig
-from minivit.nn import Dropout, LayerNorm, Linear, Module, new_parameter
-from minivit.ops import (
+from minivit.dispatch import (
+    attention_heads_backward,
+    attention_heads_forward,
     cls_concat_backward,
     cls_concat_forward,
     col2im,
@@ -27,9 +30,6 @@ from minivit.ops import (
     interpolate_position_forward,
     linear_backward,
     linear_forward,
-    multi_head_attention_backward,
-    multi_head_attention_forward,
-    patch_grid_size,
     pool_backward,
     pool_forward,
     position_add_backward,
@@ -37,7 +37,9 @@ from minivit.ops import (
     residual_backward,
     residual_forward,
 )
+from minivit.nn import Dropout, FlatParameters, LayerNorm, Linear, Module, add_side_by_side, new_parameter, side_by_side
 from minivit.ops.gelu import APPROXIMATIONS
+from minivit.ops.patches import patch_grid_size
 
 DTYPES = ("float32", "float64")
 
@@ -78,7 +80,8 @@ class PatchProjection(Module):
 
     def forward(self, cols):
         D = self.weight.shape[0]
-        out, self._cache = linear_forward(cols, self.weight.data.reshape(D, -1).T, self.bias.data)
+        out, cache = linear_forward(cols, self.weight.data.reshape(D, -1).T, self.bias.data)
+        self._keep(cache)
         return out
 
     def backward(self, dout):
@@ -104,7 +107,7 @@ class PatchEmbeddings(Module):
 
     def forward(self, pixel_values):
         cols = im2col(pixel_values, self.patch_size, self.stride)  # (B, N, C*p*p)
-        self._cache = pixel_values.shape
+        self._keep(pixel_values.shape)
         return self.projection.forward(cols)  # (B, N, D)
 
     def backward(self, dout):
@@ -141,7 +144,7 @@ class ViTEmbeddings(Module):
             positions, interpolation = interpolate_position_forward(
                 positions, (self.grid_size, self.grid_size), grid)
         tokens, _ = position_add_forward(tokens, positions)
-        self._cache = (batch_size, interpolation)
+        self._keep((batch_size, interpolation))
         return self.dropout.forward(tokens)
 
     def backward(self, dout):
@@ -159,6 +162,8 @@ class ViTEmbeddings(Module):
 class ViTSelfAttention(Module):
     """Multi-head self-attention with its output projection.
 
+    The query, key and value projections read the same input, so their weights are
+    stored side by side, (D, 3D), and one matrix product computes all three.
     After each forward, ``attention_probs`` holds the (B, H, T, T) attention
     probabilities (before dropout), for plots.
     """
@@ -174,26 +179,39 @@ class ViTSelfAttention(Module):
         self.rng = rng
         self.attention_probs = None
 
+    def _qkv(self):
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        weights = [projection.weight for projection in projections]
+        biases = [projection.bias for projection in projections] if self.q_proj.bias is not None else None
+        return weights, biases
+
+    def stored_side_by_side(self):
+        weights, biases = self._qkv()
+        return [weights] + ([biases] if biases else [])
+
     def forward(self, hidden_states):
-        out, cache = multi_head_attention_forward(
-            hidden_states,
-            self.q_proj.weight.data, self.q_proj._bias_data(),
-            self.k_proj.weight.data, self.k_proj._bias_data(),
-            self.v_proj.weight.data, self.v_proj._bias_data(),
-            self.o_proj.weight.data, self.o_proj._bias_data(),
-            self.num_heads, self.dropout_p, self.rng, self.training,
-        )
-        self.attention_probs = cache.attention.probs
-        self._cache = cache
+        weights, biases = self._qkv()
+        qkv_weight = side_by_side(*weights)  # (D, 3D)
+        qkv_bias = side_by_side(*biases) if biases else None
+        qkv, qkv_cache = linear_forward(hidden_states, qkv_weight, qkv_bias)  # (B, T, 3D)
+        context, heads_cache = attention_heads_forward(qkv, self.num_heads, self.dropout_p, self.rng,
+                                                       self.training)  # (B, T, D), heads merged
+        out, output_cache = linear_forward(context, self.o_proj.weight.data, self.o_proj.bias.data)
+        self.attention_probs = heads_cache[0].probs
+        self._keep((qkv_cache, heads_cache, output_cache))
         return out
 
     def backward(self, dout):
-        dx, *grads = multi_head_attention_backward(dout, self._pop_cache())
-        projections = (self.q_proj, self.k_proj, self.v_proj, self.o_proj)
-        for projection, dweight, dbias in zip(projections, grads[0::2], grads[1::2]):
-            projection.weight.grad += dweight
-            if dbias is not None:
-                projection.bias.grad += dbias
+        qkv_cache, heads_cache, output_cache = self._pop_cache()
+        dcontext, do_weight, do_bias = linear_backward(dout, output_cache)
+        self.o_proj.weight.grad += do_weight
+        self.o_proj.bias.grad += do_bias
+        dqkv = attention_heads_backward(dcontext, heads_cache)  # (B, T, 3D)
+        dx, dqkv_weight, dqkv_bias = linear_backward(dqkv, qkv_cache)
+        weights, biases = self._qkv()
+        add_side_by_side(weights, dqkv_weight)
+        if biases:
+            add_side_by_side(biases, dqkv_bias)
         return dx
 
 
@@ -207,7 +225,8 @@ class ViTMLP(Module):
 
     def forward(self, x):
         hidden = self.fc1.forward(x)
-        activated, self._cache = gelu_forward(hidden, self.approximate)
+        activated, cache = gelu_forward(hidden, self.approximate)
+        self._keep(cache)
         return self.fc2.forward(activated)
 
     def backward(self, dout):
@@ -288,6 +307,13 @@ class ViTForImageClassification(Module):
         self.encoder = ViTEncoder(config, initializer, self.rng)
         self.layernorm = initializer.layernorm(config.hidden_size, config.layer_norm_eps)
         self.classifier = initializer.linear(config.hidden_size, config.num_labels)
+        self._flat = FlatParameters(self, dtype)  # every parameter now a view into one flat array
+        self.checkpoint_meta: dict = {}  # what a checkpoint or pretrained source said (class names, normalisation)
+
+    @property
+    def flat(self) -> FlatParameters:
+        """All parameters in one flat array (``flat.data``) and all gradients in another (``flat.grad``)."""
+        return self._flat
 
     def forward(self, pixel_values, interpolate_pos_encoding: bool = False):
         """pixel_values (B, C, H, W), of the model's dtype, on the active backend -> logits (B, num_labels).
@@ -300,7 +326,7 @@ class ViTForImageClassification(Module):
         hidden_states = self.encoder.forward(hidden_states)
         hidden_states = self.layernorm.forward(hidden_states)
         pooled, pool_cache = pool_forward(hidden_states, self.config.pooling)  # (B, D)
-        self._cache = (pool_cache, pooled.shape[0])
+        self._keep((pool_cache, pooled.shape[0]))
         return self.classifier.forward(pooled)
 
     __call__ = forward

@@ -1,17 +1,26 @@
-"""Parameters, the Module base class, and the small building-block modules.
+"""Parameters, the Module base class, the small building-block modules, and flat parameter buffers.
 
-A module owns parameters and caches; its ``forward`` calls forward functions
-from ``minivit.ops`` and keeps their caches, its ``backward`` calls the
-matching backward functions and *accumulates* parameter gradients (``+=``),
-as PyTorch's ``.grad`` does. Call ``zero_grad()`` between steps.
+A module owns parameters and caches; its ``forward`` calls operations (through
+``minivit.dispatch``, which runs the reference in ``minivit/ops`` or a fast kernel) and
+keeps their caches, its ``backward`` calls the matching backward functions and
+*accumulates* parameter gradients (``+=``), as PyTorch's ``.grad`` does. Call
+``zero_grad()`` between steps.
+
+A model keeps all its parameters in one flat array and all their gradients in another
+(``FlatParameters``); each ``Parameter``'s ``.data`` and ``.grad`` is a view into them.
+Then zeroing the gradients is one fill, the gradient norm one reduction, and an
+optimizer step one pass over one array: on a GPU, a handful of kernel launches instead
+of several per parameter.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from minivit import backend
-from minivit.ops import (
+from minivit.dispatch import (
     dropout_backward,
     dropout_forward,
     layernorm_backward,
@@ -20,20 +29,71 @@ from minivit.ops import (
     linear_forward,
 )
 
+# --- inference mode ---------------------------------------------------------------------------------
+
+_keep_activations = True
+
+
+@contextmanager
+def no_grad():
+    """Forward passes inside keep no activations, so no backward can follow (evaluation, inference).
+
+        with minivit.no_grad():
+            logits = model.forward(pixel_values)
+    """
+    global _keep_activations
+    previous, _keep_activations = _keep_activations, False
+    try:
+        yield
+    finally:
+        _keep_activations = previous
+
+
+def grad_enabled() -> bool:
+    """False inside ``no_grad()``."""
+    return _keep_activations
+
+
+# --- parameters --------------------------------------------------------------------------------------
+
 
 class Parameter:
-    """A trainable array and its gradient, both on the active backend."""
+    """A trainable array and its gradient, both on the active backend.
 
-    def __init__(self, data):
-        self.data = data
-        self.grad = backend.xp.zeros_like(data)
+    In a model both are views into the model's flat buffers: assigning ``p.data = values``
+    copies the values into place, so the buffers stay whole.
+    """
+
+    def __init__(self, data, grad=None):
+        self._data = data
+        self._grad = backend.xp.zeros_like(data) if grad is None else grad
+        self.flat = None  # the FlatParameters holding it, if any
+        self.stored_with = None  # (group's data, group's grad, position, group size) when stored side by side
+
+    @property
+    def data(self):
+        return self._data
+
+    @data.setter
+    def data(self, values) -> None:
+        if values is not self._data:
+            self._data[...] = values
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, values) -> None:
+        if values is not self._grad:
+            self._grad[...] = values
 
     @property
     def shape(self) -> tuple:
-        return self.data.shape
+        return self._data.shape
 
     def __repr__(self) -> str:
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+        return f"Parameter(shape={self._data.shape}, dtype={self._data.dtype})"
 
 
 def new_parameter(host_values, dtype: str) -> Parameter:
@@ -41,13 +101,49 @@ def new_parameter(host_values, dtype: str) -> Parameter:
     return Parameter(backend.asarray(host_values.astype(dtype)))
 
 
+def side_by_side(*parameters: Parameter):
+    """The parameters' values joined along their last axis, e.g. q, k, v weights (D, D) -> (D, 3D).
+
+    Where a model stores them side by side (FlatParameters does for ``stored_side_by_side``
+    groups) this is a view of that storage and costs nothing; otherwise a concatenated copy.
+    """
+    group = parameters[0].stored_with
+    if group is not None and all(p.stored_with is not None and p.stored_with[0] is group[0] and
+                                 p.stored_with[2] == position for position, p in enumerate(parameters)) \
+            and len(parameters) == group[3]:
+        return group[0]
+    return backend.xp.concatenate([p.data for p in parameters], axis=-1)
+
+
+def add_side_by_side(parameters: list[Parameter], dgroup) -> None:
+    """Accumulate the gradient of ``side_by_side(*parameters)`` into the parameters' own gradients."""
+    group = parameters[0].stored_with
+    if group is not None and side_by_side(*parameters) is group[0]:
+        group_grad = group[1]
+        group_grad += dgroup  # one addition into the group's gradient storage
+        return
+    start = 0
+    for parameter in parameters:
+        width = parameter.shape[-1]
+        parameter.grad += dgroup[..., start:start + width]
+        start += width
+
+
+# --- modules -------------------------------------------------------------------------------------------
+
+
 class Module:
-    """Base class: finds parameters and sub-modules among the attributes, in definition order."""
+    """Base class: finds parameters and sub-modules among the attributes, in definition order.
+
+    Attributes whose names start with "_" are private: not parameters, not children.
+    """
 
     training: bool = True
 
     def _children(self) -> Iterator[tuple[str, object]]:
         for name, value in vars(self).items():
+            if name.startswith("_"):
+                continue
             if isinstance(value, (Parameter, Module)):
                 yield name, value
             elif isinstance(value, list) and value and all(isinstance(item, Module) for item in value):
@@ -71,7 +167,15 @@ class Module:
             if isinstance(child, Module):
                 yield from child.modules()
 
+    def stored_side_by_side(self) -> list[list[Parameter]]:
+        """Groups of this module's own parameters to store side by side (see ``side_by_side``)."""
+        return []
+
     def zero_grad(self) -> None:
+        flat = getattr(self, "_flat", None)
+        if flat is not None:
+            flat.grad.fill(0)  # every parameter's gradient at once
+            return
         for parameter in self.parameters():
             parameter.grad.fill(0)
 
@@ -82,7 +186,7 @@ class Module:
         return self
 
     def eval(self) -> Module:
-        """Evaluation mode: dropout is off. Returns self."""
+        """Evaluation mode: dropout is off. Returns self. (To keep no activations, see ``no_grad``.)"""
         return self.train(False)
 
     def num_parameters(self) -> int:
@@ -90,6 +194,10 @@ class Module:
 
     def state_dict(self) -> dict:
         """{name: NumPy array} copies of every parameter, on the host."""
+        flat = getattr(self, "_flat", None)
+        if flat is not None:  # one copy from the device for all of them
+            host = backend.to_numpy(flat.data)
+            return {name: flat.view(host, name).copy() for name in flat.names}
         return {name: backend.to_numpy(p.data).copy() for name, p in self.named_parameters()}
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -125,12 +233,16 @@ class Module:
     # --- forward/backward bookkeeping -------------------------------------------------
     _cache = None
 
+    def _keep(self, cache) -> None:
+        """Keep the forward's cache for the backward (nothing is kept inside ``no_grad``)."""
+        self._cache = cache if _keep_activations else None
+
     def _pop_cache(self):
         """The cache saved by the last forward; one backward per forward."""
         if self._cache is None:
             raise RuntimeError(
-                f"{type(self).__name__}.backward() was called before forward(): run forward() "
-                "first (each forward allows one backward)."
+                f"{type(self).__name__}.backward() was called before forward() (or after a forward inside "
+                "minivit.no_grad(), which keeps nothing): run forward() first; each forward allows one backward."
             )
         cache, self._cache = self._cache, None
         return cache
@@ -144,7 +256,8 @@ class Linear(Module):
         self.bias = bias  # None: no bias (and no parameter by that name)
 
     def forward(self, x):
-        out, self._cache = linear_forward(x, self.weight.data, self._bias_data())
+        out, cache = linear_forward(x, self.weight.data, self._bias_data())
+        self._keep(cache)
         return out
 
     def backward(self, dout):
@@ -165,7 +278,8 @@ class LayerNorm(Module):
         self.eps = eps
 
     def forward(self, x):
-        out, self._cache = layernorm_forward(x, self.weight.data, self.bias.data, self.eps)
+        out, cache = layernorm_forward(x, self.weight.data, self.bias.data, self.eps)
+        self._keep(cache)
         return out
 
     def backward(self, dout):
@@ -184,9 +298,80 @@ class Dropout(Module):
 
     def forward(self, x):
         out, mask = dropout_forward(x, self.p, self.rng, self.training)
-        self._cache = (mask,)
+        self._keep((mask,))
         return out
 
     def backward(self, dout):
         (mask,) = self._pop_cache()
         return dropout_backward(dout, mask)
+
+
+# --- flat parameter buffers ------------------------------------------------------------------------------
+
+
+class FlatParameters:
+    """Every parameter of a module in one flat array, ``data``, and every gradient in ``grad``.
+
+    Parameters are laid out in ``named_parameters()`` order; the groups a module names in
+    ``stored_side_by_side()`` (e.g. the q, k and v weights, (D, D) each) are laid out as
+    one array joined along the last axis ((D, 3D)), so that one product can use them all.
+    After this, each Parameter's ``.data`` and ``.grad`` are views into the two arrays.
+    Names, shapes and state dicts are unchanged.
+    """
+
+    def __init__(self, module: Module, dtype: str):
+        xp = backend.xp
+        self.names = [name for name, _ in module.named_parameters()]
+        parameters = dict(module.named_parameters())
+        owner_of = {id(p): name for name, p in parameters.items()}
+        group_of = {}  # name of a group's first member -> the group's member names
+        grouped = set()
+        for submodule in module.modules():
+            for group in submodule.stored_side_by_side():
+                members = [owner_of[id(p)] for p in group]
+                group_of[members[0]] = members
+                grouped.update(members)
+
+        units = []  # (member names, region shape): one region per group or lone parameter
+        for name in self.names:
+            if name in group_of:
+                members = group_of[name]
+                shapes = [parameters[member].shape for member in members]
+                units.append((members, (*shapes[0][:-1], sum(shape[-1] for shape in shapes))))
+            elif name not in grouped:
+                units.append(([name], parameters[name].shape))
+        self.size = sum(math.prod(shape) for _, shape in units)
+        self.data = xp.empty(self.size, dtype=dtype)
+        self.grad = xp.zeros(self.size, dtype=dtype)
+        self._layout = {}  # name -> (offset, region shape, (start, stop) along the last axis, or None)
+        offset = 0
+        for members, region_shape in units:
+            start = 0
+            for member in members:
+                width = parameters[member].shape[-1]
+                self._layout[member] = (offset, region_shape, (start, start + width) if len(members) > 1 else None)
+                start += width
+            offset += math.prod(region_shape)
+
+        for name, parameter in parameters.items():
+            values = parameter.data
+            parameter._data, parameter._grad = self.view(self.data, name), self.view(self.grad, name)
+            parameter._data[...] = values
+            parameter.flat = self
+        for members, region_shape in units:
+            if len(members) > 1:
+                offset = self._layout[members[0]][0]
+                group_data = self.data[offset:offset + math.prod(region_shape)].reshape(region_shape)
+                group_grad = self.grad[offset:offset + math.prod(region_shape)].reshape(region_shape)
+                for position, member in enumerate(members):
+                    parameters[member].stored_with = (group_data, group_grad, position, len(members))
+
+    def view(self, flat_array, name: str):
+        """The part of ``flat_array`` (any array laid out as ``data``) that belongs to parameter ``name``."""
+        offset, region_shape, columns = self._layout[name]
+        region = flat_array[offset:offset + math.prod(region_shape)].reshape(region_shape)
+        return region if columns is None else region[..., columns[0]:columns[1]]
+
+    def views(self, flat_array) -> dict:
+        """{name: view} of ``flat_array`` for every parameter."""
+        return {name: self.view(flat_array, name) for name in self.names}

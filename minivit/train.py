@@ -32,10 +32,12 @@ from minivit.augment import AugmentConfig, augment_batch, normalize
 from minivit.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from minivit.config import PRESETS, ViTConfig
 from minivit.data import DataError, download_cifar10, find_data, load_split, stratified_split
+from minivit.dispatch import cross_entropy_backward, cross_entropy_forward
 from minivit.finetune import FinetuneError, build_from_pretrained, frozen_names, layer_decay_scales
 from minivit.model import ViTForImageClassification
-from minivit.ops import cross_entropy_backward, cross_entropy_forward
+from minivit.nn import no_grad
 from minivit.optim import SGD, AdamW, clip_grad_norm, warmup_cosine
+from minivit.profile import phase
 
 
 @dataclass
@@ -85,8 +87,8 @@ class TrainConfig:
     def validate(self) -> None:
         """Refuse bad values before any work starts."""
         problems = []
-        if self.backend not in ("numpy", "cupy"):
-            problems.append(f"--backend must be numpy or cupy, not {self.backend!r}")
+        if self.backend not in backend.BACKENDS:
+            problems.append(f"--backend must be one of {', '.join(backend.BACKENDS)}, not {self.backend!r}")
         if self.optimizer not in ("adamw", "sgd"):
             problems.append(f"--optimizer must be adamw or sgd, not {self.optimizer!r}")
         for name in ("epochs", "batch_size", "eval_batch_size", "sync_every"):
@@ -195,8 +197,8 @@ def evaluate_model(model, images: np.ndarray, labels: np.ndarray, mean, std, bat
     for start in range(0, len(labels), batch_size):
         batch = backend.asarray(images[start:start + batch_size])
         batch_labels = backend.asarray(labels[start:start + batch_size])
-        logits = model.forward(normalize(batch, mean, std).astype(model.dtype))
-        model._cache = None  # no backward follows
+        with no_grad():  # no backward follows
+            logits = model.forward(normalize(batch, mean, std).astype(model.dtype))
         loss, _ = cross_entropy_forward(logits, batch_labels)
         total_loss += float(loss) * len(batch_labels)
         predictions.append(backend.to_numpy(xp.argmax(logits, axis=1)))
@@ -384,23 +386,38 @@ class Trainer:
                              self.config.lr, self.config.min_lr)
 
     def train_step(self):
-        """One optimisation step; returns (loss, correct) as backend scalars (no host sync)."""
+        """One optimisation step; returns (loss, correct) as 0-d backend arrays (no host sync)."""
         xp = backend.xp
         config = self.config
-        images, labels = self.batches.get(self.step)
-        pixel_values, targets = augment_batch(images, labels, config.augment, self.mean, self.std,
-                                              self.model.config.num_labels, self.augment_rng, self.host_rng)
+        with phase("data"):
+            images, labels = self.batches.get(self.step)
+            if getattr(self, "_device_stats", None) is None or self._device_stats[0] is not self.mean:
+                # the normalisation on the device once, not copied there every step
+                self._device_stats = (self.mean, backend.asarray(self.mean, dtype="float32"),
+                                      backend.asarray(self.std, dtype="float32"))
+            _, mean, std = self._device_stats
+        with phase("augment"):
+            pixel_values, targets = augment_batch(images, labels, config.augment, mean, std,
+                                                  self.model.config.num_labels, self.augment_rng, self.host_rng)
         self.model.train()
-        self.optimizer.zero_grad()
-        logits = self.model.forward(pixel_values)
-        loss, loss_cache = cross_entropy_forward(logits, targets, config.label_smoothing)
-        self.model.backward(cross_entropy_backward(1.0, loss_cache))
-        if config.grad_clip > 0:
-            clip_grad_norm(self.trainable, config.grad_clip)
-        self.optimizer.lr = self.learning_rate(self.step)
-        self.optimizer.step()
-        hard_targets = targets if targets.ndim == 1 else xp.argmax(targets, axis=1)
-        correct = xp.sum(xp.argmax(logits, axis=1) == hard_targets)
+        with phase("zero_grad"):
+            self.optimizer.zero_grad()
+        with phase("forward"):
+            logits = self.model.forward(pixel_values)
+        with phase("loss"):
+            loss, loss_cache = cross_entropy_forward(logits, targets, config.label_smoothing)
+            dlogits = cross_entropy_backward(1.0, loss_cache)
+        with phase("backward"):
+            self.model.backward(dlogits)
+        with phase("clip"):
+            if config.grad_clip > 0:
+                clip_grad_norm(self.trainable, config.grad_clip)
+        with phase("optimizer"):
+            self.optimizer.lr = self.learning_rate(self.step)
+            self.optimizer.step()
+        with phase("metrics"):
+            hard_targets = targets if targets.ndim == 1 else xp.argmax(targets, axis=1)
+            correct = xp.sum(xp.argmax(logits, axis=1) == hard_targets)
         return loss, correct
 
     def run(self) -> dict:
@@ -422,14 +439,18 @@ class Trainer:
 
         previous_handler = signal.signal(signal.SIGINT, on_sigint)
         sync_every = 1 if backend.name == "numpy" else config.sync_every
-        pending = []  # (step, loss, correct, learning rate) not yet read on the host
+        pending = []  # (step, learning rate) of the steps whose loss is not yet read on the host
+        self._step_values = backend.xp.empty((sync_every, 2), dtype="float64")
         session_start = time.perf_counter()
         elapsed_before = self.elapsed
         progress = self._progress_bar()
         try:
             while self.step < self.total_steps:
                 loss, correct = self.train_step()
-                pending.append((self.step, loss, correct, self.optimizer.lr))
+                with phase("metrics"):
+                    self._step_values[len(pending), 0] = loss  # kept on the device until the next drain
+                    self._step_values[len(pending), 1] = correct
+                pending.append((self.step, self.optimizer.lr))
                 self.step += 1
                 self.elapsed = elapsed_before + time.perf_counter() - session_start
                 if self.on_step is not None:
@@ -468,14 +489,12 @@ class Trainer:
                 "elapsed": self.elapsed, "checkpoint": str(path)}
 
     def _drain(self, pending: list, progress) -> None:
-        """Read the pending losses on the host; stop on the first NaN or infinity."""
+        """Read the pending losses on the host (one copy); stop on the first NaN or infinity."""
         if not pending:
             return
-        xp = backend.xp
-        values = backend.to_numpy(xp.stack([xp.stack([loss.astype(xp.float64), correct.astype(xp.float64)])
-                                            for _, loss, correct, _ in pending]))
+        values = backend.to_numpy(self._step_values[:len(pending)])
         step_rows = []
-        for (step, _, _, lr), (loss, correct) in zip(pending, values):
+        for (step, lr), (loss, correct) in zip(pending, values):
             step_rows.append(json.dumps({"step": step + 1, "loss": round(float(loss), 5),
                                          "accuracy": round(float(correct) / self.config.batch_size, 5),
                                          "lr": lr}))
@@ -554,7 +573,8 @@ def build_parser(prog: str = "python -m minivit.train") -> argparse.ArgumentPars
                                            "with train/ and test/ (default: ./data)")
     parser.add_argument("--download", action="store_true", help="download CIFAR-10 into ./data if missing")
     parser.add_argument("--out", help="run folder (default runs/<preset>)")
-    parser.add_argument("--backend", choices=["numpy", "cupy"])
+    parser.add_argument("--backend", choices=backend.BACKENDS,
+                        help="numpy (CPU), cupy (NVIDIA GPU), or cupy-sim (the simulated GPU: counts what a GPU pays)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     parser.add_argument("--classes", type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
@@ -622,6 +642,9 @@ def config_from_args(argv=None, recipe: dict | None = None,
 
 
 def main(argv=None, recipe: dict | None = None, prog: str = "python -m minivit.train") -> int:
+    from minivit.kernels import tune_process
+
+    tune_process()  # the CPU kernels' process settings (importing minivit changes nothing)
     try:
         config, resume = config_from_args(argv, recipe, prog)
         result = train(config, resume=resume)

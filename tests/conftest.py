@@ -18,9 +18,10 @@ def _cupy_available() -> bool:
 HAS_CUPY = _cupy_available()
 
 
-@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+@pytest.fixture(params=["numpy", "cupy-sim", pytest.param("cupy", marks=pytest.mark.gpu)])
 def backend_name(request):
-    """Runs a test on every backend; the cupy half skips cleanly without CuPy and a GPU."""
+    """Runs a test on every backend: NumPy, the simulated GPU (always), and CuPy (skipped cleanly
+    without CuPy and a GPU)."""
     from minivit import backend
 
     if request.param == "cupy" and not HAS_CUPY:
@@ -39,3 +40,23 @@ def _numpy_backend_by_default():
     backend.use("numpy")
     yield
     backend.use("numpy")
+
+
+@pytest.fixture
+def reference_kernels():
+    """Runs a test on the pure reference (minivit/ops): what the gradient checks prove."""
+    from minivit import dispatch
+
+    previous = dispatch.use("reference")
+    yield
+    dispatch.use(previous)
+
+
+@pytest.fixture(params=["reference", "fast"])
+def kernel_mode(request):
+    """Runs a test twice: on the pure reference and on the fast kernels (the default)."""
+    from minivit import dispatch
+
+    previous = dispatch.use(request.param)
+    yield request.param
+    dispatch.use(previous)

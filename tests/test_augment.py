@@ -96,3 +96,25 @@ def test_bad_augmentation_options():
         augment.AugmentConfig(crop_padding=-1)
     with pytest.raises(ValueError, match="randaugment_magnitude"):
         augment.AugmentConfig(randaugment_magnitude=11)
+
+
+@pytest.mark.parametrize("padding", [0, 2])
+def test_crop_flip_normalize_is_crop_then_flip_then_normalize(backend_name, padding):
+    x = backend.asarray(images(batch=6))
+    rng = backend.default_rng(0)
+    top = rng.integers(0, 2 * padding + 1, size=6)
+    left = rng.integers(0, 2 * padding + 1, size=6)
+    flip = backend.asarray(np.array([True, False, True, True, False, False]))
+    mean, std = backend.asarray(np.array([0.5, 0.4, 0.3], "float32")), backend.asarray(np.array([0.2, 0.3, 0.4],
+                                                                                              "float32"))
+    out = backend.to_numpy(augment.crop_flip_normalize(x, top, left, flip, padding, mean, std))
+    host = backend.to_numpy(x)
+    padded = np.pad(host, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    t, lft, f = backend.to_numpy(top), backend.to_numpy(left), backend.to_numpy(flip)
+    for i in range(6):
+        window = padded[i, :, t[i]:t[i] + 8, lft[i]:lft[i] + 8]
+        window = window[:, :, ::-1] if f[i] else window
+        channel_mean, channel_std = np.array([0.5, 0.4, 0.3])[:, None, None], np.array([0.2, 0.3, 0.4])[:, None, None]
+        expected = (window / 255.0 - channel_mean) / channel_std
+        np.testing.assert_allclose(out[i], expected, rtol=1e-5, atol=1e-5)
+    assert out.dtype == np.float32

@@ -21,9 +21,11 @@ HOST_SIDE = {"backend.py", "init.py", "convert.py", "checkpoint.py", "data", "pl
              "evaluate.py", "train.py"}
 # visualize.py analyses a trained model after the fact (PCA, distances, rollout) on the host.
 HOST_SIDE |= {"visualize.py"}
-# minivit/fused/cpu.py holds numba kernels, which take NumPy arrays by definition; the
-# readable path they replace (minivit/ops) stays backend-agnostic and is tested against them.
-HOST_SIDE |= {"fused"}
+# minivit/kernels/cpu*.py hold the CPU's fast kernels, which take NumPy arrays by definition;
+# the references they replace (minivit/ops) stay backend-agnostic and are tested against them.
+# kernels/gpu.py and kernels/nvrtc.py hold CUDA kernels, which take CuPy arrays by definition.
+# minivit/sim.py is the simulated GPU: it wraps NumPy arrays by definition.
+HOST_SIDE |= {"kernels", "sim.py"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -95,31 +97,90 @@ def test_same_seed_same_weights_on_every_backend(backend_name):
         np.testing.assert_array_equal(here[name], on_numpy[name], err_msg=name)
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_batched_matmul_splits_the_stack_and_gives_the_same_result(monkeypatch, threads):
-    monkeypatch.setattr(backend, "num_threads", threads)
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((5, 2, 4, 3)).astype("float32")
-    b = rng.standard_normal((5, 2, 3, 6)).astype("float32")
-    np.testing.assert_array_equal(backend.batched_matmul(a, b), a @ b)
-    out = np.zeros((5, 2, 8, 6), dtype="float32")[:, :, ::2]  # a strided view, as attention passes
-    assert backend.batched_matmul(a, b, out=out) is out
-    np.testing.assert_array_equal(out, a @ b)
-    np.testing.assert_array_equal(backend.batched_matmul(a, b[:1]), a @ b[:1])  # broadcasting
+# What minivit/ops (the reference) may import: the backend's namespace, its sibling ops, and the
+# standard library's math and typing. No fast path, no BLAS, no thread pools.
+OPS_MAY_IMPORT = {"minivit.backend", "minivit", "minivit.ops", "math", "typing", "__future__"}
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_addmm_adds_the_bias_inside_the_product(dtype):
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((7, 5)).astype(dtype)
-    b = rng.standard_normal((5, 3)).astype(dtype)
-    bias = rng.standard_normal(3).astype(dtype)
-    expected = a.astype("float64") @ b.astype("float64") + bias
-    tolerance = 1e-5 if dtype == "float32" else 1e-13
-    out = backend.addmm(bias, a, b)
-    assert out.shape == (7, 3) and out.dtype == dtype and out.flags.c_contiguous
-    np.testing.assert_allclose(out, expected, rtol=tolerance, atol=tolerance)
-    # layouts BLAS cannot take without a copy go the plain way, with the same result
-    np.testing.assert_allclose(backend.addmm(bias, a, np.asfortranarray(b)), expected, rtol=tolerance, atol=tolerance)
-    np.testing.assert_allclose(backend.addmm(bias, a[::2], b), expected[::2], rtol=tolerance, atol=tolerance)
-    assert backend.addmm(bias, a[:0], b).shape == (0, 3)
+def ops_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # a relative import stays inside minivit.ops
+                module = "minivit.ops"
+            if module == "minivit":
+                names.update(f"minivit.{alias.name}" for alias in node.names)
+            else:
+                names.add(module)
+    return names
+
+
+def test_the_reference_imports_nothing_but_the_backend_and_itself():
+    offenders = []
+    for path in sorted((PACKAGE / "ops").glob("*.py")):
+        for name in ops_imports(path):
+            if name in OPS_MAY_IMPORT or name.startswith("minivit.ops."):
+                continue
+            offenders.append(f"ops/{path.name}: imports {name}")
+    assert not offenders, "minivit/ops is the plain reference:\n" + "\n".join(offenders)
+
+
+def test_the_reference_rule_would_catch_a_fast_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from minivit.kernels import cpu\nfrom minivit import dispatch\nimport scipy.linalg\n")
+    assert ops_imports(bad) == {"minivit.kernels", "minivit.dispatch", "scipy.linalg"}
+
+
+NO_SIDE_EFFECTS = """
+import os, sys
+before = dict(os.environ)
+import numpy
+import minivit, minivit.dispatch, minivit.kernels, minivit.kernels.cpu, minivit.train, minivit.optim
+import numba
+assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())
+assert numba.config.THREADING_LAYER == "default", numba.config.THREADING_LAYER
+print("ok")
+"""
+
+
+def test_importing_minivit_changes_nothing_in_the_process():
+    """No environment variables, no numba threading layer (and no allocator settings: see tuning.py)."""
+    pytest.importorskip("numba")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "MINIVIT_KERNELS")}
+    result = subprocess.run([sys.executable, "-c", NO_SIDE_EFFECTS], env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+SPIN_PROBE = """
+import resource, sys, time
+import numpy as np
+a = np.random.default_rng(0).random((400, 400))
+def cpu_seconds_while_asleep():
+    a @ a  # wakes OpenBLAS's worker threads
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    time.sleep(0.1)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+from minivit.kernels import tune_process
+if sys.argv[1] == "tune":
+    tune_process()
+print(min(cpu_seconds_while_asleep() for _ in range(3)))
+"""
+
+
+def test_tune_process_works_after_numpy_was_imported():
+    """OpenBLAS's idle workers spin for ~0.1 s after a product, burning a core while the main thread
+    sleeps; after tune_process() (NumPy imported first, as in a notebook) they sleep at once."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: OpenBLAS runs no worker threads to spin")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    untuned = float(subprocess.run([sys.executable, "-c", SPIN_PROBE, "leave"], env=env, capture_output=True,
+                                   text=True, check=True).stdout)
+    tuned = float(subprocess.run([sys.executable, "-c", SPIN_PROBE, "tune"], env=env, capture_output=True,
+                                 text=True, check=True).stdout)
+    assert tuned < 0.02, f"tuned: {tuned:.3f} s of CPU while asleep for 0.1 s"
+    assert untuned > 0.03, f"untuned: {untuned:.3f} s (expected OpenBLAS's spinning, i.e. no side effect of import)"

@@ -2,7 +2,8 @@
 
 Modules: 1e-6. Whole model: 1e-5 (errors compound through the layers).
 Configs use initializer_range 0.5 so that no gradient is tiny enough to sink
-into finite-difference noise.
+into finite-difference noise. Everything here runs on the reference (minivit/ops):
+the fast kernels are proven equal to it by tests/test_kernels_*.py.
 """
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 import minivit
 from minivit import backend
 from minivit.gradcheck import check_gradients, check_model, directional_check
+
+pytestmark = pytest.mark.usefixtures("reference_kernels")
 
 SMALL = dict(image_size=8, patch_size=4, num_channels=3, hidden_size=8, num_hidden_layers=2,
              num_attention_heads=2, intermediate_size=12, num_labels=3, initializer_range=0.5)
@@ -33,8 +36,8 @@ def check_module(module, x, tolerance=1e-6, seed=0):
     dx = module.backward(dout)
 
     def f():
-        y = module.forward(x)
-        module._cache = None
+        with minivit.no_grad():
+            y = module.forward(x)
         return xp.sum(y * dout)
 
     inputs = {name: p.data for name, p in module.named_parameters()}
@@ -125,3 +128,21 @@ def test_directional_check_catches_a_wrong_gradient():
 
     model.encoder.layers[1].mlp.fc1.backward = broken_backward
     assert directional_check(model, normal(0, 2, 3, 8, 8)) > 1e-3
+
+
+def test_a_broken_reference_backward_fails_the_check(monkeypatch):
+    """The checks prove minivit/ops itself: break LayerNorm's backward there and they fail,
+    however right the fast kernel that replaces it is."""
+    from minivit import ops
+
+    def layernorm_backward_without_the_variance_term(dout, cache):
+        xhat, rstd, gamma = cache
+        D = dout.shape[-1]
+        dxhat = dout * gamma
+        dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True))  # the xhat * mean(dxhat * xhat) term dropped
+        return dx, (dout * xhat).reshape(-1, D).sum(axis=0), dout.reshape(-1, D).sum(axis=0)
+
+    monkeypatch.setattr(ops, "layernorm_backward", layernorm_backward_without_the_variance_term)
+    model = make_model()
+    with pytest.raises(AssertionError, match="gradient check failed"):
+        check_module(model.encoder.layers[0].layernorm_before, normal(0, 2, 5, 8))

@@ -111,6 +111,14 @@ def test_attention_with_dropout(backend_name):
 
 
 @pytest.mark.parametrize("num_heads", [1, 3])
+def test_attention_heads(backend_name, num_heads):
+    """q, k and v side by side in one (B, T, 3D) array, heads split, attended and merged."""
+    inputs = {"qkv": normal(0, 2, 5, 3 * 6)}
+    report = check_op(lambda qkv: ops.attention_heads_forward(qkv, num_heads), ops.attention_heads_backward, inputs)
+    report.assert_close(TOL)  # about 1e-10
+
+
+@pytest.mark.parametrize("num_heads", [1, 3])
 @pytest.mark.parametrize("with_qkv_bias", [True, False])
 def test_multi_head_attention(backend_name, num_heads, with_qkv_bias):
     D = 6

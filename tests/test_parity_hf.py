@@ -17,6 +17,10 @@ from minivit import backend, convert
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
+# Every parity test runs twice: on the pure reference (MINIVIT_KERNELS=reference) and on the
+# fast kernels (the default).
+pytestmark = pytest.mark.usefixtures("kernel_mode")
+
 
 def minivit_run(reference: dict, fields: dict, dtype: str, interpolate_pos_encoding: bool = False) -> dict:
     config = minivit.ViTConfig(**fields)

@@ -7,11 +7,18 @@ Every operation follows one contract (CS231n's):
 
 Backward functions return gradients; they never accumulate into parameters.
 The modules in ``minivit.model`` hold the parameters and do the accumulating.
+
+This package is the reference: plain array math through ``minivit.backend.xp``, what
+the gradient checks prove. Faster implementations with the same names live in
+``minivit/kernels/``; ``minivit.dispatch`` chooses which one the model runs.
 """
 
 from minivit.ops.attention import (
+    AttentionCache,
     attention_backward,
     attention_forward,
+    attention_heads_backward,
+    attention_heads_forward,
     merge_heads,
     multi_head_attention_backward,
     multi_head_attention_forward,
@@ -35,8 +42,11 @@ from minivit.ops.residual import residual_backward, residual_forward
 from minivit.ops.softmax import softmax_backward, softmax_forward
 
 __all__ = [
+    "AttentionCache",
     "attention_backward",
     "attention_forward",
+    "attention_heads_backward",
+    "attention_heads_forward",
     "cls_concat_backward",
     "cls_concat_forward",
     "col2im",

@@ -6,6 +6,7 @@ With K classes and smoothing eps, the target distribution for label y is
 
 (PyTorch's ``label_smoothing``), and the loss is -mean_b sum_k q_bk log softmax(z_b)_k.
 Targets may also be given as probabilities (B, K), as mixup and cutmix make them.
+A label outside [0, K) makes the loss NaN (a wrong label must not train silently).
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ def _target_distribution(targets, num_classes: int, dtype, label_smoothing: floa
         if not xp.issubdtype(targets.dtype, xp.integer):
             raise TypeError(f"Integer class labels expected; got dtype {targets.dtype}.")
         q = xp.zeros((targets.shape[0], num_classes), dtype=dtype)
-        q[xp.arange(targets.shape[0]), targets] = 1.0
+        q[xp.arange(targets.shape[0]), xp.clip(targets, 0, num_classes - 1)] = 1.0
+        # A label outside [0, K) would silently train some other class (-1 indexes the last one):
+        # its row becomes NaN instead, so the loss is NaN and training stops loudly (no host read here).
+        valid = (targets >= 0) & (targets < num_classes)
+        q = q * xp.where(valid, 1.0, float("nan")).astype(dtype)[:, None]
     elif targets.ndim == 2 and targets.shape[1] == num_classes:
         q = targets.astype(dtype, copy=False)
     else:

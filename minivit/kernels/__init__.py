@@ -1,0 +1,16 @@
+"""The fast path: implementations that compute what ``minivit/ops/`` computes, faster.
+
+    cpu.py        NumPy arrays: compiled loops (numba), BLAS tricks, work spread over the cores
+    cpu_loops.py  the compiled loops behind cpu.py
+    gpu.py        CuPy arrays: CUDA kernels (sources in cuda/*.cu), compiled by NVRTC
+    tuning.py     tune_process(): process settings the CPU kernels need to be fast
+
+Each fast function has the name, signature and cache of the reference it replaces
+and is tested against it. ``minivit.dispatch`` is the one place that chooses between
+them; ``use("reference")`` here is a shortcut for ``minivit.dispatch.use``.
+"""
+
+from minivit.dispatch import use
+from minivit.kernels.tuning import tune_process
+
+__all__ = ["tune_process", "use"]

@@ -1,0 +1,358 @@
+"""Fast CPU implementations of reference operations (NumPy arrays).
+
+Every function here has the name, the signature and the cache of the reference it
+replaces in ``minivit/ops/`` (or ``minivit/optim.py``, ``minivit/augment.py``), says which
+one, and is tested against it (tests/test_kernels_cpu.py). ``minivit.dispatch`` chooses
+between the two; nothing else calls these directly. Where a case is not covered (a
+dtype, an axis, an approximation), the function hands it to the reference.
+
+What makes them faster than the reference, and what each bought (measured on 2 cores,
+cifar-tiny, batch 128; see the README's kernel table):
+  * one compiled loop per chain (numba, ``cpu_loops.py``) instead of one NumPy pass per
+    operator, for GELU, LayerNorm and the softmax, forward and backward;
+  * the linear layer's bias added inside the matrix product (``addmm``: BLAS's gemm with
+    beta = 1, as PyTorch's addmm);
+  * attention's many small products spread over the cores (``batched_matmul``), the heads
+    written straight into the merged layout (no merge copies), the scale folded into the
+    softmax;
+  * elementwise chains without a compiled loop run in cache-sized blocks on all cores
+    (``map_rows``);
+  * the optimizer's update as one pass over one flat buffer of all parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from minivit import ops, optim
+from minivit.kernels import cpu_loops as loops
+
+# --- running work on all cores -------------------------------------------------------------------
+
+
+def _default_num_threads() -> int:
+    for variable in ("MINIVIT_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(variable, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+num_threads: int = _default_num_threads()  # threads for map_rows and batched_matmul
+_thread_pool: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _thread_pool
+    if _thread_pool is None:
+        _thread_pool = ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="minivit")
+    return _thread_pool
+
+
+def map_rows(fn, *arrays, block_elements: int = 1 << 17):
+    """Run ``fn``, which treats each row (last axis) on its own, on blocks of rows, on all cores.
+
+    Why: NumPy runs every operator in a chain like ``0.5 * x * (1 + tanh(u))`` as a
+    separate pass over the whole array, usually far larger than the caches, on one core.
+    Cut into blocks of about ``block_elements`` elements, the whole chain runs in cache,
+    and blocks run on ``num_threads`` cores (NumPy releases the GIL inside its loops).
+    Each element is computed by the same operations either way: the result is the same
+    to the last bit. The arrays share their leading shape; returns what ``fn`` returns.
+    """
+    leading_shape = arrays[0].shape[:-1]
+    num_rows = math.prod(leading_shape)
+    rows_per_block = max(1, block_elements // max(1, arrays[0].shape[-1]))
+    if num_rows <= rows_per_block:
+        return fn(*arrays)
+    row_views = [a.reshape(num_rows, a.shape[-1]) for a in arrays]
+    blocks = [slice(start, min(start + rows_per_block, num_rows)) for start in range(0, num_rows, rows_per_block)]
+    first = fn(*(view[blocks[0]] for view in row_views))
+    single_output = not isinstance(first, tuple)
+    first = (first,) if single_output else first
+    outputs = [np.empty((num_rows, block_out.shape[-1]), dtype=block_out.dtype) for block_out in first]
+    for output, block_out in zip(outputs, first):
+        output[blocks[0]] = block_out
+
+    def run(block):
+        results = fn(*(view[block] for view in row_views))
+        for output, block_out in zip(outputs, (results,) if single_output else results):
+            output[block] = block_out
+
+    for _ in _pool().map(run, blocks[1:]):  # iterating re-raises a block's exception
+        pass
+    outputs = tuple(output.reshape(*leading_shape, output.shape[-1]) for output in outputs)
+    return outputs[0] if single_output else outputs
+
+
+def batched_matmul(a, b, out=None):
+    """``a @ b`` for stacks of matrices (..., M, K) @ (..., K, N), ``out`` as in ``np.matmul``.
+
+    Why: NumPy hands the products of a stack to BLAS one after another, and BLAS runs a
+    product as small as attention's (65 x 64 @ 64 x 65) on one core. Here the stack is cut
+    along its first axis into ``num_threads`` parts that run side by side (NumPy releases
+    the GIL inside matmul). Each product is the same BLAS call either way, so the result is too.
+    """
+    parts = min(num_threads, a.shape[0]) if a.ndim > 2 else 1
+    if parts < 2 or a.shape[:-2] != b.shape[:-2]:
+        return np.matmul(a, b, out=out)
+    if out is None:
+        out = np.empty((*a.shape[:-1], b.shape[-1]), dtype=np.result_type(a, b))
+    bounds = [a.shape[0] * part // parts for part in range(parts + 1)]
+    slices = [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
+    pending = [_pool().submit(np.matmul, a[part], b[part], out=out[part]) for part in slices[1:]]
+    np.matmul(a[slices[0]], b[slices[0]], out=out[slices[0]])
+    for result in pending:
+        result.result()  # re-raises a part's exception
+    return out
+
+
+def addmm(bias, a, b):
+    """``a @ b + bias`` for 2-D ``a`` (M, K) and ``b`` (K, N), ``bias`` (N,), in one BLAS call.
+
+    Why: added afterwards, the bias is one more pass over the (M, N) result. BLAS's gemm
+    computes ``C = alpha A B + beta C``: with C filled with the bias and beta = 1, the sum
+    comes out of one call while each block of C is still in cache (PyTorch's addmm).
+    NumPy does not expose beta, so this calls SciPy's BLAS: C-ordered arrays are
+    Fortran-ordered transposes, so out^T = b^T a^T + bias^T is computed on those, with no
+    copy. Other dtypes or layouts: plain ``a @ b + bias``.
+    """
+    if (a.dtype != b.dtype or a.dtype not in (np.float32, np.float64) or bias.dtype != a.dtype
+            or not (a.flags.c_contiguous and b.flags.c_contiguous) or a.size == 0 or b.size == 0):
+        return a @ b + bias
+    from scipy.linalg import blas
+
+    out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+    out[...] = bias  # broadcast along the rows
+    gemm = blas.sgemm if a.dtype == np.float32 else blas.dgemm
+    gemm(1.0, b.T, a.T, beta=1.0, c=out.T, overwrite_c=True)  # writes into out
+    return out
+
+
+def _rows(array):
+    """The array as a contiguous (rows, last axis) matrix: the compiled loops' view of everything."""
+    return np.ascontiguousarray(array).reshape(-1, array.shape[-1])
+
+
+# --- linear ----------------------------------------------------------------------------------------
+
+
+def linear_forward(x, weight, bias=None):
+    """Replaces ops.linear_forward: one 2-D product over all rows, the bias added inside it (addmm)."""
+    x_rows = x.reshape(-1, x.shape[-1])  # (M, D_in)
+    out = x_rows @ weight if bias is None else addmm(bias, x_rows, weight)
+    return out.reshape(*x.shape[:-1], weight.shape[1]), (x, weight, bias is not None)
+
+
+def linear_backward(dout, cache):
+    """Replaces ops.linear_backward: the same three products, each as one 2-D BLAS call."""
+    x, weight, has_bias = cache
+    D_in, D_out = weight.shape
+    x_rows = x.reshape(-1, D_in)
+    dout_rows = dout.reshape(-1, D_out)
+    dx = (dout_rows @ weight.T).reshape(*dout.shape[:-1], D_in)
+    dweight = x_rows.T @ dout_rows
+    dbias = dout_rows.sum(axis=0) if has_bias else None
+    return dx, dweight, dbias
+
+
+# --- GELU ------------------------------------------------------------------------------------------
+
+
+def _gelu_tanh_rows(x):
+    return ops.gelu_forward(x, "tanh")[0]
+
+
+def gelu_forward(x, approximate: str = "none"):
+    """Replaces ops.gelu_forward: exact GELU as one compiled loop (float32 erf by the A&S formula
+    PyTorch's CPU kernel uses, error < 1.5e-7); the tanh form as the reference in blocks on all cores."""
+    if approximate != "none" or x.dtype not in (np.float32, np.float64):
+        if approximate == "tanh":
+            return map_rows(_gelu_tanh_rows, x), (x, approximate)
+        return ops.gelu_forward(x, approximate)
+    out = np.empty(x.shape, dtype=x.dtype)
+    loop = loops.gelu_forward_float32 if x.dtype == np.float32 else loops.gelu_forward_float64
+    loop(_rows(x), out.reshape(-1, x.shape[-1]))
+    return out, (x, approximate)
+
+
+def _gelu_tanh_backward_rows(dout, x):
+    return ops.gelu_backward(dout, (x, "tanh"))
+
+
+def gelu_backward(dout, cache):
+    """Replaces ops.gelu_backward: Phi(x) + x phi(x) recomputed in one compiled loop (one exp for both)."""
+    x, approximate = cache
+    if approximate != "none" or x.dtype not in (np.float32, np.float64):
+        if approximate == "tanh":
+            return map_rows(_gelu_tanh_backward_rows, dout, x)
+        return ops.gelu_backward(dout, cache)
+    dx = np.empty(x.shape, dtype=x.dtype)
+    loop = loops.gelu_backward_float32 if x.dtype == np.float32 else loops.gelu_backward_float64
+    loop(_rows(dout.astype(x.dtype, copy=False)), _rows(x), dx.reshape(-1, x.shape[-1]))
+    return dx
+
+
+# --- LayerNorm -------------------------------------------------------------------------------------
+
+
+def layernorm_forward(x, gamma, beta, eps: float = 1e-12):
+    """Replaces ops.layernorm_forward: mean, variance and normalisation of a row in one loop."""
+    rows = _rows(x)
+    out, xhat = np.empty_like(rows), np.empty_like(rows)
+    rstd = np.empty((rows.shape[0], 1), dtype=x.dtype)
+    loops.layernorm_forward(rows, np.ascontiguousarray(gamma), np.ascontiguousarray(beta), eps, out, xhat, rstd)
+    return out.reshape(x.shape), (xhat.reshape(x.shape), rstd.reshape(*x.shape[:-1], 1), gamma)
+
+
+def layernorm_backward(dout, cache):
+    """Replaces ops.layernorm_backward: dx, dgamma and dbeta in one pass over the rows."""
+    xhat, rstd, gamma = cache
+    D = dout.shape[-1]
+    dx = np.empty(dout.shape, dtype=dout.dtype)
+    dgamma_parts = np.zeros((32, D), dtype=np.float64)  # 32 blocks of rows, summed in float64
+    dbeta_parts = np.zeros((32, D), dtype=np.float64)
+    loops.layernorm_backward(_rows(dout), _rows(xhat), _rows(rstd), np.ascontiguousarray(gamma),
+                             dx.reshape(-1, D), dgamma_parts, dbeta_parts)
+    return dx, dgamma_parts.sum(axis=0).astype(dout.dtype), dbeta_parts.sum(axis=0).astype(dout.dtype)
+
+
+# --- softmax ---------------------------------------------------------------------------------------
+
+
+def _softmax_rows(x):
+    return ops.softmax_forward(x, -1)[0]
+
+
+def _softmax_last_axis(x, scale: float = 1.0):
+    """softmax(scale * x) over the last axis: the compiled loop for float32, blocks of rows otherwise."""
+    if x.dtype == np.float32:
+        probs = np.empty(x.shape, dtype=x.dtype)
+        loops.softmax_rows_float32(_rows(x), np.float32(scale), probs.reshape(-1, x.shape[-1]))
+        return probs
+    return map_rows(_softmax_rows, x * scale if scale != 1.0 else x)
+
+
+def _softmax_backward_last_axis(dprobs, probs, scale: float = 1.0):
+    dx = np.empty(probs.shape, dtype=probs.dtype)
+    loops.softmax_backward_rows(_rows(dprobs), _rows(probs), scale, dx.reshape(-1, probs.shape[-1]))
+    return dx
+
+
+def softmax_forward(x, axis: int = -1):
+    """Replaces ops.softmax_forward: the last axis as one compiled loop (float32) or blocks of rows."""
+    if axis not in (-1, x.ndim - 1):
+        return ops.softmax_forward(x, axis)
+    return (probs := _softmax_last_axis(x)), (probs, axis)
+
+
+def softmax_backward(dprobs, cache):
+    """Replaces ops.softmax_backward: y (dy - sum(dy y)) as one compiled loop over the rows."""
+    probs, axis = cache
+    if axis not in (-1, probs.ndim - 1):
+        return ops.softmax_backward(dprobs, cache)
+    return _softmax_backward_last_axis(dprobs, probs)
+
+
+# --- attention -------------------------------------------------------------------------------------
+
+
+def attention_heads_forward(qkv, num_heads: int, dropout_p: float = 0.0, rng=None, training: bool = False):
+    """Replaces ops.attention_heads_forward, with the same cache.
+
+    q, k and v are read as views of qkv (no copies); the B*H small products run over the
+    cores; the scale is folded into the softmax's loop; and each head writes its output
+    straight into its slice of the merged (B, T, D) result, so merging the heads costs nothing.
+    """
+    if dropout_p and training:  # dropout on the attention probabilities: the reference
+        return ops.attention_heads_forward(qkv, num_heads, dropout_p, rng, training)
+    B, T, three_D = qkv.shape
+    D = three_D // 3
+    q = ops.split_heads(qkv[..., :D], num_heads)  # (B, H, T, d), views
+    k = ops.split_heads(qkv[..., D:2 * D], num_heads)
+    v = ops.split_heads(qkv[..., 2 * D:], num_heads)
+    scale = 1.0 / math.sqrt(D // num_heads)
+    scores = batched_matmul(q, k.swapaxes(-1, -2))  # (B, H, T, T), unscaled
+    probs = _softmax_last_axis(scores, scale)
+    context = np.empty((B, T, D), dtype=qkv.dtype)
+    batched_matmul(probs, v, out=ops.split_heads(context, num_heads))  # the heads land merged
+    return context, (ops.AttentionCache(q, k, v, scale, probs, None), num_heads)
+
+
+def attention_heads_backward(dcontext, cache):
+    """Replaces ops.attention_heads_backward: dq, dk and dv written straight into their slices of
+    one (B, T, 3D) array (the layout the forward read them from), the scale folded into the
+    softmax's backward loop, the small products over the cores."""
+    attention, num_heads = cache
+    if attention.dropout_mask is not None:
+        return ops.attention_heads_backward(dcontext, cache)
+    q, k, v, scale, probs, _ = attention
+    B, T, D = dcontext.shape
+    dheads = ops.split_heads(dcontext, num_heads)  # (B, H, T, d)
+    dqkv = np.empty((B, T, 3 * D), dtype=dcontext.dtype)
+    dq, dk, dv = (ops.split_heads(dqkv[..., i * D:(i + 1) * D], num_heads) for i in range(3))
+    batched_matmul(probs.swapaxes(-1, -2), dheads, out=dv)
+    dprobs = batched_matmul(dheads, v.swapaxes(-1, -2))  # (B, H, T, T)
+    dscores = _softmax_backward_last_axis(dprobs, probs, scale)  # already times the scale
+    batched_matmul(dscores, k, out=dq)
+    batched_matmul(dscores.swapaxes(-1, -2), q, out=dk)
+    return dqkv
+
+
+# --- optimizers ------------------------------------------------------------------------------------
+
+
+def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps, step):
+    """Replaces optim.adamw_update: the whole update as one parallel pass (all arrays contiguous, 1-D)."""
+    arrays = (data, grad, exp_avg, exp_avg_sq)
+    if not all(a.ndim == 1 and a.flags.c_contiguous and a.dtype == data.dtype for a in arrays) \
+            or data.dtype not in (np.float32, np.float64):
+        return optim.adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2,
+                                  eps, step)
+    size = data.shape[0]
+    lr_scale = np.broadcast_to(np.asarray(lr_scale, dtype=data.dtype), (size,))
+    weight_decay = np.broadcast_to(np.asarray(weight_decay, dtype=data.dtype), (size,))
+    loops.adamw_update(data, grad, exp_avg, exp_avg_sq, lr_scale, weight_decay, lr, beta1, beta2, eps,
+                       1.0 - beta1**step, math.sqrt(1.0 - beta2**step))
+
+
+def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step):
+    """Replaces optim.sgd_update: the whole update as one parallel pass (all arrays contiguous, 1-D)."""
+    arrays = (data, grad, momentum_buffer)
+    if not all(a.ndim == 1 and a.flags.c_contiguous and a.dtype == data.dtype for a in arrays) \
+            or data.dtype not in (np.float32, np.float64):
+        return optim.sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step)
+    size = data.shape[0]
+    lr_scale = np.broadcast_to(np.asarray(lr_scale, dtype=data.dtype), (size,))
+    weight_decay = np.broadcast_to(np.asarray(weight_decay, dtype=data.dtype), (size,))
+    loops.sgd_update(data, grad, momentum_buffer, lr_scale, weight_decay, lr, momentum, nesterov, step == 1)
+
+
+def clip_by_norm(grad, max_norm: float):
+    """Replaces optim.clip_by_norm: the squared norm as one BLAS dot product (all cores), then one scaling."""
+    if grad.ndim != 1 or not grad.flags.c_contiguous or grad.dtype not in (np.float32, np.float64):
+        return optim.clip_by_norm(grad, max_norm)
+    norm = np.sqrt(np.dot(grad, grad))
+    grad *= min(1.0, max_norm / (float(norm) + 1e-6))
+    return norm
+
+
+# What each fast function replaces: {reference name: function}. minivit.dispatch reads this.
+KERNELS = {
+    "linear_forward": linear_forward,
+    "linear_backward": linear_backward,
+    "gelu_forward": gelu_forward,
+    "gelu_backward": gelu_backward,
+    "layernorm_forward": layernorm_forward,
+    "layernorm_backward": layernorm_backward,
+    "softmax_forward": softmax_forward,
+    "softmax_backward": softmax_backward,
+    "attention_heads_forward": attention_heads_forward,
+    "attention_heads_backward": attention_heads_backward,
+    "adamw_update": adamw_update,
+    "sgd_update": sgd_update,
+    "clip_by_norm": clip_by_norm,
+}

@@ -1,0 +1,129 @@
+// Optimizer updates over a whole flat parameter buffer, one thread per element: replaces
+// minivit/optim.py (adamw_update, sgd_update) and the gradient clipping's norm.
+// The learning-rate scale and the weight decay are per element (an array) or one number,
+// as `*_per_element` says (then the array argument is not read).
+
+template <typename T>
+__device__ void adamw_update(T* data, const T* grad, T* exp_avg, T* exp_avg_sq,
+                             const T* lr_scale, double lr_scale_value, int lr_scale_per_element,
+                             const T* decay, double decay_value, int decay_per_element,
+                             double lr, double beta1, double beta2, double eps,
+                             double bias_correction1, double bias_correction2_sqrt, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x) {
+        T lr_i = T(lr) * (lr_scale_per_element ? lr_scale[i] : T(lr_scale_value));
+        T wd_i = decay_per_element ? decay[i] : T(decay_value);
+        T value = data[i] * (T(1) - lr_i * wd_i);                        // decoupled weight decay
+        T g = grad[i];
+        T m = T(beta1) * exp_avg[i] + T(1.0 - beta1) * g;                 // first moment
+        T v = T(beta2) * exp_avg_sq[i] + T(1.0 - beta2) * g * g;          // second moment
+        exp_avg[i] = m;
+        exp_avg_sq[i] = v;
+        T denom = sqrt_(v) / T(bias_correction2_sqrt) + T(eps);
+        data[i] = value - (lr_i / T(bias_correction1)) * (m / denom);
+    }
+}
+
+template <typename T>
+__device__ void sgd_update(T* data, const T* grad, T* momentum_buffer,
+                           const T* lr_scale, double lr_scale_value, int lr_scale_per_element,
+                           const T* decay, double decay_value, int decay_per_element,
+                           double lr, double momentum, int nesterov, int first_step, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x) {
+        T wd_i = decay_per_element ? decay[i] : T(decay_value);
+        T g = grad[i] + wd_i * data[i];                                   // coupled weight decay
+        T buffer = first_step ? g : T(momentum) * momentum_buffer[i] + g;
+        momentum_buffer[i] = buffer;
+        T update = nesterov ? g + T(momentum) * buffer : buffer;
+        T lr_i = T(lr) * (lr_scale_per_element ? lr_scale[i] : T(lr_scale_value));
+        data[i] -= lr_i * update;
+    }
+}
+
+// Gradient clipping in three launches: each block adds the squares of its share (in double),
+// one block adds the blocks' sums and works out the norm and the scale min(1, max_norm / (norm + 1e-6)),
+// and every element is multiplied by the scale (read on the device: no host synchronisation).
+template <typename T>
+__device__ void squares_by_block(const T* g, double* block_sums, long long n) {
+    extern __shared__ double scratch[];
+    double sum = 0.0;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x) {
+        sum += (double)g[i] * (double)g[i];
+    }
+    double block_total = block_sum(sum, scratch);
+    if (threadIdx.x == 0) block_sums[blockIdx.x] = block_total;
+}
+
+template <typename T>
+__device__ void norm_and_scale(const double* block_sums, int blocks, double max_norm, T* norm, T* scale) {
+    extern __shared__ double scratch[];
+    double sum = 0.0;
+    for (int i = threadIdx.x; i < blocks; i += blockDim.x) sum += block_sums[i];
+    double total = block_sum(sum, scratch);
+    if (threadIdx.x == 0) {
+        double value = sqrt(total);
+        norm[0] = (T)value;
+        scale[0] = (T)fmin(1.0, max_norm / (value + 1e-6));
+    }
+}
+
+template <typename T>
+__device__ void scale_by(T* g, const T* scale, long long n) {
+    T factor = scale[0];
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x) {
+        g[i] *= factor;
+    }
+}
+
+extern "C" __global__ void adamw_update_f32(float* data, const float* grad, float* exp_avg, float* exp_avg_sq,
+                                        const float* lr_scale, double lr_scale_value, int lr_scale_per_element,
+                                        const float* decay, double decay_value, int decay_per_element, double lr,
+                                        double beta1, double beta2, double eps, double bias_correction1,
+                                        double bias_correction2_sqrt, long long n) {
+    adamw_update<float>(data, grad, exp_avg, exp_avg_sq, lr_scale, lr_scale_value, lr_scale_per_element, decay,
+                      decay_value, decay_per_element, lr, beta1, beta2, eps, bias_correction1, bias_correction2_sqrt,
+                      n);
+}
+extern "C" __global__ void sgd_update_f32(float* data, const float* grad, float* momentum_buffer, const float* lr_scale,
+                                      double lr_scale_value, int lr_scale_per_element, const float* decay,
+                                      double decay_value, int decay_per_element, double lr, double momentum,
+                                      int nesterov, int first_step, long long n) {
+    sgd_update<float>(data, grad, momentum_buffer, lr_scale, lr_scale_value, lr_scale_per_element, decay, decay_value,
+                    decay_per_element, lr, momentum, nesterov, first_step, n);
+}
+extern "C" __global__ void squares_by_block_f32(const float* g, double* block_sums, long long n) {
+    squares_by_block<float>(g, block_sums, n);
+}
+extern "C" __global__ void norm_and_scale_f32(const double* block_sums, int blocks, double max_norm, float* norm,
+                                          float* scale) {
+    norm_and_scale<float>(block_sums, blocks, max_norm, norm, scale);
+}
+extern "C" __global__ void scale_by_f32(float* g, const float* scale, long long n) {
+    scale_by<float>(g, scale, n);
+}
+
+extern "C" __global__ void adamw_update_f64(double* data, const double* grad, double* exp_avg, double* exp_avg_sq,
+                                        const double* lr_scale, double lr_scale_value, int lr_scale_per_element,
+                                        const double* decay, double decay_value, int decay_per_element, double lr,
+                                        double beta1, double beta2, double eps, double bias_correction1,
+                                        double bias_correction2_sqrt, long long n) {
+    adamw_update<double>(data, grad, exp_avg, exp_avg_sq, lr_scale, lr_scale_value, lr_scale_per_element, decay,
+                      decay_value, decay_per_element, lr, beta1, beta2, eps, bias_correction1, bias_correction2_sqrt,
+                      n);
+}
+extern "C" __global__ void sgd_update_f64(double* data, const double* grad, double* momentum_buffer, const double* lr_scale,
+                                      double lr_scale_value, int lr_scale_per_element, const double* decay,
+                                      double decay_value, int decay_per_element, double lr, double momentum,
+                                      int nesterov, int first_step, long long n) {
+    sgd_update<double>(data, grad, momentum_buffer, lr_scale, lr_scale_value, lr_scale_per_element, decay, decay_value,
+                    decay_per_element, lr, momentum, nesterov, first_step, n);
+}
+extern "C" __global__ void squares_by_block_f64(const double* g, double* block_sums, long long n) {
+    squares_by_block<double>(g, block_sums, n);
+}
+extern "C" __global__ void norm_and_scale_f64(const double* block_sums, int blocks, double max_norm, double* norm,
+                                          double* scale) {
+    norm_and_scale<double>(block_sums, blocks, max_norm, norm, scale);
+}
+extern "C" __global__ void scale_by_f64(double* g, const double* scale, long long n) {
+    scale_by<double>(g, scale, n);
+}

@@ -1,0 +1,131 @@
+"""The seam: which implementation runs, and a learner's functions inside the engine (use_mine)."""
+
+import numpy as np
+import pytest
+
+import minivit
+from minivit import dispatch, ops
+from minivit.ops import cross_entropy_backward, cross_entropy_forward
+
+SMALL = dict(image_size=8, patch_size=4, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+             intermediate_size=12, num_labels=3)
+
+
+def step(model, seed=0):
+    x = np.random.default_rng(seed).standard_normal((2, 3, 8, 8))
+    model.zero_grad()
+    loss, cache = cross_entropy_forward(model.forward(x), np.array([0, 2]))
+    model.backward(cross_entropy_backward(1.0, cache))
+    return float(loss)
+
+
+def counting(function, calls):
+    def counted(*args, **kwargs):
+        calls.append(function.__name__)
+        return function(*args, **kwargs)
+    return counted
+
+
+def test_every_dispatched_name_has_a_reference():
+    for name in dispatch.REFERENCES:
+        assert callable(dispatch.reference(name)), name
+        assert getattr(dispatch, name).__name__ == name
+
+
+def test_the_environment_chooses_the_mode(monkeypatch):
+    import importlib
+    import subprocess
+    import sys
+
+    code = "from minivit import dispatch; print(dispatch.mode)"
+    for value in ("reference", "fast"):
+        out = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "MINIVIT_KERNELS": value},
+                             capture_output=True, text=True, check=True).stdout.strip()
+        assert out == value
+    bad = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "MINIVIT_KERNELS": "quick"},
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "MINIVIT_KERNELS='quick'" in bad.stderr
+    importlib.reload  # noqa: B018 (the module is not reloaded here: the subprocesses show the reading)
+
+
+def test_an_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="choose one of fast, reference"):
+        dispatch.use("quick")
+
+
+def test_the_learners_function_runs_inside_the_model_and_composites():
+    model = minivit.ViTForImageClassification(minivit.ViTConfig(**SMALL), dtype="float64")
+    calls = []
+    with dispatch.use_mine(softmax_forward=counting(ops.softmax_forward, calls),
+                           layernorm_backward=counting(ops.layernorm_backward, calls)):
+        step(model)
+        assert dispatch.mine().keys() == {"softmax_forward", "layernorm_backward"}
+    # attention (a reference composite) called the learner's softmax; the model the learner's LayerNorm backward
+    assert calls.count("softmax_forward") == 1  # one layer, one attention
+    assert calls.count("layernorm_backward") == 3  # before, after, final
+    calls.clear()
+    step(model)  # outside the block: the engine's own again
+    assert calls == [] and dispatch.mine() == {}
+
+
+def test_the_learners_version_gives_the_engines_result_when_right():
+    model = minivit.ViTForImageClassification(minivit.ViTConfig(**SMALL), dtype="float64")
+    expected = step(model)
+    grads = {name: p.grad.copy() for name, p in model.named_parameters()}
+
+    def my_softmax_backward(dprobs, cache):
+        probs, axis = cache
+        return probs * (dprobs - (dprobs * probs).sum(axis=axis, keepdims=True))
+
+    with dispatch.use_mine(softmax_backward=my_softmax_backward):
+        assert step(model) == pytest.approx(expected, abs=1e-12)
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad, grads[name], atol=1e-12, err_msg=name)
+
+
+def test_a_wrong_learner_function_changes_the_gradients():
+    model = minivit.ViTForImageClassification(minivit.ViTConfig(**SMALL), dtype="float64")
+    step(model)
+    right = model.embeddings.patch_embeddings.projection.weight.grad.copy()
+    with dispatch.use_mine(softmax_backward=lambda dprobs, cache: cache[0] * dprobs):  # the sum term dropped
+        step(model)
+    assert not np.allclose(model.embeddings.patch_embeddings.projection.weight.grad, right)
+
+
+def test_fast_kernels_are_off_while_a_learners_function_is_in():
+    pytest.importorskip("numba")
+    assert dispatch.implementation("gelu_forward") is not ops.gelu_forward
+    with dispatch.use_mine(softmax_backward=ops.softmax_backward):
+        assert dispatch.implementation("gelu_forward") is ops.gelu_forward
+    assert dispatch.implementation("gelu_forward") is not ops.gelu_forward
+
+
+def test_a_plain_call_stays_until_reset():
+    mine = counting(ops.gelu_forward, [])
+    dispatch.use_mine(gelu_forward=mine)
+    try:
+        assert dispatch.implementation("gelu_forward") is mine
+    finally:
+        dispatch.use_mine()
+    assert dispatch.mine() == {}
+    import minivit.ops.attention as attention_module
+    assert attention_module.softmax_forward is ops.softmax_forward  # every rebinding undone
+
+
+def test_the_reference_module_keeps_the_engines_function_for_checks():
+    import minivit.ops.softmax as softmax_module
+
+    with dispatch.use_mine(softmax_backward=lambda dprobs, cache: dprobs):
+        assert softmax_module.softmax_backward is ops.softmax_backward
+        assert ops.softmax_backward.__module__ == "minivit.ops.softmax"
+
+
+def test_unknown_names_and_wrong_signatures_are_refused_clearly():
+    with pytest.raises(ValueError, match="'softmax_backwards' is not one of the engine's operations"):
+        dispatch.use_mine(softmax_backwards=ops.softmax_backward)
+    with pytest.raises(TypeError, match=r"your softmax_backward\(dprobs\) does not match the engine's "
+                                        r"softmax_backward\(dprobs, cache\)"):
+        dispatch.use_mine(softmax_backward=lambda dprobs: dprobs)
+    with pytest.raises(TypeError, match="must be a function"):
+        dispatch.use_mine(softmax_backward=3)
+    assert dispatch.mine() == {}

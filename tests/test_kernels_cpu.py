@@ -1,0 +1,245 @@
+"""Every fast CPU kernel computes what its reference computes (minivit/kernels/cpu.py against minivit/ops).
+
+Each kernel is run beside its reference on the same inputs, forward and backward, in
+float32 and float64, on awkward shapes: odd sizes, a single row, non-contiguous views.
+Tolerances: float64 agrees to about 1e-12 relative (the loops may add in another order);
+float32 to a few units of its 1e-7 resolution, wider where a kernel uses the A&S erf
+(absolute error 1.5e-7, PyTorch's float32 CPU formula).
+"""
+
+import inspect
+
+import numpy as np
+import pytest
+
+from minivit import dispatch, ops, optim
+
+pytest.importorskip("numba")
+from minivit.kernels import cpu  # noqa: E402
+
+TOLERANCE = {"float32": 5e-6, "float64": 1e-12}
+# (leading shape, last axis): odd sizes, one row, one column, a (B, H, T, T)-like stack
+SHAPES = [((37,), 53), ((1,), 7), ((5,), 1), ((2, 3, 5), 65)]
+
+
+def normal(seed, shape, dtype, scale=1.0):
+    return (scale * np.random.default_rng(seed).standard_normal(shape)).astype(dtype)
+
+
+def strided(array):
+    """The same values as a non-contiguous view (every other column of a wider array)."""
+    wide = np.zeros((*array.shape[:-1], 2 * array.shape[-1]), dtype=array.dtype)
+    wide[..., ::2] = array
+    view = wide[..., ::2]
+    assert not view.flags.c_contiguous or array.size <= 1
+    return view
+
+
+def assert_close(fast, reference, dtype, what, factor=1.0):
+    fast, reference = np.asarray(fast), np.asarray(reference)
+    assert fast.shape == reference.shape, what
+    assert fast.dtype == reference.dtype, what
+    scale = max(1.0, float(np.abs(reference).max(initial=0.0)))
+    np.testing.assert_allclose(fast, reference, rtol=0, atol=factor * TOLERANCE[dtype] * scale, err_msg=what)
+
+
+def test_every_kernel_has_its_references_name_and_signature():
+    for name, kernel in cpu.KERNELS.items():
+        assert kernel.__name__ == name
+        assert inspect.signature(kernel) == inspect.signature(dispatch.reference(name)), name
+        assert f"{name}" in (kernel.__doc__ or "") and "Replaces" in kernel.__doc__, name
+
+
+def test_fast_mode_uses_the_kernels_and_reference_mode_does_not():
+    assert dispatch.implementation("layernorm_forward") is cpu.layernorm_forward
+    previous = dispatch.use("reference")
+    try:
+        assert dispatch.implementation("layernorm_forward") is ops.layernorm_forward
+    finally:
+        dispatch.use(previous)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("leading,width", SHAPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_gelu(dtype, leading, width, contiguous):
+    x = normal(0, (*leading, width), dtype, scale=3.0)
+    dout = normal(1, x.shape, dtype)
+    if not contiguous:
+        x, dout = strided(x), strided(dout)
+    for approximate in ("none", "tanh"):
+        out, cache = cpu.gelu_forward(x, approximate)
+        expected, expected_cache = ops.gelu_forward(x, approximate)
+        assert_close(out, expected, dtype, f"gelu {approximate} forward", factor=2)
+        assert_close(cpu.gelu_backward(dout, cache), ops.gelu_backward(dout, expected_cache), dtype,
+                     f"gelu {approximate} backward", factor=4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("leading,width", SHAPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_layernorm(dtype, leading, width, contiguous):
+    x = normal(0, (*leading, width), dtype, scale=3.0) + 1
+    gamma, beta = normal(1, (width,), dtype), normal(2, (width,), dtype)
+    dout = normal(3, x.shape, dtype)
+    if not contiguous:
+        x, dout = strided(x), strided(dout)
+    out, cache = cpu.layernorm_forward(x, gamma, beta, 1e-5)
+    expected, expected_cache = ops.layernorm_forward(x, gamma, beta, 1e-5)
+    assert_close(out, expected, dtype, "layernorm forward")
+    for a, b in zip(cache, expected_cache):
+        assert_close(a, b, dtype, "layernorm cache")
+    for fast, reference, what in zip(cpu.layernorm_backward(dout, cache), ops.layernorm_backward(dout, expected_cache),
+                                     ("dx", "dgamma", "dbeta")):
+        assert_close(fast, reference, dtype, f"layernorm {what}", factor=4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("leading,width", SHAPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_softmax(dtype, leading, width, contiguous):
+    x = normal(0, (*leading, width), dtype, scale=4.0)
+    dprobs = normal(1, x.shape, dtype)
+    if not contiguous:
+        x, dprobs = strided(x), strided(dprobs)
+    probs, cache = cpu.softmax_forward(x)
+    expected, expected_cache = ops.softmax_forward(x)
+    assert_close(probs, expected, dtype, "softmax forward")
+    assert_close(cpu.softmax_backward(dprobs, cache), ops.softmax_backward(dprobs, expected_cache), dtype,
+                 "softmax backward")
+    # another axis is the reference's
+    probs0, cache0 = cpu.softmax_forward(x, axis=0)
+    assert_close(probs0, ops.softmax_forward(x, axis=0)[0], dtype, "softmax over axis 0")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rows,d_in,d_out", [(37, 13, 5), (1, 7, 3), (6, 1, 1)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear(dtype, rows, d_in, d_out, with_bias):
+    x = normal(0, (2, rows, d_in), dtype)
+    weight, bias = normal(1, (d_in, d_out), dtype), normal(2, (d_out,), dtype) if with_bias else None
+    dout = normal(3, (2, rows, d_out), dtype)
+    for weight_view in (weight, np.asfortranarray(weight), strided(np.ascontiguousarray(weight))):
+        out, cache = cpu.linear_forward(x, weight_view, bias)
+        expected, expected_cache = ops.linear_forward(x, weight_view, bias)
+        assert_close(out, expected, dtype, "linear forward")
+        for fast, reference, what in zip(cpu.linear_backward(dout, cache), ops.linear_backward(dout, expected_cache),
+                                         ("dx", "dweight", "dbias")):
+            if reference is None:
+                assert fast is None
+            else:
+                assert_close(fast, reference, dtype, f"linear {what}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("B,T,D,H", [(3, 5, 12, 3), (1, 1, 4, 1), (2, 65, 24, 2)])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_attention_heads(dtype, B, T, D, H, contiguous):
+    qkv = normal(0, (B, T, 3 * D), dtype)
+    dcontext = normal(1, (B, T, D), dtype)
+    if not contiguous:
+        qkv, dcontext = strided(qkv), strided(dcontext)
+    context, cache = cpu.attention_heads_forward(qkv, H)
+    expected, expected_cache = ops.attention_heads_forward(qkv, H)
+    assert_close(context, expected, dtype, "attention forward")
+    assert_close(cache[0].probs, expected_cache[0].probs, dtype, "attention probabilities")
+    assert_close(cpu.attention_heads_backward(dcontext, cache), ops.attention_heads_backward(dcontext, expected_cache),
+                 dtype, "attention backward (dqkv)", factor=4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("with_scales", [False, True])
+def test_adamw_update_over_a_flat_buffer(dtype, with_scales):
+    size = 1001
+    data, grad = normal(0, (size,), dtype), normal(1, (size,), dtype)
+    lr_scale = np.abs(normal(2, (size,), dtype)) if with_scales else 1.0
+    decay = np.where(np.arange(size) % 3 == 0, 0.0, 0.05).astype(dtype)
+    fast = [a.copy() for a in (data, grad, np.zeros_like(data), np.zeros_like(data))]
+    reference = [a.copy() for a in fast]
+    for step in range(1, 4):
+        cpu.adamw_update(*fast, 1e-2, lr_scale, decay, 0.9, 0.999, 1e-8, step)
+        optim.adamw_update(*reference, 1e-2, lr_scale, decay, 0.9, 0.999, 1e-8, step)
+    for a, b, what in zip(fast, reference, ("data", "grad", "exp_avg", "exp_avg_sq")):
+        assert_close(a, b, dtype, f"adamw {what}", factor=10)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_update_over_a_flat_buffer(dtype, nesterov):
+    size = 513
+    data, grad = normal(0, (size,), dtype), normal(1, (size,), dtype)
+    decay = np.where(np.arange(size) % 2 == 0, 0.0, 5e-4).astype(dtype)
+    fast = [a.copy() for a in (data, grad, np.zeros_like(data))]
+    reference = [a.copy() for a in fast]
+    for step in range(1, 4):
+        cpu.sgd_update(*fast, 0.1, 1.0, decay, 0.9, nesterov, step)
+        optim.sgd_update(*reference, 0.1, 1.0, decay, 0.9, nesterov, step)
+    for a, b, what in zip(fast, reference, ("data", "grad", "momentum")):
+        assert_close(a, b, dtype, f"sgd {what}", factor=10)
+
+
+def test_updates_hand_what_they_do_not_cover_to_the_reference():
+    data = np.ones((3, 4))  # 2-D: the reference's job
+    grad, m, v = np.full((3, 4), 0.5), np.zeros((3, 4)), np.zeros((3, 4))
+    expected = [a.copy() for a in (data, grad, m, v)]
+    cpu.adamw_update(data, grad, m, v, 0.1, 1.0, 0.0, 0.9, 0.999, 1e-8, 1)
+    optim.adamw_update(*expected, 0.1, 1.0, 0.0, 0.9, 0.999, 1e-8, 1)
+    np.testing.assert_array_equal(data, expected[0])
+
+
+def test_exp32_is_exp_to_float32_precision():
+    """The vectorisable float32 exp of the compiled loops, over its whole range."""
+    from minivit.kernels import cpu_loops
+
+    x = np.linspace(-87, 88, 200_001, dtype=np.float32).reshape(1, -1)
+    out = np.empty_like(x)
+    cpu_loops.exp32_rows(x, out)
+    exact = np.exp(x.astype(np.float64))
+    assert (np.abs(out - exact) / exact).max() < 2e-7  # float32's own rounding is 6e-8
+
+
+def test_a_nan_still_comes_out_as_nan():
+    # The loops may reorder sums but not assume NaN away: a diverging run must show a NaN loss.
+    x = np.array([[np.nan, 1.0, 2.0], [np.inf, 0.0, 1.0], [0.5, 0.0, 1.0]], dtype="float32")
+    probs, _ = cpu.softmax_forward(x)
+    assert np.isnan(probs[:2]).all()  # a NaN or an inf score makes its row NaN, as in NumPy
+    assert np.isfinite(probs[2]).all()
+    assert np.isnan(cpu.gelu_forward(x)[0][0, 0])
+    assert np.isnan(cpu.layernorm_forward(x, np.ones(3, "float32"), np.zeros(3, "float32"), 1e-5)[0][0]).all()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_batched_matmul_splits_the_stack_and_gives_the_same_result(monkeypatch, threads):
+    monkeypatch.setattr(cpu, "num_threads", threads)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((5, 2, 4, 3)).astype("float32")
+    b = rng.standard_normal((5, 2, 3, 6)).astype("float32")
+    np.testing.assert_array_equal(cpu.batched_matmul(a, b), a @ b)
+    out = np.zeros((5, 2, 8, 6), dtype="float32")[:, :, ::2]  # a strided view, as attention passes
+    assert cpu.batched_matmul(a, b, out=out) is out
+    np.testing.assert_array_equal(out, a @ b)
+    np.testing.assert_array_equal(cpu.batched_matmul(a, b[:1]), a @ b[:1])  # broadcasting
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_addmm_adds_the_bias_inside_the_product(dtype):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((7, 5)).astype(dtype)
+    b = rng.standard_normal((5, 3)).astype(dtype)
+    bias = rng.standard_normal(3).astype(dtype)
+    expected = a.astype("float64") @ b.astype("float64") + bias
+    tolerance = 1e-5 if dtype == "float32" else 1e-13
+    out = cpu.addmm(bias, a, b)
+    assert out.shape == (7, 3) and out.dtype == dtype and out.flags.c_contiguous
+    np.testing.assert_allclose(out, expected, rtol=tolerance, atol=tolerance)
+    # layouts BLAS cannot take without a copy go the plain way, with the same result
+    np.testing.assert_allclose(cpu.addmm(bias, a, np.asfortranarray(b)), expected, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(cpu.addmm(bias, a[::2], b), expected[::2], rtol=tolerance, atol=tolerance)
+    assert cpu.addmm(bias, a[:0], b).shape == (0, 3)
+
+
+def test_map_rows_gives_the_same_bits_as_one_pass(monkeypatch):
+    x = np.random.default_rng(0).standard_normal((300, 1000)).astype("float32")
+    whole = np.tanh(x) * 2 + x
+    blocked = cpu.map_rows(lambda rows: np.tanh(rows) * 2 + rows, x, block_elements=4096)
+    np.testing.assert_array_equal(blocked, whole)

@@ -1,0 +1,238 @@
+"""The GPU kernels (minivit/kernels/gpu.py and cuda/*.cu): every CUDA source compiles, and every
+kernel computes what its reference computes.
+
+Without a GPU the kernels run on the simulated GPU ("cupy-sim"), where each CUDA kernel call
+runs its stand-in (the reference) while everything around it (allocation, layouts, argument
+lists, caches) is the GPU code path itself; with CuPy and a GPU the same tests compare the real
+CUDA kernels with the reference (run by benchmarks/gpu_check.py on the GPU machine).
+Tolerances: float64 within 1e-12 (relative to the largest value); float32 within 1e-5, the GPU's
+expf/erff and another order of summation.
+"""
+
+import inspect
+import re
+
+import numpy as np
+import pytest
+from conftest import HAS_CUPY
+
+from minivit import augment, backend, dispatch, ops, optim
+from minivit.kernels import gpu, nvrtc
+
+TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
+
+
+@pytest.fixture(params=["cupy-sim", pytest.param("cupy", marks=pytest.mark.gpu)])
+def device(request):
+    if request.param == "cupy" and not HAS_CUPY:
+        pytest.skip("CuPy with a GPU is not available here")
+    backend.use(request.param)
+    yield request.param
+    backend.use("numpy")
+
+
+def normal(seed, shape, dtype, scale=1.0):
+    return backend.asarray((scale * np.random.default_rng(seed).standard_normal(shape)).astype(dtype))
+
+
+def assert_close(fast, reference, dtype, what, factor=1.0):
+    fast, reference = backend.to_numpy(fast), backend.to_numpy(reference)
+    assert fast.shape == reference.shape, f"{what}: shape {fast.shape} != {reference.shape}"
+    assert fast.dtype == reference.dtype, f"{what}: dtype {fast.dtype} != {reference.dtype}"
+    scale = max(1.0, float(np.nanmax(np.abs(reference), initial=0.0)))
+    np.testing.assert_allclose(fast, reference, rtol=0, atol=factor * TOLERANCE[dtype] * scale, err_msg=what)
+
+
+# --- the CUDA sources ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("file_name", sorted(nvrtc.sources()))
+def test_every_cuda_source_compiles_for_sm_90(file_name):
+    """Compiled by NVRTC (no GPU needed): a syntax or type error fails here."""
+    pytest.importorskip("cupy")
+    nvrtc.compile_check(nvrtc.source(file_name), file_name)
+
+
+def test_a_broken_source_fails_with_the_compilers_log():
+    pytest.importorskip("cupy")
+    broken = 'extern "C" __global__ void k(float* x) { x[0] = undefined_name; }'
+    with pytest.raises(nvrtc.CompileError, match="undefined_name"):
+        nvrtc.compile_check(broken, "broken.cu")
+
+
+def test_every_kernel_the_python_side_launches_is_in_its_source():
+    kernels = [value for value in vars(gpu).values() if isinstance(value, gpu.CudaKernel)]
+    kernels += [kernel for value in vars(gpu).values() if isinstance(value, dict)
+                for kernel in value.values() if isinstance(kernel, gpu.CudaKernel)]
+    assert len(kernels) >= 20
+    for kernel in kernels:
+        source = nvrtc.source(kernel.file_name)
+        assert re.search(rf'extern "C" __global__ void {kernel.name}\(', source) or \
+            re.search(rf"void {kernel.name}\(", source), f"{kernel.name} not in {kernel.file_name}"
+
+
+def test_an_elementwise_kernel_compiles_from_its_pieces():
+    pytest.importorskip("cupy")
+    nvrtc.compile_elementwise("T x", "T y", "y = x * 0.5f * (1.0f + erff(x * 0.70710678f))", "gelu_exact")
+    with pytest.raises(nvrtc.CompileError, match="erff_typo"):
+        nvrtc.compile_elementwise("float32 x", "float32 y", "y = erff_typo(x)", "gelu_broken")
+    with pytest.raises(nvrtc.CompileError, match="type name"):
+        nvrtc.elementwise_source("x", "float32 y", "y = x", "no_type")
+
+
+def test_every_kernel_has_its_references_name_and_signature():
+    for name, kernel in gpu.KERNELS.items():
+        assert kernel.__name__ == name
+        assert inspect.signature(kernel) == inspect.signature(dispatch.reference(name)), name
+        assert "Replaces" in (kernel.__doc__ or ""), name
+
+
+# --- each kernel against its reference ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(37, 53), (1, 7), (2, 3, 65)])
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu(device, dtype, shape, approximate):
+    x, dout = normal(0, shape, dtype, 3.0), normal(1, shape, dtype)
+    out, cache = gpu.gelu_forward(x, approximate)
+    expected, expected_cache = ops.gelu_forward(x, approximate)
+    assert_close(out, expected, dtype, "forward")
+    assert_close(gpu.gelu_backward(dout, cache), ops.gelu_backward(dout, expected_cache), dtype, "backward")
+    strided = normal(2, (shape[0], 2 * shape[-1]), dtype)[:, ::2]  # a non-contiguous input
+    assert_close(gpu.gelu_forward(strided, approximate)[0], ops.gelu_forward(strided, approximate)[0], dtype, "view")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(37, 53), (1, 7), (4, 65, 192), (3, 1)])
+def test_layernorm(device, dtype, shape):
+    D = shape[-1]
+    x = normal(0, shape, dtype, 3.0) + 1.0
+    gamma, beta, dout = normal(1, (D,), dtype), normal(2, (D,), dtype), normal(3, shape, dtype)
+    out, cache = gpu.layernorm_forward(x, gamma, beta, 1e-5)
+    expected, expected_cache = ops.layernorm_forward(x, gamma, beta, 1e-5)
+    assert_close(out, expected, dtype, "forward")
+    for a, b, what in zip(cache, expected_cache, ("xhat", "rstd", "gamma")):
+        assert_close(a, b, dtype, what)
+    for a, b, what in zip(gpu.layernorm_backward(dout, cache), ops.layernorm_backward(dout, expected_cache),
+                          ("dx", "dgamma", "dbeta")):
+        assert_close(a, b, dtype, what, factor=10)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(37, 53), (1, 7), (2, 3, 65, 65)])
+def test_softmax(device, dtype, shape):
+    x, dprobs = normal(0, shape, dtype, 4.0), normal(1, shape, dtype)
+    probs, cache = gpu.softmax_forward(x)
+    expected, expected_cache = ops.softmax_forward(x)
+    assert_close(probs, expected, dtype, "forward")
+    assert_close(gpu.softmax_backward(dprobs, cache), ops.softmax_backward(dprobs, expected_cache), dtype, "backward")
+    assert_close(gpu.softmax_forward(x, axis=0)[0], ops.softmax_forward(x, axis=0)[0], dtype, "axis 0")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("B,T,D,H", [(3, 5, 12, 3), (1, 1, 4, 1), (2, 65, 192, 3), (2, 65, 192, 12)])
+def test_attention_heads(device, dtype, B, T, D, H):
+    qkv, dcontext = normal(0, (B, T, 3 * D), dtype), normal(1, (B, T, D), dtype)
+    context, cache = gpu.attention_heads_forward(qkv, H)
+    expected, expected_cache = ops.attention_heads_forward(qkv, H)
+    assert_close(context, expected, dtype, "forward")
+    assert_close(cache[0].probs, expected_cache[0].probs, dtype, "probabilities")
+    assert_close(gpu.attention_heads_backward(dcontext, cache), ops.attention_heads_backward(dcontext, expected_cache),
+                 dtype, "backward", factor=10)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear(device, dtype, with_bias):
+    x, weight = normal(0, (2, 9, 13), dtype), normal(1, (13, 5), dtype)
+    bias = normal(2, (5,), dtype) if with_bias else None
+    dout = normal(3, (2, 9, 5), dtype)
+    out, cache = gpu.linear_forward(x, weight, bias)
+    expected, expected_cache = ops.linear_forward(x, weight, bias)
+    assert_close(out, expected, dtype, "forward")
+    for a, b, what in zip(gpu.linear_backward(dout, cache), ops.linear_backward(dout, expected_cache),
+                          ("dx", "dweight", "dbias")):
+        if b is None:
+            assert a is None
+        else:
+            assert_close(a, b, dtype, what)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("soft", [False, True])
+def test_cross_entropy(device, dtype, smoothing, soft):
+    xp = backend.xp
+    B, K = 37, 10
+    logits = normal(0, (B, K), dtype, 3.0)
+    labels = backend.asarray(np.random.default_rng(1).integers(0, K, B))
+    targets = augment.one_hot(labels, K, dtype) * 0.7 + augment.one_hot(labels[::-1], K, dtype) * 0.3 if soft \
+        else labels
+    loss, cache = gpu.cross_entropy_forward(logits, targets, smoothing)
+    expected, expected_cache = ops.cross_entropy_forward(logits, targets, smoothing)
+    assert_close(loss, expected, dtype, "loss")
+    assert_close(gpu.cross_entropy_backward(1.0, cache), ops.cross_entropy_backward(1.0, expected_cache), dtype,
+                 "backward")
+    assert isinstance(loss, xp.ndarray) and loss.shape == ()  # no host read
+
+
+def test_cross_entropy_turns_a_wrong_label_into_a_nan_loss(device):
+    logits = normal(0, (3, 4), "float32")
+    for wrong in (-1, 4):
+        labels = backend.asarray(np.array([0, wrong, 2]))
+        assert np.isnan(float(gpu.cross_entropy_forward(logits, labels)[0]))
+        assert np.isnan(float(ops.cross_entropy_forward(logits, labels)[0]))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("per_element", [False, True])
+def test_adamw_and_sgd_updates(device, dtype, per_element):
+    size = 1001
+    xp = backend.xp
+    lr_scale = backend.asarray(np.linspace(0.1, 1, size).astype(dtype)) if per_element else 1.0
+    decay = backend.asarray(np.where(np.arange(size) % 3 == 0, 0.0, 0.05).astype(dtype)) if per_element else 0.05
+    fast = [normal(0, (size,), dtype), normal(1, (size,), dtype), xp.zeros(size, dtype), xp.zeros(size, dtype)]
+    reference = [a.copy() for a in fast]
+    for step in (1, 2, 3):
+        gpu.adamw_update(*fast, 1e-2, lr_scale, decay, 0.9, 0.999, 1e-8, step)
+        optim.adamw_update(*reference, 1e-2, lr_scale, decay, 0.9, 0.999, 1e-8, step)
+    for a, b, what in zip(fast, reference, ("data", "grad", "exp_avg", "exp_avg_sq")):
+        assert_close(a, b, dtype, f"adamw {what}", factor=10)
+    fast, reference = fast[:3], [a.copy() for a in fast[:3]]
+    for step in (1, 2, 3):
+        gpu.sgd_update(*fast, 0.1, lr_scale, decay, 0.9, True, step)
+        optim.sgd_update(*reference, 0.1, lr_scale, decay, 0.9, True, step)
+    for a, b, what in zip(fast, reference, ("data", "grad", "momentum")):
+        assert_close(a, b, dtype, f"sgd {what}", factor=10)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])
+def test_clip_by_norm(device, dtype, max_norm):
+    grad = normal(0, (100_003,), dtype)
+    expected_grad = grad.copy()
+    norm = gpu.clip_by_norm(grad, max_norm)
+    expected_norm = optim.clip_by_norm(expected_grad, max_norm)
+    assert_close(norm, expected_norm, dtype, "norm")
+    assert_close(grad, expected_grad, dtype, "clipped gradient")
+
+
+@pytest.mark.parametrize("padding", [0, 4])
+def test_crop_flip_normalize(device, padding):
+    xp = backend.xp
+    images = backend.asarray(np.random.default_rng(0).integers(0, 256, (7, 3, 12, 10)).astype(np.uint8))
+    rng = backend.default_rng(0)
+    top, left = rng.integers(0, 2 * padding + 1, size=7), rng.integers(0, 2 * padding + 1, size=7)
+    flip = rng.random(7) < 0.5
+    mean, std = xp.asarray([0.5, 0.4, 0.3], dtype=xp.float32), xp.asarray([0.2, 0.3, 0.4], dtype=xp.float32)
+    assert_close(gpu.crop_flip_normalize(images, top, left, flip, padding, mean, std),
+                 augment.crop_flip_normalize(images, top, left, flip, padding, mean, std), "float32", "pixels")
+
+
+def test_what_a_kernel_does_not_cover_goes_to_the_reference(device):
+    x = normal(0, (4, 6), "float32")
+    assert_close(gpu.softmax_forward(x, axis=0)[0], ops.softmax_forward(x, axis=0)[0], "float32", "axis 0")
+    qkv = normal(1, (2, 3, 12), "float32")
+    with_dropout = gpu.attention_heads_forward(qkv, 2, 0.5, backend.default_rng(0), True)
+    assert with_dropout[1][0].dropout_mask is not None
