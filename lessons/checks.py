@@ -71,6 +71,8 @@ def _fmt(value) -> str:
         return f"{float(value):.6g}"
     if isinstance(value, str):
         return value
+    if isinstance(value, np.ndarray):
+        return np.array2string(value, precision=6, separator=", ")
     return repr(value)
 
 
@@ -337,6 +339,12 @@ def diagnose(yours, expected, name: str = "your answer", *, sizes: dict | None =
                      f"{list(bad)}): a division by zero, a log of 0, or an overflow?")
         return lines + _side_by_side(yours, expected, name)
     loose = max(1e-4, 10 * rtol)
+    if _close(yours, expected, loose, atol):  # near, but not within the tolerance asked for
+        error = float(np.max(np.abs(yours - expected))) / max(_scale(expected), 1e-300)
+        lines.append(f"yours is close but not within the tolerance: the largest difference is {error:.1e} of the "
+                     f"largest value, {rtol:.0e} is allowed. Rounding (a float32 step in between?) or a very small "
+                     "term left out")
+        return lines + _where_hints(yours, expected, regions, max(rtol, 1e-9)) + _side_by_side(yours, expected, name)
     for mistake, produced in (mistakes or {}).items():
         if _close(yours, np.asarray(produced), loose, atol):
             lines.append(f"this is what {mistake} gives")
