@@ -547,21 +547,21 @@ def check_seconds_per_call(seconds_per_call) -> None:
 
     def sleepy():
         calls.append(time.perf_counter())
-        time.sleep(0.01)
+        time.sleep(0.02)
 
     seconds = seconds_per_call(sleepy, repeats=3)
     check_value(len(calls), 4, "one warm-up call, then three timed calls",
                 mistakes={"timing without a warm-up call": 3, "timing twice per repeat": 7})
-    what = "about 0.01 s per call (the function sleeps 10 ms)"
+    what = "about 0.02 s per call (the function sleeps 20 ms)"
     if seconds is None or np.ndim(seconds) != 0:
         raise NotYet(what, [f"yours is {seconds!r}: return one number, the median seconds per call"])
-    lines = [f"yours {float(seconds):.4f} s, expected about 0.0100 s"]
-    if 0.0095 < seconds < 0.025:
+    lines = [f"yours {float(seconds):.4f} s, expected about 0.0200 s"]
+    if 0.019 < seconds < 0.05:
         print(f"PASS: {what} ({lines[0]})")
         return
-    if 0.028 < seconds < 0.15:
+    if 0.055 < seconds < 0.3:
         lines.append("that is about three calls' worth: did you return the total instead of the time per call?")
-    elif seconds < 0.0095:
+    elif seconds < 0.019:
         lines.append("less than the sleep itself: did you read the clock before the call finished, or divide twice?")
     raise NotYet(what, lines)
 
