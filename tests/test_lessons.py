@@ -88,6 +88,8 @@ def test_lesson_runs_top_to_bottom(source, layout, lesson_data, monkeypatch):
     monkeypatch.setenv("MINIVIT_DATA_DIR", str(lesson_data / layout))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "lessons")]))
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "MINIVIT_NUM_THREADS"):
+        monkeypatch.setenv(variable, "1")  # fast mode's models are tiny: threads only contend for the cores
     notebook = build.build(source)
     build.run(notebook, timeout=300)
     text = outputs_of(notebook)

@@ -266,11 +266,12 @@ axes[0].set_title(images.class_names[images.labels[0]])
 axes[0].axis("off")
 for head in range(3):
     shown = axes[head + 1].imshow(maps[-1][0, head, 0, 1:].reshape(8, 8), cmap="inferno", vmin=0, vmax=4 / T)
-    axes[head + 1].set_title(f"last layer, head {head}: CLS -> patches", fontsize=9)
+    axes[head + 1].set_title(f"head {head}", fontsize=9)
     axes[head + 1].set_xlabel("grid column")
 axes[1].set_ylabel("grid row")
 colorbar = fig.colorbar(shown, ax=axes[1:], label="attention probability", shrink=0.85)
 colorbar.set_ticks([0, 1 / T, 2 / T, 4 / T], labels=["0", "1/T (uniform)", "2/T", "4/T"])
+plt.suptitle("untrained cifar-tiny, last layer: how much the CLS token attends to each patch")
 plt.show()
 cls_row = maps[-1][0, :, 0]
 print(f"CLS row of the last layer: probabilities from {cls_row.min():.4f} to {cls_row.max():.4f}; "
