@@ -492,3 +492,39 @@ def test_analysis_mistakes():
     assert_names(E.check_attention_distance, not_renormalised, "renormalisation")
     assert_names(E.check_attention_distance, summed, "the number of patches N", "mean")
     assert_names(E.check_attention_distance, per_image, "shape (2, 3), expected (3,)", "batch")
+
+
+def test_gelu_kernel_check_shows_the_compilers_message(capsys):
+    """The kernel compiles with NVRTC where CuPy has it (no GPU needed); a mistake shows the compiler's
+    log. Without a GPU the numerical check is skipped, with a message that says so."""
+    E.check_gelu_kernel(S.gelu_kernel_parts)
+    out = capsys.readouterr().out
+    if "compiles with NVRTC" not in out:
+        assert "SKIPPED" in out and "needs" in out
+        pytest.skip("no CuPy NVRTC here: the compile check cannot run")
+    assert "PASS" in out and ("SKIPPED: the numerical check" in out or "exact GELU" in out)
+    assert_names(E.check_gelu_kernel, lambda: dict(S.gelu_kernel_parts(), operation="y = x * Phi(x)"),
+                 'identifier "Phi" is undefined')
+    assert_names(E.check_gelu_kernel, lambda: dict(S.gelu_kernel_parts(), operation="y = x * normcdf(x"),
+                 "error")
+    assert_names(E.check_gelu_kernel, lambda: {"operation": "y = x"}, "in_params, out_params, operation and name")
+
+
+def test_train_steps_check_counts_synchronisations():
+    from minivit import backend
+
+    def every_step(model, optimizer, images, labels, steps, read_every):
+        from minivit.ops import cross_entropy_backward, cross_entropy_forward
+
+        losses = []
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss, cache = cross_entropy_forward(model.forward(images), labels)
+            model.backward(cross_entropy_backward(1.0, cache))
+            optimizer.step()
+            losses.append(float(loss))  # waits for the GPU, every step
+        return losses
+
+    E.check_train_steps(S.train_steps)
+    assert_names(E.check_train_steps, every_step, "yours 8", "float(loss)", "test_lesson_checks.py")
+    assert backend.name == "numpy"

@@ -23,7 +23,7 @@ from minivit.ops import cross_entropy_backward, cross_entropy_forward, pool_forw
 from lesson_support import FAST, check, exercise, load_images, no_grad, show_answers
 from exercise_checks import check_adamw_step, check_bias_correction, check_init_std
 
-images = load_images("train", count=64 if FAST else 512)
+images = load_images("train", count=64 if FAST else 256)
 mean, std = images.channel_stats()
 pixels = ((images.images / 255.0 - mean[:, None, None]) / std[:, None, None]).astype("float32")
 labels = images.labels
@@ -303,15 +303,16 @@ check_curve(np.arange(1, steps + 1), your_losses, engine_losses, "training loss:
 #
 # The learning rate is the setting that matters most, and the cheapest way to choose it is to try
 # several on a short run: the same model from the same initial weights, the same batches, a
-# handful of steps each, and the loss at the end. Rates from $10^{-5}$ to $0.3$, on a log scale.
+# handful of steps each, and the loss at the end. Rates from $10^{-5}$ to $0.3$, on a log scale,
+# for a narrow ViT (hidden size 64, two layers) so that the sweep takes a minute or two.
 
 # %%
 sweep_config = (minivit.ViTConfig(image_size=32, patch_size=4, hidden_size=32, num_hidden_layers=1,
                                   num_attention_heads=2, intermediate_size=64, num_labels=10) if FAST else
-                minivit.ViTConfig(image_size=32, patch_size=4, hidden_size=96, num_hidden_layers=3,
-                                  num_attention_heads=3, intermediate_size=192, num_labels=10))
-rates = np.logspace(-5, math.log10(0.3), 5 if FAST else 10)
-sweep_steps, batch_size = (10, 16) if FAST else (60, 64)
+                minivit.ViTConfig(image_size=32, patch_size=4, hidden_size=64, num_hidden_layers=2,
+                                  num_attention_heads=4, intermediate_size=128, num_labels=10))
+rates = np.logspace(-5, math.log10(0.3), 5 if FAST else 9)
+sweep_steps, batch_size = (10, 16) if FAST else (40, 32)
 order = np.random.default_rng(0).permutation(len(pixels))
 histories = {}
 for lr in rates:
