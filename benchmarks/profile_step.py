@@ -1,10 +1,12 @@
-"""Where a training step's time goes: seconds per step in each forward/backward function.
+"""Where a training step's time goes on the CPU: milliseconds per step in each dispatched operation.
 
-    python benchmarks/profile_step.py [--preset cifar-tiny] [--batch-size 128] [--steps 3]
+    python benchmarks/profile_step.py [--preset cifar-tiny] [--batch-size 128] [--steps 3] [--kernels fast]
 
-Wraps every op function that the modules call with a timer (nested calls are counted in both:
-multi_head_attention_backward includes its linear_backward), runs a few training steps of
-minivit on NumPy, and prints the mean time per step of each, largest first.
+Every operation the model, the loss and the optimizer run goes through minivit.dispatch, so timing
+``dispatch.implementation``'s choice times them all, each call once (a composite such as
+attention_heads_forward calls its softmax directly, not through dispatch: no double counting). Runs a few
+training steps with the fast kernels (default) or the pure reference (--kernels reference), and
+prints the mean time per step of each operation, largest first, and what is left outside them.
 """
 
 from __future__ import annotations
@@ -15,25 +17,25 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import minivit  # noqa: E402, I001  (before NumPy: minivit.backend sets OpenBLAS's thread timeout)
-import numpy as np  # noqa: E402
-from minivit import model as model_module  # noqa: E402
-from minivit import nn as nn_module  # noqa: E402
-from minivit import optim  # noqa: E402
-from minivit.ops import attention as attention_module  # noqa: E402
-from minivit.ops import cross_entropy_backward, cross_entropy_forward  # noqa: E402
+
+import minivit  # noqa: E402
+from minivit import dispatch, optim  # noqa: E402
+from minivit.kernels import tune_process  # noqa: E402
 
 seconds = collections.defaultdict(float)
 
 
-def timed(name, function):
-    def wrapper(*args, **kwargs):
+def timed(name: str, function):
+    def run(*args, **kwargs):
         start = time.perf_counter()
-        result = function(*args, **kwargs)
-        seconds[name] += time.perf_counter() - start
-        return result
-    return wrapper
+        try:
+            return function(*args, **kwargs)
+        finally:
+            seconds[name] += time.perf_counter() - start
+    return run
 
 
 def main():
@@ -41,12 +43,12 @@ def main():
     parser.add_argument("--preset", default="cifar-tiny")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--kernels", choices=dispatch.MODES, default="fast")
     args = parser.parse_args()
-
-    for module in (model_module, nn_module, attention_module):
-        for name in list(vars(module)):
-            if name.endswith(("_forward", "_backward")) or name in ("im2col", "col2im", "merge_heads"):
-                setattr(module, name, timed(name, getattr(module, name)))
+    tune_process()
+    dispatch.use(args.kernels)
+    choose = dispatch.implementation
+    dispatch.implementation = lambda name: timed(name, choose(name))  # every operation, timed
 
     model = minivit.ViTForImageClassification(args.preset)
     optimizer = optim.AdamW(model.named_parameters())
@@ -58,11 +60,10 @@ def main():
 
     def step():
         optimizer.zero_grad()
-        loss, cache = cross_entropy_forward(model.forward(images), labels)
-        model.backward(cross_entropy_backward(1.0, cache))
-        start = time.perf_counter()
+        loss, cache = dispatch.cross_entropy_forward(model.forward(images), labels)
+        model.backward(dispatch.cross_entropy_backward(1.0, cache))
+        optim.clip_grad_norm(model.parameters(), 1.0)
         optimizer.step()
-        seconds["optimizer step"] += time.perf_counter() - start
 
     step()  # warm-up: kernels compile, memory is allocated
     seconds.clear()
@@ -70,11 +71,14 @@ def main():
     for _ in range(args.steps):
         step()
     total = (time.perf_counter() - start) / args.steps
-    print(f"{args.preset}, batch {args.batch_size}: {total * 1000:.0f} ms per training step "
+    print(f"{args.preset}, batch {args.batch_size}, {args.kernels} kernels: {total * 1000:.0f} ms per training step "
           f"(mean of {args.steps})")
+    in_operations = sum(seconds.values()) / args.steps  # no double counting: composites call no dispatcher
     for name, value in sorted(seconds.items(), key=lambda item: -item[1]):
         if value / args.steps >= 0.0005:
             print(f"  {name:32s} {value / args.steps * 1000:7.1f} ms")
+    print(f"  {'outside the operations':32s} {max(0.0, total - in_operations) * 1000:7.1f} ms (Python, += of "
+          "gradients, reshapes)")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
-"""Images per second, minivit on NumPy beside transformers' ViT on PyTorch CPU, in one run.
+"""Images per second on the CPU: minivit's fast kernels, minivit's pure reference, and transformers'
+ViT on PyTorch, in one run.
 
-    python benchmarks/throughput_cpu.py [--preset cifar-tiny] [--batch-size 128] [--threads N]
+    python benchmarks/throughput_cpu.py [--preset cifar-tiny] [--batch-size 128] [--threads N] [--rounds 3]
 
-Same config, same batch, same thread count (BLAS threads for NumPy, torch.set_num_threads
-for PyTorch). Inference is a forward pass in eval mode; a training step is forward,
-cross-entropy, backward and an AdamW step. The two sides take turns, --rounds times (a
-shared or virtual machine's speed drifts over minutes: turns expose both sides to the
-same drift); each round times --steps iterations of each. Prints both sides (the median
-over rounds), their ratio, the range of the per-round ratios, and the machine.
+Same config, same batch, same thread count (BLAS threads for NumPy, torch.set_num_threads for
+PyTorch). NumPy is imported before minivit, as in every notebook, and the process is tuned with
+the one explicit call the command lines make (``minivit.kernels.tune_process()``). Inference is a
+forward pass under ``no_grad``; a training step is forward, cross-entropy, backward and an AdamW
+step. The sides take turns, --rounds times (a shared or virtual machine's speed drifts over
+minutes: turns expose every side to the same drift); each round times --steps iterations of
+each. Prints each side (the median over rounds), the ratios to PyTorch, the range of the
+per-round ratios, and the machine.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--steps", type=int, default=10, help="timed iterations per measurement")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3, help="turns of minivit, then PyTorch")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of every side")
+    parser.add_argument("--no-reference", dest="reference", action="store_false",
+                        help="leave out minivit's pure reference (MINIVIT_KERNELS=reference)")
     return parser.parse_args()
 
 
@@ -34,26 +39,44 @@ args = parse_args()
 for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[variable] = str(args.threads)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import minivit  # noqa: E402  (before NumPy: minivit.backend sets OpenBLAS's thread timeout)
-from minivit import optim  # noqa: E402
+import numpy as np  # noqa: E402  (NumPy first, as a notebook imports it)
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import numpy as np  # noqa: E402
 from machine import describe  # noqa: E402
 from timing import median_seconds, minivit_step_functions  # noqa: E402
 
+import minivit  # noqa: E402
+from minivit import dispatch, optim  # noqa: E402
+from minivit.kernels import tune_process  # noqa: E402
 
-def minivit_functions(config, images, labels):
+tuning = tune_process()
+
+
+def minivit_functions(config, images, labels, mode: str):
+    """(inference, train_step) running minivit with the fast kernels or the pure reference."""
     model = minivit.ViTForImageClassification(config, seed=0)
     optimizer = optim.AdamW(model.named_parameters(), lr=1e-3, weight_decay=0.05)
-    return minivit_step_functions(model, optimizer, images, labels)
+    inference, train_step = minivit_step_functions(model, optimizer, images, labels)
+
+    def in_mode(function):
+        def run():
+            previous = dispatch.use(mode)
+            try:
+                function()
+            finally:
+                dispatch.use(previous)
+        return run
+
+    return in_mode(inference), in_mode(train_step)
 
 
 def torch_functions(config, images, labels):
     """(inference, train_step, attention implementation) for transformers' ViT."""
     import torch
     from transformers import ViTConfig, ViTForImageClassification
+
+    import minivit.convert
 
     torch.set_num_threads(args.threads)
     hf_config = ViTConfig(**minivit.convert.hf_config_kwargs(config))
@@ -80,8 +103,6 @@ def torch_functions(config, images, labels):
 
 
 def main():
-    import minivit.convert  # noqa: F401
-
     config = minivit.preset(args.preset)
     rng = np.random.default_rng(0)
     size = config.image_size
@@ -89,7 +110,10 @@ def main():
     labels = rng.integers(0, config.num_labels, args.batch_size)
 
     torch_inference, torch_train_step, attention = torch_functions(config, images, labels)
-    sides = {"minivit": minivit_functions(config, images, labels), "torch": (torch_inference, torch_train_step)}
+    sides = {"minivit (fast kernels)": minivit_functions(config, images, labels, "fast")}
+    if args.reference:
+        sides["minivit (reference)"] = minivit_functions(config, images, labels, "reference")
+    sides["PyTorch"] = (torch_inference, torch_train_step)
     seconds = {(side, kind): [] for side in sides for kind in ("inference", "training step")}
     for _ in range(args.rounds):
         for side, (inference, train_step) in sides.items():
@@ -98,16 +122,25 @@ def main():
 
     B = args.batch_size
     print(describe(args.threads))
-    print(f"config: {args.preset}, batch {B}, float32; {args.rounds} rounds, each side in turn, of "
-          f"{args.steps} timed iterations after {args.warmup} warm-up (median); transformers attention: {attention}")
+    print(f"config: {args.preset}, batch {B}, float32; {args.rounds} rounds, every side in turn, of "
+          f"{args.steps} timed iterations after {args.warmup} warm-up (median); NumPy imported before minivit; "
+          f"transformers attention: {attention}")
+    print(f"tune_process(): {tuning}")
     print()
-    print("| images/s | minivit (NumPy) | transformers (PyTorch CPU) | minivit / PyTorch | per round |")
-    print("|---|---|---|---|---|")
+    print("| images/s | " + " | ".join(sides) + " | " + " | ".join(
+        f"{side} / PyTorch" for side in sides if side != "PyTorch") + " |")
+    print("|---|" + "---|" * (2 * len(sides) - 1))
     for kind in ("inference", "training step"):
-        ours, theirs = np.array(seconds["minivit", kind]), np.array(seconds["torch", kind])
-        ratios = theirs / ours
-        print(f"| {kind} | {B / np.median(ours):.1f} | {B / np.median(theirs):.1f} | "
-              f"{np.median(theirs) / np.median(ours):.2f}x | {ratios.min():.2f}x to {ratios.max():.2f}x |")
+        torch_times = np.array(seconds["PyTorch", kind])
+        cells = [f"{B / np.median(seconds[side, kind]):.1f}" for side in sides]
+        for side in sides:
+            if side == "PyTorch":
+                continue
+            ours = np.array(seconds[side, kind])
+            ratios = torch_times / ours
+            cells.append(f"{np.median(torch_times) / np.median(ours):.2f}x ({ratios.min():.2f}x to "
+                         f"{ratios.max():.2f}x)")
+        print(f"| {kind} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -160,6 +160,21 @@ def synchronize() -> None:
         xp.cuda.get_current_stream().synchronize()
 
 
+def use_tf32(enabled: bool = True) -> None:
+    """Let cuBLAS compute float32 matrix products with TensorFloat-32 (10-bit mantissas, as PyTorch's
+    ``allow_tf32``) on GPUs that have it (Ampere and newer): several times the float32 speed of the
+    products, at about 1e-3 relative precision. A no-op on NumPy and on the simulated GPU."""
+    if name != "cupy":
+        return
+    try:  # CuPy's switch (the environment variable CUPY_TF32=1 sets it at import)
+        from cupy._core import _routines_linalg as linalg
+    except ImportError as error:
+        raise RuntimeError(f"This CuPy ({xp.__version__}) has no TF32 switch; update CuPy or leave tf32 off.") \
+            from error
+    mode = linalg.COMPUTE_TYPE_TF32 if enabled else linalg.COMPUTE_TYPE_DEFAULT
+    linalg.set_compute_type(xp.float32, mode)
+
+
 def sim_counters() -> dict:
     """What the simulated GPU has counted since the last reset (backend "cupy-sim" only):
 

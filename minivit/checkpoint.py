@@ -8,21 +8,22 @@ Layout:
     optimizer/<key>       the optimizer's state (step and moment buffers)
 
 Written to a temporary file in the same folder, flushed to disk, then renamed
-over the old one: a crash mid-write leaves the previous checkpoint whole.
-Read with ``allow_pickle=False``, so a checkpoint cannot run code.
+over the old one (``minivit.files``): a crash mid-write leaves the previous
+checkpoint whole. Never written with a NaN or infinite value in it, and not
+loaded with one unless asked (``allow_non_finite=True``, to inspect what went
+wrong). Read with ``allow_pickle=False``, so a checkpoint cannot run code.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from minivit.config import ViTConfig
+from minivit.files import atomic_write
+from minivit.weight_files import WeightFileError, read_npz
 
 FORMAT_VERSION = 1
 
@@ -31,29 +32,39 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, corrupt, or does not match what was asked for."""
 
 
+class NonFiniteWeights(CheckpointError):
+    """Weights (or optimizer state) holding NaN or infinity, which no checkpoint keeps."""
+
+    def __init__(self, message: str, names: list[str]):
+        super().__init__(message)
+        self.names = names
+
+    def names_text(self) -> str:
+        return "NaN or infinity in " + ", ".join(self.names[:4]) + (" ..." if len(self.names) > 4 else "")
+
+
+def non_finite_names(arrays: dict) -> list[str]:
+    """The names of the floating-point arrays (NumPy, on the host) that hold a NaN or an infinity."""
+    return [name for name, array in arrays.items()
+            if np.asarray(array).dtype.kind == "f" and not np.isfinite(array).all()]
+
+
 def save_checkpoint(path: str | Path, model, optimizer=None, meta: dict | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    master = getattr(optimizer, "master", None) is not None  # float16 training: the float32 weights are the truth
     full_meta = {"format_version": FORMAT_VERSION, "config": model.config.to_dict(),
-                 "dtype": model.dtype, **(meta or {})}
+                 "dtype": "float32" if master else model.dtype, **(meta or {})}
     arrays = {"meta": np.array(json.dumps(full_meta))}
-    arrays.update({f"model/{name}": array for name, array in model.state_dict().items()})
+    weights = optimizer.weights() if master else model.state_dict()
+    arrays.update({f"model/{name}": array for name, array in weights.items()})
     if optimizer is not None:
         for key, value in optimizer.state_dict().items():
             arrays[f"optimizer/{key}"] = np.asarray(value)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    bad = non_finite_names(arrays)
+    if bad:
+        raise NonFiniteWeights(f"Not saving {path}: {', '.join(bad[:4])} hold NaN or infinity.", bad)
+    atomic_write(path, lambda file: np.savez(file, **arrays))
     return path
 
 
@@ -61,16 +72,27 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict, dict]:
     """(meta, model_state, optimizer_state) from a checkpoint file, all on the host."""
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():
+            raise CheckpointError(f"{path} is a folder; give a checkpoint file, such as "
+                                  f"{path / 'checkpoint-best.npz'}.")
         raise CheckpointError(f"No checkpoint at {path}.")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            meta = json.loads(str(archive["meta"]))
-            model_state = {k[len("model/"):]: archive[k] for k in archive.files if k.startswith("model/")}
-            optimizer_state = {k[len("optimizer/"):]: archive[k] for k in archive.files
-                               if k.startswith("optimizer/")}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as error:
-        raise CheckpointError(f"{path} is not a readable minivit checkpoint (corrupt or truncated: "
-                              f"{type(error).__name__}: {error}).") from error
+        archive = read_npz(path)
+    except WeightFileError as error:
+        raise CheckpointError(f"{path} is not a readable minivit checkpoint: {error}") from error
+    if "meta" not in archive:
+        raise CheckpointError(f"{path} is not a readable minivit checkpoint (corrupt or truncated, or another "
+                              "kind of .npz: it has no 'meta' entry).")
+    try:
+        meta = json.loads(str(archive["meta"]))
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path} is not a readable minivit checkpoint: its meta is not JSON ({error}).") \
+            from error
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} is not a readable minivit checkpoint: its meta is not a JSON object.")
+    model_state = {key[len("model/"):]: array for key, array in archive.items() if key.startswith("model/")}
+    optimizer_state = {key[len("optimizer/"):]: array for key, array in archive.items()
+                       if key.startswith("optimizer/")}
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format {meta.get('format_version')!r}; this "
                               f"minivit reads format {FORMAT_VERSION}.")
@@ -79,14 +101,21 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict, dict]:
     return meta, model_state, optimizer_state
 
 
-def load_checkpoint(path: str | Path, dtype: str | None = None):
+def load_checkpoint(path: str | Path, dtype: str | None = None, allow_non_finite: bool = False):
     """The model saved in ``path``, weights loaded, in eval mode, ready to use.
 
     The checkpoint's metadata (normalisation, class names, ...) is on ``model.checkpoint_meta``.
+    Weights holding NaN or infinity are refused (a model that computes nothing) unless
+    ``allow_non_finite``.
     """
     from minivit.model import ViTForImageClassification
 
     meta, model_state, _ = read_checkpoint(path)
+    bad = non_finite_names(model_state)
+    if bad and not allow_non_finite:
+        raise NonFiniteWeights(f"{path} holds non-finite weights (NaN or infinity in {', '.join(bad[:4])}"
+                               f"{' ...' if len(bad) > 4 else ''}): it is no usable model. Use an earlier "
+                               "checkpoint of the run.", bad)
     config = ViTConfig.from_dict(meta["config"])
     model = ViTForImageClassification(config, dtype=dtype or meta.get("dtype", "float32"))
     try:

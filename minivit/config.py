@@ -5,8 +5,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-HIDDEN_ACTS = ("gelu", "gelu_new", "gelu_pytorch_tanh")
-POOLINGS = ("cls", "mean")
+from minivit.checks import number_problem
+from minivit.ops.gelu import APPROXIMATIONS
+from minivit.ops.pooling import POOLINGS
+
+# The vocabularies of a ViTConfig are those of the operations that implement them.
+HIDDEN_ACTS = tuple(APPROXIMATIONS)  # the GELU forms minivit.ops.gelu computes
+__all__ = ["HIDDEN_ACTS", "POOLINGS", "PRESETS", "ViTConfig", "preset"]
 
 
 @dataclass
@@ -55,12 +60,20 @@ class ViTConfig:
             )
         if self.pooling not in POOLINGS:
             raise ValueError(f"Unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}.")
-        for field in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            value = getattr(self, field)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"ViTConfig.{field} must be in [0, 1); got {value!r}.")
-        if self.layer_norm_eps <= 0:
-            raise ValueError(f"ViTConfig.layer_norm_eps must be positive; got {self.layer_norm_eps!r}.")
+        problems = [
+            number_problem("ViTConfig.hidden_dropout_prob", self.hidden_dropout_prob, 0, 1, high_open=True),
+            number_problem("ViTConfig.attention_probs_dropout_prob", self.attention_probs_dropout_prob, 0, 1,
+                           high_open=True),
+            number_problem("ViTConfig.layer_norm_eps", self.layer_norm_eps, 0, 1, low_open=True),
+            # the spread of the initial weights: 0 would start every weight at zero, where no gradient
+            # separates one feature from another
+            number_problem("ViTConfig.initializer_range", self.initializer_range, 0, 1, low_open=True),
+        ]
+        problems = [problem for problem in problems if problem]
+        if problems:
+            raise ValueError("; ".join(problems) + ".")
+        if not isinstance(self.qkv_bias, bool):
+            raise ValueError(f"ViTConfig.qkv_bias must be True or False; got {self.qkv_bias!r}.")
         if self.patch_size > self.image_size:
             raise ValueError(
                 f"patch_size ({self.patch_size}) is larger than image_size ({self.image_size})."
@@ -107,6 +120,10 @@ class ViTConfig:
 
 
 PRESETS: dict[str, dict] = {
+    # A ViT for a few minutes of a laptop's CPU (chosen by benchmarks/cpu_recipe_sweep.py):
+    # CIFAR-10 at 32 px, 8x8 patches of 4 px, a narrow and shallow encoder.
+    "cifar-cpu": dict(image_size=32, patch_size=4, hidden_size=128, num_hidden_layers=4,
+                      num_attention_heads=4, intermediate_size=512, num_labels=10),
     # A ViT that trains on a laptop CPU: CIFAR-10 at 32 px, 8x8 patches of 4 px.
     "cifar-tiny": dict(image_size=32, patch_size=4, hidden_size=192, num_hidden_layers=6,
                        num_attention_heads=3, intermediate_size=768, num_labels=10),

@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import warnings
 from pathlib import Path
 
 import numpy as np  # host side: conversion works on NumPy dicts
+
+from minivit.files import atomic_write_path, atomic_write_text
+from minivit.weight_files import read_json, read_npz, read_safetensors, read_torch_file
 
 # (minivit pattern, transformers 5.x pattern, transformers 4.x pattern); {i} is a layer index.
 _NAME_TABLE = [
@@ -232,8 +234,7 @@ def from_google_npz(path) -> dict:
 
 
 def _read_google_npz(path) -> tuple[dict, int]:
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {key: npz[key] for key in npz.files}
+    arrays = read_npz(path)
     prefix = "opt/target/" if "opt/target/embedding/kernel" in arrays else ""
     if f"{prefix}embedding/kernel" not in arrays:
         raise KeyError(f"{path} is not a Google ViT checkpoint: it has no 'embedding/kernel' "
@@ -312,8 +313,20 @@ def read_pretrained(source, num_attention_heads: int | None = None) -> tuple:
         a timm state dict (.safetensors, or .pth/.bin when torch is installed)
 
     ``meta`` carries what the source says besides weights: class names, and the
-    normalisation (mean, std) the model was trained with, where known.
+    normalisation (mean, std) the model was trained with, where known; "assumed" lists the
+    config fields the source did not record (guessed here). A local path that does not exist
+    is a missing file, never looked up on the hub; weights holding NaN or infinity are refused.
     """
+    config, state, meta = _read_any(source, num_attention_heads)
+    bad = [name for name, array in state.items()
+           if np.asarray(array).dtype.kind == "f" and not np.isfinite(array).all()]
+    if bad:
+        raise ValueError(f"{source} holds non-finite weights (NaN or infinity in {', '.join(bad[:4])}"
+                         f"{' ...' if len(bad) > 4 else ''}): they are no model to start from.")
+    return config, state, meta
+
+
+def _read_any(source, num_attention_heads: int | None) -> tuple:
     from minivit.checkpoint import read_checkpoint
     from minivit.config import ViTConfig
 
@@ -321,12 +334,10 @@ def read_pretrained(source, num_attention_heads: int | None = None) -> tuple:
     if path.is_dir() or (not path.exists() and _looks_like_hub_name(str(source))):
         return _read_hf(source)
     if not path.is_file():
-        raise FileNotFoundError(f"No weights at {source}: give a minivit checkpoint, a transformers folder or "
-                                "hub name, a Google .npz or a timm .safetensors/.pth file.")
+        raise FileNotFoundError(f"No such file or folder: {source} (give a minivit checkpoint, a transformers "
+                                "folder or hub name, a Google .npz or a timm .safetensors/.pth file).")
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as npz:
-            is_minivit = "meta" in npz.files
-        if is_minivit:
+        if "meta" in read_npz(path):
             meta, state, _ = read_checkpoint(path)
             return ViTConfig.from_dict(meta["config"]), state, meta
         state, heads = _read_google_npz(path)
@@ -335,16 +346,17 @@ def read_pretrained(source, num_attention_heads: int | None = None) -> tuple:
                 {"mean": [0.5] * 3, "std": [0.5] * 3, "source": str(path)})
     if path.suffix in (".safetensors", ".pth", ".pt", ".bin"):
         tensors = _read_tensor_file(path)
+        # a bare state dict records no LayerNorm eps or activation: these may be set when finetuning
+        meta = {"source": str(path), "assumed": ["layer_norm_eps", "hidden_act"]}
         if any(name.startswith("blocks.") for name in tensors):
             state = from_timm(tensors)
-            return (config_from_state_dict(state, num_attention_heads, layer_norm_eps=1e-6), state,
-                    {"source": str(path)})
+            return config_from_state_dict(state, num_attention_heads, layer_norm_eps=1e-6), state, meta
         try:
             state = from_hf(tensors)
         except KeyError as error:
             raise KeyError(f"{path}: unknown key layout, neither timm's (blocks.*) nor transformers' (vit.*). "
-                           f"{error}") from error
-        return config_from_state_dict(state, num_attention_heads), state, {"source": str(path)}
+                           f"{error.args[0]}") from error
+        return config_from_state_dict(state, num_attention_heads), state, meta
     raise ValueError(f"Unknown weights file {path}: expected .npz (minivit or Google), .safetensors, .pth or "
                      "a transformers folder.")
 
@@ -380,7 +392,7 @@ def save_hf_pretrained(model, folder, class_names: list[str] | None = None) -> P
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = model.config
-    meta = getattr(model, "checkpoint_meta", None) or {}
+    meta = model.checkpoint_meta
     class_names = class_names or meta.get("class_names") or [f"LABEL_{i}" for i in range(config.num_labels)]
     if len(class_names) != config.num_labels:
         raise ValueError(f"{len(class_names)} class names for a model with {config.num_labels} labels.")
@@ -392,15 +404,14 @@ def save_hf_pretrained(model, folder, class_names: list[str] | None = None) -> P
     }
     tensors = {name: np.ascontiguousarray(array, dtype=np.float32)
                for name, array in to_hf(model.state_dict()).items()}
-    _write_atomically(folder / "model.safetensors",
+    atomic_write_path(folder / "model.safetensors",
                       lambda path: save_file(tensors, str(path), metadata={"format": "pt"}))
-    _write_atomically(folder / "config.json", lambda path: path.write_text(json.dumps(hf_config, indent=2)))
+    atomic_write_text(folder / "config.json", json.dumps(hf_config, indent=2))
     if "mean" in meta:  # the normalisation, as transformers' image processor reads it
         processor = {"image_processor_type": "ViTImageProcessor", "do_resize": True, "do_rescale": True,
                      "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": meta["mean"],
                      "image_std": meta["std"], "size": {"height": config.image_size, "width": config.image_size}}
-        _write_atomically(folder / "preprocessor_config.json",
-                          lambda path: path.write_text(json.dumps(processor, indent=2)))
+        atomic_write_text(folder / "preprocessor_config.json", json.dumps(processor, indent=2))
     return folder
 
 
@@ -412,8 +423,10 @@ def _read_hf(folder_or_name) -> tuple:
         folder = _download_from_hub(str(folder_or_name))
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{folder} has no config.json: not a transformers save_pretrained folder.")
-    hf_config = json.loads(config_path.read_text())
+        hint = "".join(f" It holds a minivit run: give its checkpoint, {folder / name}." for name in
+                       ("checkpoint-best.npz",) if (folder / name).is_file())
+        raise FileNotFoundError(f"{folder} has no config.json: not a transformers save_pretrained folder.{hint}")
+    hf_config = read_json(config_path)
     if hf_config.get("model_type") != "vit":
         raise ValueError(f"{folder} holds a {hf_config.get('model_type')!r} model; minivit loads model_type 'vit'.")
     tensors = {}
@@ -434,7 +447,7 @@ def _read_hf(folder_or_name) -> tuple:
         meta["class_names"] = [hf_config["id2label"][str(i)] for i in range(config.num_labels)]
     processor = folder / "preprocessor_config.json"
     if processor.is_file():
-        settings = json.loads(processor.read_text())
+        settings = read_json(processor)
         if "image_mean" in settings:
             meta["mean"], meta["std"] = settings["image_mean"], settings["image_std"]
     return config, from_hf(tensors), meta
@@ -443,7 +456,10 @@ def _read_hf(folder_or_name) -> tuple:
 def _safetensors_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        return sorted({folder / shard for shard in json.loads(index.read_text())["weight_map"].values()})
+        weight_map = read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise ValueError(f"{index} has no weight_map: not a transformers index of safetensors shards.")
+        return sorted({folder / shard for shard in weight_map.values()})
     single = folder / "model.safetensors"
     if single.is_file():
         return [single]
@@ -470,17 +486,8 @@ def _download_from_hub(name: str) -> Path:
 
 def _read_tensor_file(path: Path) -> dict:
     if path.suffix == ".safetensors":
-        from safetensors.numpy import load_file
-
-        return load_file(str(path))
-    try:
-        import torch
-    except ImportError as error:
-        raise ValueError(f"{path} is a PyTorch pickle; reading it needs torch (or convert it to "
-                         ".safetensors).") from error
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state.get("model", state))
-    return {name: _to_numpy(value) for name, value in state.items()}
+        return read_safetensors(path)
+    return read_torch_file(path)
 
 
 def _to_numpy(array) -> np.ndarray:
@@ -488,16 +495,6 @@ def _to_numpy(array) -> np.ndarray:
         array = array.detach().cpu().float().numpy() if str(array.dtype) == "torch.bfloat16" else \
             array.detach().cpu().numpy()
     return np.asarray(array)
-
-
-def _write_atomically(path: Path, write) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _is_square(n: int) -> bool:
@@ -511,4 +508,12 @@ def _square_side(n: int) -> int:
 
 
 def _looks_like_hub_name(name: str) -> bool:
-    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", name))
+    """"owner/model", and nothing that reads as a local path: no leading ./ ~ or /, a single slash, no
+    weights-file suffix, and no local folder named like the owner (runs/x is a missing local file)."""
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9]", name):
+        return False
+    owner, model = name.split("/")
+    if Path(owner).exists() or Path(model).suffix.lower() in {".npz", ".safetensors", ".pth", ".pt", ".bin",
+                                                               ".json", ".npy", ".ckpt"}:
+        return False
+    return True

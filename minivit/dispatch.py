@@ -1,8 +1,7 @@
 """The one place that chooses which implementation of each operation runs.
 
-    reference  the plain array math: ``minivit/ops/`` (and the optimizer updates in
-               ``minivit/optim.py``, the augmentation chain in ``minivit/augment.py``).
-               What learners read and what the gradient checks prove.
+    reference  the plain array math of ``minivit/ops/``: what learners read and what
+               the gradient checks prove.
     fast       the fastest available implementation with the same name, signature and
                cache: ``minivit/kernels/cpu.py`` on NumPy, ``minivit/kernels/gpu.py`` on CuPy
                (and on its simulation). Each is tested against its reference. An operation
@@ -16,7 +15,7 @@ call operations through this module only, by their reference names:
     from minivit.dispatch import layernorm_forward
     out, cache = layernorm_forward(x, gamma, beta, eps)
 
-``MINIVIT_KERNELS=reference`` (read at import) or ``minivit.kernels.use("reference")``
+``MINIVIT_KERNELS=reference`` (read at import) or ``minivit.dispatch.use("reference")``
 runs the pure reference everywhere; ``"fast"`` (the default) the fastest available.
 """
 
@@ -50,10 +49,8 @@ REFERENCES = {
         "pool_forward", "pool_backward",
         "cross_entropy_forward", "cross_entropy_backward",
     )},
-    "adamw_update": "minivit.optim",
-    "sgd_update": "minivit.optim",
-    "clip_by_norm": "minivit.optim",
-    "crop_flip_normalize": "minivit.augment",
+    **{name: "minivit.ops" for name in ("adamw_update", "sgd_update", "clip_by_norm", "unscale_gradients",
+                                        "update_loss_scale", "crop_flip_normalize", "rand_augment")},
 }
 
 
@@ -155,7 +152,10 @@ cross_entropy_backward = _dispatcher("cross_entropy_backward")
 adamw_update = _dispatcher("adamw_update")
 sgd_update = _dispatcher("sgd_update")
 clip_by_norm = _dispatcher("clip_by_norm")
+unscale_gradients = _dispatcher("unscale_gradients")
+update_loss_scale = _dispatcher("update_loss_scale")
 crop_flip_normalize = _dispatcher("crop_flip_normalize")
+rand_augment = _dispatcher("rand_augment")
 
 
 # --- a learner's own functions ----------------------------------------------------------------------

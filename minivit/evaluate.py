@@ -1,13 +1,20 @@
-"""Evaluate a checkpoint: ``python -m minivit.evaluate --checkpoint PATH --data-dir DIR [--split test]``.
+"""Evaluate a model: ``python -m minivit.evaluate --checkpoint PATH --data-dir DIR [--split test]``.
 
 Prints the accuracy and the accuracy of each class, and draws the confusion
 matrix next to the checkpoint (or at --figure). ``--json`` prints one JSON
 object instead: {"accuracy", "per_class", "confusion_matrix", ...}.
+
+``evaluate_model`` is the loop that training validates with: loss, accuracy and
+predictions over a data set, batch by batch, in eval mode and keeping no
+activations (no backward follows).
+
+A checkpoint with NaN or infinite weights is refused, and so is test data holding a
+class the model was not trained on (a model trained with ``--classes`` on some of the
+classes is evaluated on those).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -15,57 +22,122 @@ from pathlib import Path
 import numpy as np
 
 from minivit import backend
+from minivit.augment import normalize
 from minivit.checkpoint import CheckpointError, load_checkpoint
-from minivit.data import DataError, load_split
+from minivit.checks import whole_number_problem
+from minivit.cli import ArgumentParser, run_command
+from minivit.data import SPLITS, Dataset, load_split
+from minivit.nn import no_grad
+from minivit.ops import cross_entropy_forward
+
+
+def evaluate_model(model, images: np.ndarray, labels: np.ndarray, mean, std, batch_size: int = 500) -> dict:
+    """Loss, accuracy and predictions over a whole data set, in eval mode, batch by batch.
+
+    images uint8 (N, C, H, W) on the host, labels (N,); mean, std (C,) in [0, 1] pixels.
+    Returns {"loss": mean cross-entropy, "accuracy": share correct, "predictions": (N,) int}.
+    """
+    problem = whole_number_problem("batch_size", batch_size, 1)
+    if problem:
+        raise ValueError(problem + ".")
+    xp = backend.xp
+    model.eval()
+    total_loss, predictions = 0.0, []
+    with no_grad():
+        for start in range(0, len(labels), batch_size):
+            batch = backend.asarray(images[start:start + batch_size])
+            batch_labels = backend.asarray(labels[start:start + batch_size])
+            logits = model.forward(normalize(batch, mean, std).astype(model.dtype))  # (B, num_labels)
+            if logits.dtype == xp.float16:  # the loss in float32, as in float16 training
+                logits = logits.astype(xp.float32)
+            loss, _ = cross_entropy_forward(logits, batch_labels)
+            total_loss += float(loss) * len(batch_labels)
+            predictions.append(backend.to_numpy(xp.argmax(logits, axis=1)))
+    predictions = np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)
+    return {"loss": total_loss / max(1, len(labels)),
+            "accuracy": float((predictions == labels).mean()) if len(labels) else 0.0,
+            "predictions": predictions}
+
+
+def data_for_model(dataset: Dataset, meta: dict, source: str) -> Dataset:
+    """``dataset`` labelled as the model's classes (``meta["class_names"]``).
+
+    A model trained with --classes on some of the data's classes sees only those; otherwise a
+    class of the data that the model does not know is refused.
+    """
+    class_names = meta["class_names"]
+    trained_on_some = (meta.get("train_config") or {}).get("classes")
+    if trained_on_some and set(class_names) <= set(dataset.class_names):
+        dataset = dataset.select_classes(class_names)
+    return dataset.relabelled_as(class_names, source)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, split: str = "test",
                         batch_size: int = 500) -> dict:
-    from minivit.train import evaluate_model
-
-    model = load_checkpoint(checkpoint)
+    model = load_checkpoint(checkpoint)  # refuses non-finite weights
     meta = model.checkpoint_meta
-    if "mean" not in meta:
-        raise CheckpointError(f"{checkpoint} has no normalisation statistics: it was not written by "
-                              "minivit.train.")
-    dataset = load_split(data_dir, split, image_size=model.config.image_size)
-    if dataset.class_names != meta["class_names"] and set(meta["class_names"]) <= set(dataset.class_names):
-        dataset = dataset.select_classes(meta["class_names"])  # a model trained on some of the classes
-    if dataset.class_names != meta["class_names"]:
-        raise DataError(f"The data's classes {dataset.class_names} are not the checkpoint's "
-                        f"{meta['class_names']}.")
+    if "mean" not in meta or "class_names" not in meta:
+        raise CheckpointError(f"{checkpoint} has no normalisation statistics or class names: it was not written "
+                              "by minivit.train.")
+    dataset = data_for_model(load_split(data_dir, split, image_size=model.config.image_size), meta,
+                             f"The {split} split of {data_dir}")
+    if len(dataset) == 0:
+        raise ValueError(f"The {split} split of {data_dir} has no images of the model's classes.")
     result = evaluate_model(model, dataset.images, dataset.labels, np.array(meta["mean"], dtype=np.float32),
                             np.array(meta["std"], dtype=np.float32), batch_size)
     num_classes = len(dataset.class_names)
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(confusion, (dataset.labels, result["predictions"]), 1)
-    per_class = {name: float(confusion[i, i] / max(1, confusion[i].sum()))
-                 for i, name in enumerate(dataset.class_names)}
+    per_class = {name: float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None
+                 for i, name in enumerate(dataset.class_names)}  # None: the split has no image of the class
     return {"checkpoint": str(checkpoint), "split": split, "num_images": int(len(dataset)),
             "accuracy": result["accuracy"], "loss": result["loss"], "per_class": per_class,
             "confusion_matrix": confusion.tolist(), "class_names": dataset.class_names}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m minivit.evaluate", description=__doc__.split("\n\n")[0])
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m minivit.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--split", default="test", choices=["train", "test"])
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--split", default="test", choices=SPLITS)
+    parser.add_argument("--batch-size", type=int, default=500, help="images per forward pass (default 500)")
     parser.add_argument("--backend", default="numpy", choices=backend.BACKENDS)
     parser.add_argument("--figure", help="where to draw the confusion matrix (default: beside the checkpoint)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
-    try:
-        backend.use(args.backend)
-        result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.split, args.batch_size)
-    except (ValueError, DataError, CheckpointError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return parser
+
+
+def figure_path(figure: str | None, checkpoint: str, split: str) -> Path:
+    """The confusion matrix's file; its folder must exist (checked before any work)."""
+    path = Path(figure) if figure else Path(checkpoint).with_name(f"confusion-{split}.png")
+    if figure is not None and (not figure.strip() or path.is_dir()):
+        raise ValueError(f"--figure {figure!r} must name a file, such as confusion.png.")
+    if not path.parent.is_dir():
+        raise ValueError(f"--figure {path}: the folder {path.parent} does not exist; make it first or choose "
+                         "another path.")
+    from minivit.plots import image_formats
+
+    if path.suffix and path.suffix[1:].lower() not in image_formats():
+        raise ValueError(f"--figure {path}: {path.suffix} is no image format matplotlib writes; use one of "
+                         f"{', '.join('.' + name for name in image_formats())}.")
+    return path
+
+
+def main(argv=None) -> int:
+    return run_command(_main, argv)
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
+    problem = whole_number_problem("--batch-size", args.batch_size, 1)
+    if problem:
+        raise ValueError(problem + ".")
+    figure = figure_path(args.figure, args.checkpoint, args.split)
+    backend.use(args.backend)
+    result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.split, args.batch_size)
 
     from minivit.plots import confusion_matrix_figure
 
-    figure = Path(args.figure) if args.figure else Path(args.checkpoint).with_name(f"confusion-{args.split}.png")
     confusion_matrix_figure(np.array(result["confusion_matrix"]), result["class_names"], figure,
                             title=f"{args.split}: {100 * result['accuracy']:.2f}% correct")
     result["figure"] = str(figure)
@@ -75,7 +147,7 @@ def main(argv=None) -> int:
     print(f"{args.split} accuracy: {100 * result['accuracy']:.2f}% on {result['num_images']} images "
           f"(loss {result['loss']:.4f})")
     for name, accuracy in result["per_class"].items():
-        print(f"  {name:>12s}  {100 * accuracy:6.2f}%")
+        print(f"  {name:>12s}  " + (f"{100 * accuracy:6.2f}%" if accuracy is not None else "no images"))
     print(f"confusion matrix: {figure}")
     return 0
 

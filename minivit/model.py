@@ -41,7 +41,7 @@ from minivit.nn import Dropout, FlatParameters, LayerNorm, Linear, Module, add_s
 from minivit.ops.gelu import APPROXIMATIONS
 from minivit.ops.patches import patch_grid_size
 
-DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64", "float16")  # float16: mixed precision on a GPU (minivit.amp)
 
 
 class _Init:
@@ -288,7 +288,8 @@ class ViTForImageClassification(Module):
         config: the model's shape (``ViTConfig`` or a preset name such as "cifar-tiny").
         seed: seeds the initial weights (drawn on the host, identical on every backend)
             and the dropout masks.
-        dtype: "float32" (training) or "float64" (gradient checks).
+        dtype: "float32" (training), "float64" (gradient checks) or "float16" (mixed precision on a GPU,
+            with float32 master weights in the optimizer: minivit.amp).
     """
 
     def __init__(self, config: ViTConfig | str, seed: int = 0, dtype: str = "float32"):

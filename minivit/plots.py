@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from minivit.files import atomic_write
+
 
 def _new_figure(figsize):
     """A figure drawn off-screen, without touching pyplot's backend (a notebook keeps its own)."""
@@ -15,6 +17,20 @@ def _new_figure(figsize):
     figure = Figure(figsize=figsize)
     FigureCanvasAgg(figure)
     return figure
+
+
+def image_formats() -> list[str]:
+    """The file suffixes a figure can be saved as (png, pdf, svg, ...)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return sorted(FigureCanvasAgg.get_supported_filetypes())
+
+
+def save_figure(fig, path: str | Path, **options) -> Path:
+    """``fig`` as an image file at ``path`` (format from its suffix, PNG if none), written atomically."""
+    path = Path(path)
+    image_format = path.suffix[1:].lower() or "png"
+    return atomic_write(path, lambda file: fig.savefig(file, format=image_format, dpi=110, **options))
 
 
 def training_curves(rows: list[dict], path: str | Path, title: str = "") -> Path:
@@ -37,8 +53,7 @@ def training_curves(rows: list[dict], path: str | Path, title: str = "") -> Path
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def confusion_matrix_figure(matrix: np.ndarray, class_names: list[str], path: str | Path,
@@ -60,5 +75,4 @@ def confusion_matrix_figure(matrix: np.ndarray, class_names: list[str], path: st
     if title:
         axis.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return Path(path)
+    return save_figure(fig, path)

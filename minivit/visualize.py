@@ -17,14 +17,16 @@ notebook can draw them its own way. This is analysis on the host, after the fact
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np  # host-side analysis of weights and attention maps
 
 from minivit import backend
-from minivit.plots import _new_figure
+from minivit.checks import whole_number_problem
+from minivit.cli import ArgumentParser, run_command
+from minivit.nn import no_grad
+from minivit.plots import _new_figure, save_figure
 
 # --- the analyses ---------------------------------------------------------------------------------
 
@@ -58,8 +60,8 @@ def _attention_maps(model, pixel_values, batch_size: int = 100):
     """For each batch of images, the list over layers of (B, H, T, T) attention probabilities."""
     model.eval()
     for start in range(0, len(pixel_values), batch_size):
-        model.forward(backend.asarray(pixel_values[start:start + batch_size].astype(model.dtype)))
-        model._cache = None  # no backward follows
+        with no_grad():  # no backward follows
+            model.forward(backend.asarray(pixel_values[start:start + batch_size].astype(model.dtype)))
         yield [backend.to_numpy(probs).astype(np.float64) for probs in model.attention_maps()]
 
 
@@ -208,8 +210,7 @@ def draw_attention_rollout(images: np.ndarray, rollout: np.ndarray, path, titles
 def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 # --- command line ---------------------------------------------------------------------------------
@@ -237,28 +238,37 @@ def draw_all(model, images: np.ndarray, labels: np.ndarray, class_names: list[st
 
 
 def main(argv=None) -> int:
-    from minivit.checkpoint import CheckpointError, load_checkpoint
-    from minivit.data import DataError, load_split
+    return run_command(_main, argv)
 
-    parser = argparse.ArgumentParser(prog="python -m minivit.visualize", description=__doc__.split("\n\n")[0])
+
+def _main(argv) -> int:
+    from minivit.checkpoint import CheckpointError, load_checkpoint
+    from minivit.data import load_split
+    from minivit.evaluate import data_for_model
+
+    parser = ArgumentParser(prog="python -m minivit.visualize", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by minivit.train")
     parser.add_argument("--data-dir", required=True, help="the data set whose test images to look at")
     parser.add_argument("--out", default="figures", help="folder for the four figures (default: figures)")
     parser.add_argument("--images", type=int, default=500, help="test images for the attention distances")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    try:
-        model = load_checkpoint(args.checkpoint)
-        meta = model.checkpoint_meta
-        if "mean" not in meta:
-            raise CheckpointError(f"{args.checkpoint} has no normalisation statistics: it was not written "
-                                  "by minivit.train.")
-        test = load_split(args.data_dir, "test", image_size=model.config.image_size)
-        if test.class_names != meta["class_names"]:
-            test = test.select_classes(meta["class_names"])
-    except (CheckpointError, DataError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    problems = [whole_number_problem("--images", args.images, 1),
+                whole_number_problem("--seed", args.seed, 0, 2**32 - 1)]
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        problems.append(f"--out {args.out} is a file; the four figures need a folder")
+    problems = [problem for problem in problems if problem]
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
+    model = load_checkpoint(args.checkpoint)  # refuses non-finite weights
+    meta = model.checkpoint_meta
+    if "mean" not in meta or "class_names" not in meta:
+        raise CheckpointError(f"{args.checkpoint} has no normalisation statistics: it was not written "
+                              "by minivit.train.")
+    test = data_for_model(load_split(args.data_dir, "test", image_size=model.config.image_size), meta,
+                          f"The test split of {args.data_dir}")
+    if len(test) == 0:
+        raise ValueError(f"The test split of {args.data_dir} has no images of the model's classes.")
     chosen = np.random.default_rng(args.seed).permutation(len(test))[:args.images]
     paths = draw_all(model, test.images[chosen], test.labels[chosen], test.class_names,
                      np.array(meta["mean"], dtype=np.float32), np.array(meta["std"], dtype=np.float32), args.out)

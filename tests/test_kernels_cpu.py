@@ -12,7 +12,7 @@ import inspect
 import numpy as np
 import pytest
 
-from minivit import dispatch, ops, optim
+from minivit import dispatch, ops
 
 pytest.importorskip("numba")
 from minivit.kernels import cpu  # noqa: E402
@@ -118,17 +118,11 @@ def test_softmax(dtype, leading, width, contiguous):
 def test_linear(dtype, rows, d_in, d_out, with_bias):
     x = normal(0, (2, rows, d_in), dtype)
     weight, bias = normal(1, (d_in, d_out), dtype), normal(2, (d_out,), dtype) if with_bias else None
-    dout = normal(3, (2, rows, d_out), dtype)
     for weight_view in (weight, np.asfortranarray(weight), strided(np.ascontiguousarray(weight))):
         out, cache = cpu.linear_forward(x, weight_view, bias)
         expected, expected_cache = ops.linear_forward(x, weight_view, bias)
         assert_close(out, expected, dtype, "linear forward")
-        for fast, reference, what in zip(cpu.linear_backward(dout, cache), ops.linear_backward(dout, expected_cache),
-                                         ("dx", "dweight", "dbias")):
-            if reference is None:
-                assert fast is None
-            else:
-                assert_close(fast, reference, dtype, f"linear {what}")
+        assert cache[0] is expected_cache[0] and cache[2] == expected_cache[2]  # the reference's backward reads it
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -158,7 +152,7 @@ def test_adamw_update_over_a_flat_buffer(dtype, with_scales):
     reference = [a.copy() for a in fast]
     for step in range(1, 4):
         cpu.adamw_update(*fast, 1e-2, lr_scale, decay, 0.9, 0.999, 1e-8, step)
-        optim.adamw_update(*reference, 1e-2, lr_scale, decay, 0.9, 0.999, 1e-8, step)
+        ops.adamw_update(*reference, 1e-2, lr_scale, decay, 0.9, 0.999, 1e-8, step)
     for a, b, what in zip(fast, reference, ("data", "grad", "exp_avg", "exp_avg_sq")):
         assert_close(a, b, dtype, f"adamw {what}", factor=10)
 
@@ -173,7 +167,7 @@ def test_sgd_update_over_a_flat_buffer(dtype, nesterov):
     reference = [a.copy() for a in fast]
     for step in range(1, 4):
         cpu.sgd_update(*fast, 0.1, 1.0, decay, 0.9, nesterov, step)
-        optim.sgd_update(*reference, 0.1, 1.0, decay, 0.9, nesterov, step)
+        ops.sgd_update(*reference, 0.1, 1.0, decay, 0.9, nesterov, step)
     for a, b, what in zip(fast, reference, ("data", "grad", "momentum")):
         assert_close(a, b, dtype, f"sgd {what}", factor=10)
 
@@ -183,7 +177,7 @@ def test_updates_hand_what_they_do_not_cover_to_the_reference():
     grad, m, v = np.full((3, 4), 0.5), np.zeros((3, 4)), np.zeros((3, 4))
     expected = [a.copy() for a in (data, grad, m, v)]
     cpu.adamw_update(data, grad, m, v, 0.1, 1.0, 0.0, 0.9, 0.999, 1e-8, 1)
-    optim.adamw_update(*expected, 0.1, 1.0, 0.0, 0.9, 0.999, 1e-8, 1)
+    ops.adamw_update(*expected, 0.1, 1.0, 0.0, 0.9, 0.999, 1e-8, 1)
     np.testing.assert_array_equal(data, expected[0])
 
 

@@ -6,8 +6,9 @@
 """
 
 from minivit.data.cifar10 import CIFAR10_CLASSES, download_cifar10, load_cifar10
-from minivit.data.dataset import DataError, Dataset, find_data, load_split
+from minivit.data.dataset import DataError, Dataset
 from minivit.data.imagefolder import load_image_folder
+from minivit.data.layout import SPLITS, find_data, load_split
 from minivit.data.split import stratified_split
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "load_cifar10",
     "load_image_folder",
     "load_split",
+    "SPLITS",
     "stratified_split",
 ]

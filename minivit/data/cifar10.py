@@ -13,13 +13,15 @@ import io
 import os
 import pickle
 import tarfile
-import tempfile
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 
-from minivit.data.dataset import DataError, Dataset
+from minivit.data.cache import read_cache, source_record, write_cache
+from minivit.data.dataset import DataError, Dataset, check_images, check_labels
+from minivit.files import atomic_write
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -85,27 +87,25 @@ def safe_extract(archive: Path, target: Path) -> None:
 
 
 def download(url: str, destination: Path, expected_md5: str) -> Path:
-    """Download ``url`` with a progress bar, verify its MD5, then move it into place."""
+    """Download ``url`` with a progress bar and verify its MD5; only then does it appear at ``destination``."""
     from tqdm import tqdm
 
     destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=destination.parent, suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+
+    def fetch(out) -> None:
+        digest = hashlib.md5()
+        with urllib.request.urlopen(url, timeout=60) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {destination.name}") as bar:
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     out.write(chunk)
+                    digest.update(chunk)
                     bar.update(len(chunk))
-        actual = md5sum(Path(partial))
-        if actual != expected_md5:
-            raise DataError(f"Checksum mismatch for {url}: MD5 {actual}, expected {expected_md5}. "
+        if digest.hexdigest() != expected_md5:
+            raise DataError(f"Checksum mismatch for {url}: MD5 {digest.hexdigest()}, expected {expected_md5}. "
                             "The download is corrupt or not the official file; it was deleted. Try again.")
-        os.replace(partial, destination)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
-    return destination
+
+    return atomic_write(destination, fetch)
 
 
 def download_cifar10(root: str | Path, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5) -> Path:
@@ -131,43 +131,47 @@ def download_cifar10(root: str | Path, url: str = CIFAR10_URL, md5: str = CIFAR1
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    batch = restricted_load(path.read_bytes())
+    """(images uint8 (N, 3, 32, 32), labels (N,)) from one batch file, every problem naming the file."""
+    try:
+        batch = restricted_load(path.read_bytes())
+    except pickle.UnpicklingError as error:
+        if str(error).startswith("Refusing"):  # RestrictedUnpickler: a pickle that names other code
+            raise DataError(f"{path}: {error}") from error
+        raise DataError(f"{path} is not a readable CIFAR-10 batch file ({error}).") from error
+    except (OSError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
+        raise DataError(f"{path} is not a readable CIFAR-10 batch file ({type(error).__name__}: {error}).") from error
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise DataError(f"{path} is not a CIFAR-10 batch file (no data/labels entries).")
-    data = np.asarray(batch[b"data"], dtype=np.uint8)
+    data = check_images(np.asarray(batch[b"data"]), str(path))
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DataError(f"{path}: expected data of shape (N, 3072), got {data.shape}.")
-    return data.reshape(-1, 3, 32, 32), np.asarray(batch[b"labels"], dtype=np.int64)
+    labels = check_labels(np.asarray(batch[b"labels"]), len(CIFAR10_CLASSES), str(path))
+    if len(labels) != len(data):
+        raise DataError(f"{path} holds {len(data)} images but {len(labels)} labels.")
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 def load_cifar10(batches_dir: str | Path, split: str) -> Dataset:
-    """Decode the batch files of ``split`` once; later loads read a cached .npz."""
+    """Decode the batch files of ``split``; later loads read a cache checked against the batch files.
+
+    The cache alone serves the split when the batch files are gone.
+    """
     batches_dir = Path(batches_dir)
     names = TRAIN_FILES if split == "train" else TEST_FILES
+    sources = [batches_dir / name for name in names]
+    present = [path for path in sources if path.is_file()]
     cache = batches_dir / f"minivit-cache-{split}.npz"
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as cached:
-            return Dataset(cached["images"], cached["labels"], CIFAR10_CLASSES)
-    missing = [name for name in names if not (batches_dir / name).is_file()]
+    record = source_record(present, batches_dir) if present else None
+    cached = read_cache(cache, record)
+    if cached is not None:
+        images, labels, _ = cached
+        return Dataset(images, labels, CIFAR10_CLASSES)
+    missing = [path.name for path in sources if path not in present]
     if missing:
         raise DataError(f"{batches_dir} lacks {', '.join(missing)}: the CIFAR-10 folder is incomplete. "
                         "Download it again (--download) or point --data-dir at a complete copy.")
-    parts = [_read_batch(batches_dir / name) for name in names]
+    parts = [_read_batch(path) for path in sources]
     images = np.concatenate([images for images, _ in parts])
     labels = np.concatenate([labels for _, labels in parts])
-    try:
-        _atomic_savez(cache, images=images, labels=labels)
-    except OSError:
-        pass  # a read-only folder: decode again next time
+    write_cache(cache, images, labels, CIFAR10_CLASSES, record)
     return Dataset(images, labels, CIFAR10_CLASSES)
-
-
-def _atomic_savez(path: Path, **arrays) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -1,20 +1,68 @@
-"""The Dataset container and the resolution of ``--data-dir`` into one of the supported layouts."""
+"""The Dataset container, and the checks every loader applies to what it read.
+
+A data set, however it was stored, becomes uint8 images (N, C, H, W) in [0, 255]
+and integer labels (N,) in [0, number of classes). The loaders check their input
+against that with ``check_images`` and ``check_labels``, naming the file a problem
+came from; ``Dataset`` checks it once more for data made in Python.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 
 class DataError(RuntimeError):
-    """Data that is missing or unusable; the message says how to get or fix it."""
+    """Data that is missing or unusable; the message names the file and says how to fix it."""
+
+
+def check_images(images: np.ndarray, source: str) -> np.ndarray:
+    """``images`` as uint8 (N, C, H, W), or a DataError naming ``source``.
+
+    Integer pixels in [0, 255] are converted exactly; anything else is refused rather than
+    cast: float pixels in [0, 1] cast to uint8 would become black images.
+    """
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images
+    if images.dtype.kind in "iu":
+        if images.size and (images.min() < 0 or images.max() > 255):
+            raise DataError(f"{source}: pixel values must lie in [0, 255]; these range from {images.min()} to "
+                            f"{images.max()}.")
+        return images.astype(np.uint8)
+    if images.dtype.kind == "f":
+        low, high = (float(images.min()), float(images.max())) if images.size else (0.0, 0.0)
+        hint = (" They look like pixels scaled to [0, 1]: store (pixels * 255).round().astype('uint8')."
+                if 0.0 <= low and high <= 1.0 else "")
+        raise DataError(f"{source}: pixels are {images.dtype} (from {low:g} to {high:g}); minivit reads images as "
+                        f"uint8 in [0, 255] and does not guess another scale.{hint}")
+    raise DataError(f"{source}: pixels of dtype {images.dtype}; expected uint8 in [0, 255].")
+
+
+def check_labels(labels: np.ndarray, num_classes: int, source: str) -> np.ndarray:
+    """``labels`` as int64 (N,) in [0, num_classes), or a DataError naming ``source`` and the bad values."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise DataError(f"{source}: labels must be one integer per image, shape (N,); got shape {labels.shape}.")
+    if labels.size and labels.dtype.kind not in "iu":
+        if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
+            labels = labels.astype(np.int64)
+        else:
+            raise DataError(f"{source}: labels must be integers; got {labels.dtype}.")
+    labels = labels.astype(np.int64, copy=False)
+    outside = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if len(outside):
+        shown = ", ".join(f"{labels[i]} (image {i})" for i in outside[:5])
+        raise DataError(f"{source}: {len(outside)} label(s) outside [0, {num_classes - 1}], the {num_classes} "
+                        f"classes: {shown}{' ...' if len(outside) > 5 else ''}. A label of -1 (unlabelled) has "
+                        "no class to train on: remove those images.")
+    return labels
 
 
 @dataclass
 class Dataset:
-    """Images as uint8 (N, C, H, W) and integer labels (N,), on the host."""
+    """Images as uint8 (N, C, H, W) and integer labels (N,) in [0, len(class_names)), on the host."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -26,6 +74,9 @@ class Dataset:
                             f"{self.images.shape}.")
         if len(self.images) != len(self.labels):
             raise DataError(f"{len(self.images)} images but {len(self.labels)} labels.")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise DataError(f"Class names are listed twice: {', '.join(self.class_names)}.")
+        self.labels = check_labels(self.labels, len(self.class_names), "Dataset")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -46,6 +97,18 @@ class Dataset:
         relabel = np.full(self.num_classes, -1, dtype=self.labels.dtype)
         relabel[old_labels] = np.arange(len(names))
         return Dataset(self.images[keep], relabel[self.labels[keep]], list(names))
+
+    def relabelled_as(self, class_names: list[str], source: str = "the data") -> Dataset:
+        """The same images, labelled by ``class_names`` (a model's classes), matched by name.
+
+        The data may lack some of those classes; a class the list does not know is refused.
+        """
+        unknown = [name for name in self.class_names if name not in class_names]
+        if unknown:
+            raise DataError(f"{source} has class(es) {', '.join(unknown)} that the model does not know: it was "
+                            f"trained on {', '.join(class_names)}.")
+        relabel = np.array([class_names.index(name) for name in self.class_names], dtype=np.int64)
+        return Dataset(self.images, relabel[self.labels] if len(self.labels) else self.labels, list(class_names))
 
     def take_per_class(self, count: int, seed: int = 0) -> Dataset:
         """``count`` images of every class, drawn at random (seeded), in a shuffled order."""
@@ -79,46 +142,13 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def class_counts(self) -> np.ndarray:
+        """(num_classes,): how many images each class has."""
+        return np.bincount(self.labels, minlength=self.num_classes)
+
     def channel_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel mean and standard deviation of the pixels, scaled to [0, 1]."""
         pixels = self.images.transpose(1, 0, 2, 3).reshape(self.images.shape[1], -1)
         mean = np.array([channel.mean(dtype=np.float64) for channel in pixels]) / 255.0
         std = np.array([channel.std(dtype=np.float64) for channel in pixels]) / 255.0
         return mean.astype(np.float32), std.astype(np.float32)
-
-
-HOW_TO_GET_DATA = (
-    "Either pass --download to fetch CIFAR-10 from its official address, or point --data-dir at "
-    "an official CIFAR-10 folder (cifar-10-batches-py, or the folder holding it) or at an image "
-    "folder laid out as DIR/train/<class>/*.png|jpg and DIR/test/<class>/*.png|jpg."
-)
-
-
-def find_data(data_dir: str | Path) -> tuple[str, Path]:
-    """("cifar10", batches_dir) or ("imagefolder", root) for what ``data_dir`` holds."""
-    root = Path(data_dir).expanduser()
-    if not root.exists():
-        raise DataError(f"--data-dir {root} does not exist. {HOW_TO_GET_DATA}")
-    if not root.is_dir():
-        raise DataError(f"--data-dir {root} is not a folder. {HOW_TO_GET_DATA}")
-    for candidate in (root, root / "cifar-10-batches-py"):
-        if (candidate / "data_batch_1").is_file() or (candidate / "minivit-cache-train.npz").is_file():
-            return "cifar10", candidate
-    if (root / "train").is_dir() and any(path.is_dir() for path in (root / "train").iterdir()):
-        return "imagefolder", root
-    raise DataError(f"--data-dir {root} holds nothing usable: no cifar-10-batches-py with "
-                    f"data_batch_1, and no train/<class>/ image folders. {HOW_TO_GET_DATA}")
-
-
-def load_split(data_dir: str | Path, split: str, image_size: int | None = None) -> Dataset:
-    """The "train" or "test" split of the data set in ``data_dir``."""
-    from minivit.data.cifar10 import load_cifar10
-    from minivit.data.imagefolder import load_image_folder
-
-    if split not in ("train", "test"):
-        raise ValueError(f"Unknown split {split!r}: use 'train' or 'test'.")
-    layout, path = find_data(data_dir)
-    if layout == "cifar10":
-        dataset = load_cifar10(path, split)
-        return dataset.resized(image_size) if image_size else dataset
-    return load_image_folder(path, split, image_size=image_size)

@@ -7,10 +7,9 @@
 
 Each fast function has the name, signature and cache of the reference it replaces
 and is tested against it. ``minivit.dispatch`` is the one place that chooses between
-them; ``use("reference")`` here is a shortcut for ``minivit.dispatch.use``.
+them (``minivit.dispatch.use("reference")`` runs the reference everywhere).
 """
 
-from minivit.dispatch import use
 from minivit.kernels.tuning import tune_process
 
-__all__ = ["tune_process", "use"]
+__all__ = ["tune_process"]

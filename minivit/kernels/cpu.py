@@ -1,7 +1,7 @@
 """Fast CPU implementations of reference operations (NumPy arrays).
 
 Every function here has the name, the signature and the cache of the reference it
-replaces in ``minivit/ops/`` (or ``minivit/optim.py``, ``minivit/augment.py``), says which
+replaces in ``minivit/ops/`` (or ), says which
 one, and is tested against it (tests/test_kernels_cpu.py). ``minivit.dispatch`` chooses
 between the two; nothing else calls these directly. Where a case is not covered (a
 dtype, an axis, an approximation), the function hands it to the reference.
@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from minivit import ops, optim
+from minivit import ops
 from minivit.kernels import cpu_loops as loops
 
 # --- running work on all cores -------------------------------------------------------------------
@@ -145,18 +145,6 @@ def linear_forward(x, weight, bias=None):
     x_rows = x.reshape(-1, x.shape[-1])  # (M, D_in)
     out = x_rows @ weight if bias is None else addmm(bias, x_rows, weight)
     return out.reshape(*x.shape[:-1], weight.shape[1]), (x, weight, bias is not None)
-
-
-def linear_backward(dout, cache):
-    """Replaces ops.linear_backward: the same three products, each as one 2-D BLAS call."""
-    x, weight, has_bias = cache
-    D_in, D_out = weight.shape
-    x_rows = x.reshape(-1, D_in)
-    dout_rows = dout.reshape(-1, D_out)
-    dx = (dout_rows @ weight.T).reshape(*dout.shape[:-1], D_in)
-    dweight = x_rows.T @ dout_rows
-    dbias = dout_rows.sum(axis=0) if has_bias else None
-    return dx, dweight, dbias
 
 
 # --- GELU ------------------------------------------------------------------------------------------
@@ -305,13 +293,14 @@ def attention_heads_backward(dcontext, cache):
 # --- optimizers ------------------------------------------------------------------------------------
 
 
-def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps, step):
-    """Replaces optim.adamw_update: the whole update as one parallel pass (all arrays contiguous, 1-D)."""
+def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps, step,
+                 skip=None):
+    """Replaces ops.adamw_update: the whole update as one parallel pass (all arrays contiguous, 1-D)."""
     arrays = (data, grad, exp_avg, exp_avg_sq)
     if not all(a.ndim == 1 and a.flags.c_contiguous and a.dtype == data.dtype for a in arrays) \
-            or data.dtype not in (np.float32, np.float64):
-        return optim.adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2,
-                                  eps, step)
+            or data.dtype not in (np.float32, np.float64) or skip is not None:
+        return ops.adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2,
+                                eps, step, skip)
     size = data.shape[0]
     lr_scale = np.broadcast_to(np.asarray(lr_scale, dtype=data.dtype), (size,))
     weight_decay = np.broadcast_to(np.asarray(weight_decay, dtype=data.dtype), (size,))
@@ -319,12 +308,13 @@ def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, be
                        1.0 - beta1**step, math.sqrt(1.0 - beta2**step))
 
 
-def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step):
-    """Replaces optim.sgd_update: the whole update as one parallel pass (all arrays contiguous, 1-D)."""
+def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step, skip=None):
+    """Replaces ops.sgd_update: the whole update as one parallel pass (all arrays contiguous, 1-D)."""
     arrays = (data, grad, momentum_buffer)
     if not all(a.ndim == 1 and a.flags.c_contiguous and a.dtype == data.dtype for a in arrays) \
-            or data.dtype not in (np.float32, np.float64):
-        return optim.sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step)
+            or data.dtype not in (np.float32, np.float64) or skip is not None:
+        return ops.sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step,
+                              skip)
     size = data.shape[0]
     lr_scale = np.broadcast_to(np.asarray(lr_scale, dtype=data.dtype), (size,))
     weight_decay = np.broadcast_to(np.asarray(weight_decay, dtype=data.dtype), (size,))
@@ -332,9 +322,9 @@ def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum
 
 
 def clip_by_norm(grad, max_norm: float):
-    """Replaces optim.clip_by_norm: the squared norm as one BLAS dot product (all cores), then one scaling."""
+    """Replaces ops.clip_by_norm: the squared norm as one BLAS dot product (all cores), then one scaling."""
     if grad.ndim != 1 or not grad.flags.c_contiguous or grad.dtype not in (np.float32, np.float64):
-        return optim.clip_by_norm(grad, max_norm)
+        return ops.clip_by_norm(grad, max_norm)
     norm = np.sqrt(np.dot(grad, grad))
     grad *= min(1.0, max_norm / (float(norm) + 1e-6))
     return norm
@@ -343,7 +333,6 @@ def clip_by_norm(grad, max_norm: float):
 # What each fast function replaces: {reference name: function}. minivit.dispatch reads this.
 KERNELS = {
     "linear_forward": linear_forward,
-    "linear_backward": linear_backward,
     "gelu_forward": gelu_forward,
     "gelu_backward": gelu_backward,
     "layernorm_forward": layernorm_forward,

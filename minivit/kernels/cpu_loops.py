@@ -208,7 +208,7 @@ def softmax_backward_rows(dprobs, probs, scale, dx):
 @numba.njit(parallel=True, fastmath=FAST, cache=True)
 def adamw_update(data, grad, exp_avg, exp_avg_sq, lr_scale, decay, lr, beta1, beta2, eps, bias_correction1,
                  bias_correction2_sqrt):
-    """torch.optim.AdamW's arithmetic, element by element (see minivit.optim.adamw_update)."""
+    """torch.optim.AdamW's arithmetic, element by element (see minivit.ops.adamw_update)."""
     for i in numba.prange(data.shape[0]):
         lr_i = lr * lr_scale[i]
         value = data[i] * (1.0 - lr_i * decay[i])
@@ -222,7 +222,7 @@ def adamw_update(data, grad, exp_avg, exp_avg_sq, lr_scale, decay, lr, beta1, be
 
 @numba.njit(parallel=True, fastmath=FAST, cache=True)
 def sgd_update(data, grad, momentum_buffer, lr_scale, decay, lr, momentum, nesterov, first_step):
-    """torch.optim.SGD's arithmetic with momentum, element by element (see minivit.optim.sgd_update)."""
+    """torch.optim.SGD's arithmetic with momentum, element by element (see minivit.ops.sgd_update)."""
     for i in numba.prange(data.shape[0]):
         g = grad[i] + decay[i] * data[i]
         buffer = g if first_step else momentum * momentum_buffer[i] + g

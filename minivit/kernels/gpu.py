@@ -1,7 +1,7 @@
 """Fast GPU implementations of reference operations (CuPy arrays).
 
 Every function here has the name, the signature and the cache of the reference it
-replaces (``minivit/ops/``, ``minivit/optim.py``, ``minivit/augment.py``), says which one,
+replaces (``minivit/ops/``, ), says which one,
 and counts the kernels it launches. On a GPU, most of the reference's time at small
 batch sizes goes into launching kernels (every NumPy-style operator is one, about
 5-10 microseconds of CPU time each), so these do the same work in as few launches
@@ -14,13 +14,16 @@ as possible:
     cross-entropy forward / backward   ~12 / ~3              1 / 1    (cuda/cross_entropy.cu)
     AdamW / SGD over the flat buffer   ~11 / ~6              1 / 1    (cuda/optimizer.cu)
     gradient clipping (flat buffer)    ~7                    3        (cuda/optimizer.cu)
+    float16 gradients unscaled, scale  ~6 / ~8               1 / 1    (cuda/optimizer.cu)
     crop + flip + normalise            ~12                   1        (cuda/augment.cu)
-    linear forward / backward          products over N-D     2 / 3    (2-D cuBLAS products)
+    RandAugment, one round             ~300                  ~6       (cuda/randaugment.cu)
+    dropout forward                    5                     2        (cuda/dropout.cu)
 
 The CUDA sources live in ``cuda/*.cu`` (each file names the reference it replaces) and
 are compiled on first use by NVRTC through CuPy's RawModule; the tests compile all of
 them without a GPU (``minivit.kernels.nvrtc``). Where a case is not covered (a dtype, an
-axis, dropout), the function hands it to the reference.
+axis, dropout), the function hands it to the reference. The linear layers need no kernel of their
+own: the reference's products are cuBLAS calls already, plus one launch for the bias.
 
 On the simulated GPU (backend "cupy-sim") these same functions run: arrays are allocated
 and arguments prepared as on a GPU, and each CUDA kernel call runs its *stand-in*, the
@@ -33,12 +36,14 @@ import math
 
 import numpy as np  # host-side scalar types for kernel arguments (CUDA takes them by value)
 
-from minivit import augment, backend, ops, optim
+from minivit import backend, ops
 from minivit.kernels import nvrtc
 
 BLOCK = 256  # threads per block
 ROWS_PER_BLOCK = BLOCK // 32  # row kernels: one warp (32 threads) per row
-_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+_SUFFIX = {np.dtype(np.float16): "f16", np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+WITH_HALF = (np.dtype(np.float16), *FLOATS)  # kernels that store float16 and compute in float32
 _modules: dict = {}  # (file, device) -> cupy.RawModule
 
 
@@ -79,13 +84,19 @@ class CudaKernel:
         return _modules[key].get_function(self.name)
 
 
-def _typed(file_name: str, name: str, stand_in) -> dict:
-    """The float32 and float64 builds of a kernel: {dtype: CudaKernel}."""
-    return {dtype: CudaKernel(file_name, f"{name}_{suffix}", stand_in) for dtype, suffix in _SUFFIX.items()}
+def _typed(file_name: str, name: str, stand_in, dtypes=FLOATS) -> dict:
+    """The builds of a kernel for each storage dtype: {dtype: CudaKernel}."""
+    return {dtype: CudaKernel(file_name, f"{name}_{_SUFFIX[dtype]}", stand_in) for dtype in dtypes}
 
 
-def _supported(*arrays) -> bool:
-    return all(a.dtype in _SUFFIX for a in arrays) and len({a.dtype for a in arrays}) == 1
+def _supported(*arrays, dtypes=FLOATS) -> bool:
+    """All of one dtype, which the kernel has a build for."""
+    return all(a.dtype in dtypes for a in arrays) and len({a.dtype for a in arrays}) == 1
+
+
+def _compute(array):
+    """What a kernel computes in: float32 for float16 storage (the stand-ins do the same)."""
+    return array.astype(np.float32) if array.dtype == np.float16 else array
 
 
 def _contiguous(array):
@@ -96,14 +107,15 @@ def _contiguous(array):
 
 
 def _gelu_forward_stand_in(x, out, n, tanh_form):
-    out[...] = ops.gelu_forward(x, "tanh" if tanh_form else "none")[0]
+    out[...] = ops.gelu_forward(_compute(x), "tanh" if tanh_form else "none")[0]
 
 
 def _gelu_backward_stand_in(dout, x, dx, n, tanh_form):
-    dx[...] = ops.gelu_backward(dout, (x, "tanh" if tanh_form else "none"))
+    dx[...] = ops.gelu_backward(_compute(dout), (_compute(x), "tanh" if tanh_form else "none"))
 
 
 def _layernorm_forward_stand_in(x, gamma, beta, out, xhat, rstd, rows, D, eps):
+    x, gamma, beta = _compute(x), _compute(gamma), _compute(beta)
     result, (normalized, r, _) = ops.layernorm_forward(x.reshape(int(rows), int(D)), gamma, beta, float(eps))
     out[...] = result.reshape(out.shape)
     xhat[...] = normalized.reshape(xhat.shape)
@@ -111,22 +123,26 @@ def _layernorm_forward_stand_in(x, gamma, beta, out, xhat, rstd, rows, D, eps):
 
 
 def _layernorm_backward_input_stand_in(dout, xhat, rstd, gamma, dx, rows, D):
+    dout, xhat, rstd, gamma = _compute(dout), _compute(xhat), _compute(rstd), _compute(gamma)
     shape = (int(rows), int(D))
     gradient, _, _ = ops.layernorm_backward(dout.reshape(shape), (xhat.reshape(shape), rstd.reshape(-1, 1), gamma))
     dx[...] = gradient.reshape(dx.shape)
 
 
 def _layernorm_backward_params_stand_in(dout, xhat, dgamma, dbeta, rows, D):
+    dout, xhat = _compute(dout), _compute(xhat)
     shape = (int(rows), int(D))
     dgamma[...] = (dout.reshape(shape) * xhat.reshape(shape)).sum(axis=0)
     dbeta[...] = dout.reshape(shape).sum(axis=0)
 
 
 def _softmax_forward_stand_in(x, out, rows, N, scale):
+    x = _compute(x)
     out[...] = ops.softmax_forward(x.reshape(int(rows), int(N)) * float(scale))[0].reshape(out.shape)
 
 
 def _softmax_backward_stand_in(dprobs, probs, dx, rows, N, scale):
+    dprobs, probs = _compute(dprobs), _compute(probs)
     shape = (int(rows), int(N))
     dx[...] = (ops.softmax_backward(dprobs.reshape(shape), (probs.reshape(shape), -1)) * float(scale)).reshape(dx.shape)
 
@@ -148,9 +164,12 @@ def _per_element(array, value, per_element):
 
 
 def _adamw_stand_in(data, grad, exp_avg, exp_avg_sq, lr_scale, lr_scale_value, lr_scale_per_element, decay,
-                    decay_value, decay_per_element, lr, beta1, beta2, eps, bias_correction1, bias_correction2_sqrt, n):
-    # optim.adamw_update's arithmetic, with the bias corrections as the kernel receives them
+                    decay_value, decay_per_element, lr, beta1, beta2, eps, bias_correction1, bias_correction2_sqrt,
+                    skip, has_skip, n):
+    # ops.adamw_update's arithmetic, with the bias corrections as the kernel receives them
     xp = backend.xp
+    if has_skip and float(skip[0]) != 0.0:  # (a host read: only the simulation's stand-in does it)
+        return
     lr_i = float(lr) * _per_element(lr_scale, lr_scale_value, lr_scale_per_element)
     data *= 1.0 - lr_i * _per_element(decay, decay_value, decay_per_element)
     exp_avg *= float(beta1)
@@ -162,11 +181,22 @@ def _adamw_stand_in(data, grad, exp_avg, exp_avg_sq, lr_scale, lr_scale_value, l
 
 
 def _sgd_stand_in(data, grad, momentum_buffer, lr_scale, lr_scale_value, lr_scale_per_element, decay, decay_value,
-                  decay_per_element, lr, momentum, nesterov, first_step, n):
-    optim.sgd_update(data, grad, momentum_buffer, float(lr),
+                  decay_per_element, lr, momentum, nesterov, first_step, skip, has_skip, n):
+    if has_skip and float(skip[0]) != 0.0:
+        return
+    ops.sgd_update(data, grad, momentum_buffer, float(lr),
                      _per_element(lr_scale, lr_scale_value, lr_scale_per_element),
                      _per_element(decay, decay_value, decay_per_element), float(momentum), bool(nesterov),
                      1 if first_step else 2)
+
+
+def _unscale_stand_in(grad, scale, out, found_inf, n):
+    ops.unscale_gradients(grad, scale, out, found_inf)
+
+
+def _update_loss_scale_stand_in(scale, growth_tracker, found_inf, growth_factor, backoff_factor, growth_interval):
+    ops.update_loss_scale(scale, growth_tracker, found_inf, float(growth_factor), float(backoff_factor),
+                          int(growth_interval))
 
 
 def _squares_by_block_stand_in(g, block_sums, n):
@@ -184,17 +214,35 @@ def _scale_by_stand_in(g, scale, n):
     g *= scale[0]
 
 
+def _dropout_stand_in(x, uniform, out, mask, p, n):
+    keep = uniform >= float(p)  # what rng.random(x.shape) >= p gives in ops.dropout_forward
+    mask[...] = keep.astype(uniform.dtype) * (1.0 / (1.0 - float(p)))
+    out[...] = _compute(x) * _compute(mask)
+
+
+def _randaugment_stand_in(images, choice, sign, level, posterize_step, solarize_threshold, out, C, H, W):
+    from minivit.ops.randaugment import RANDAUGMENT_OPS
+
+    xp = backend.xp
+    result = images
+    for index, op in enumerate(RANDAUGMENT_OPS.values()):  # one round of ops.rand_augment, given the draws
+        result = xp.where((choice == index)[:, None, None, None], op(images, sign, float(level)), result)
+    out[...] = result
+
+
 def _crop_flip_normalize_stand_in(images, top, left, flip, padding, mean, std, out, B, C, H, W):
-    out[...] = augment.crop_flip_normalize(images, top, left, flip, int(padding), mean, std)
+    out[...] = ops.crop_flip_normalize(images, top, left, flip, int(padding), mean, std)
 
 
-GELU_FORWARD = _typed("gelu.cu", "gelu_forward", _gelu_forward_stand_in)
-GELU_BACKWARD = _typed("gelu.cu", "gelu_backward", _gelu_backward_stand_in)
-LAYERNORM_FORWARD = _typed("layernorm.cu", "layernorm_forward", _layernorm_forward_stand_in)
-LAYERNORM_BACKWARD_INPUT = _typed("layernorm.cu", "layernorm_backward_input", _layernorm_backward_input_stand_in)
-LAYERNORM_BACKWARD_PARAMS = _typed("layernorm.cu", "layernorm_backward_params", _layernorm_backward_params_stand_in)
-SOFTMAX_FORWARD = _typed("softmax.cu", "softmax_forward", _softmax_forward_stand_in)
-SOFTMAX_BACKWARD = _typed("softmax.cu", "softmax_backward", _softmax_backward_stand_in)
+GELU_FORWARD = _typed("gelu.cu", "gelu_forward", _gelu_forward_stand_in, WITH_HALF)
+GELU_BACKWARD = _typed("gelu.cu", "gelu_backward", _gelu_backward_stand_in, WITH_HALF)
+LAYERNORM_FORWARD = _typed("layernorm.cu", "layernorm_forward", _layernorm_forward_stand_in, WITH_HALF)
+LAYERNORM_BACKWARD_INPUT = _typed("layernorm.cu", "layernorm_backward_input", _layernorm_backward_input_stand_in,
+                                  WITH_HALF)
+LAYERNORM_BACKWARD_PARAMS = _typed("layernorm.cu", "layernorm_backward_params", _layernorm_backward_params_stand_in,
+                                   WITH_HALF)
+SOFTMAX_FORWARD = _typed("softmax.cu", "softmax_forward", _softmax_forward_stand_in, WITH_HALF)
+SOFTMAX_BACKWARD = _typed("softmax.cu", "softmax_backward", _softmax_backward_stand_in, WITH_HALF)
 CROSS_ENTROPY_FORWARD = _typed("cross_entropy.cu", "cross_entropy_forward", _cross_entropy_forward_stand_in)
 CROSS_ENTROPY_BACKWARD = _typed("cross_entropy.cu", "cross_entropy_backward", _cross_entropy_backward_stand_in)
 ADAMW_UPDATE = _typed("optimizer.cu", "adamw_update", _adamw_stand_in)
@@ -203,30 +251,10 @@ SQUARES_BY_BLOCK = _typed("optimizer.cu", "squares_by_block", _squares_by_block_
 NORM_AND_SCALE = _typed("optimizer.cu", "norm_and_scale", _norm_and_scale_stand_in)
 SCALE_BY = _typed("optimizer.cu", "scale_by", _scale_by_stand_in)
 CROP_FLIP_NORMALIZE = CudaKernel("augment.cu", "crop_flip_normalize", _crop_flip_normalize_stand_in)
-
-
-# --- linear: 2-D products -------------------------------------------------------------------------------
-
-
-def linear_forward(x, weight, bias=None):
-    """Replaces ops.linear_forward: one 2-D cuBLAS product over all rows, then the bias (2 launches)."""
-    x_rows = x.reshape(-1, x.shape[-1])  # a view of a contiguous x
-    out = x_rows @ weight
-    if bias is not None:
-        out += bias
-    return out.reshape(*x.shape[:-1], weight.shape[1]), (x, weight, bias is not None)
-
-
-def linear_backward(dout, cache):
-    """Replaces ops.linear_backward: three 2-D products/sums (3 launches)."""
-    x, weight, has_bias = cache
-    D_in, D_out = weight.shape
-    x_rows = x.reshape(-1, D_in)
-    dout_rows = dout.reshape(-1, D_out)
-    dx = (dout_rows @ weight.T).reshape(*dout.shape[:-1], D_in)
-    dweight = x_rows.T @ dout_rows
-    dbias = dout_rows.sum(axis=0) if has_bias else None
-    return dx, dweight, dbias
+RANDAUGMENT_ROUND = CudaKernel("randaugment.cu", "randaugment_round", _randaugment_stand_in)
+DROPOUT_APPLY = _typed("dropout.cu", "dropout_apply", _dropout_stand_in, WITH_HALF)
+UNSCALE_GRADIENTS = CudaKernel("optimizer.cu", "unscale_gradients_f16", _unscale_stand_in)
+UPDATE_LOSS_SCALE = CudaKernel("optimizer.cu", "update_loss_scale", _update_loss_scale_stand_in)
 
 
 # --- GELU -------------------------------------------------------------------------------------------------
@@ -234,7 +262,7 @@ def linear_backward(dout, cache):
 
 def gelu_forward(x, approximate: str = "none"):
     """Replaces ops.gelu_forward: one kernel, one thread per element (cuda/gelu.cu)."""
-    if approximate not in ("none", "tanh") or not _supported(x):
+    if approximate not in ("none", "tanh") or not _supported(x, dtypes=WITH_HALF):
         return ops.gelu_forward(x, approximate)
     x = _contiguous(x)
     out = backend.xp.empty_like(x)
@@ -245,7 +273,7 @@ def gelu_forward(x, approximate: str = "none"):
 def gelu_backward(dout, cache):
     """Replaces ops.gelu_backward: one kernel, one thread per element (cuda/gelu.cu)."""
     x, approximate = cache
-    if approximate not in ("none", "tanh") or not _supported(x, dout):
+    if approximate not in ("none", "tanh") or not _supported(x, dout, dtypes=WITH_HALF):
         return ops.gelu_backward(dout, cache)
     dout = _contiguous(dout)
     dx = backend.xp.empty_like(x)
@@ -258,7 +286,7 @@ def gelu_backward(dout, cache):
 
 def layernorm_forward(x, gamma, beta, eps: float = 1e-12):
     """Replaces ops.layernorm_forward: one kernel, a warp per row (cuda/layernorm.cu)."""
-    if not _supported(x, gamma, beta):
+    if not _supported(x, gamma, beta, dtypes=WITH_HALF):
         return ops.layernorm_forward(x, gamma, beta, eps)
     xp = backend.xp
     x = _contiguous(x)
@@ -274,7 +302,7 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-12):
 def layernorm_backward(dout, cache):
     """Replaces ops.layernorm_backward: two kernels, dx a warp per row, dgamma and dbeta by columns."""
     xhat, rstd, gamma = cache
-    if not _supported(dout, xhat, gamma):
+    if not _supported(dout, xhat, gamma, dtypes=WITH_HALF):
         return ops.layernorm_backward(dout, cache)
     xp = backend.xp
     dout = _contiguous(dout)
@@ -311,7 +339,7 @@ def _softmax_rows_backward(dprobs, probs, scale: float):
 
 def softmax_forward(x, axis: int = -1):
     """Replaces ops.softmax_forward (last axis): one kernel, a warp per row (cuda/softmax.cu)."""
-    if axis not in (-1, x.ndim - 1) or not _supported(x):
+    if axis not in (-1, x.ndim - 1) or not _supported(x, dtypes=WITH_HALF):
         return ops.softmax_forward(x, axis)
     probs = _softmax_rows(_contiguous(x), 1.0)
     return probs, (probs, axis)
@@ -320,7 +348,7 @@ def softmax_forward(x, axis: int = -1):
 def softmax_backward(dprobs, cache):
     """Replaces ops.softmax_backward (last axis): one kernel, a warp per row (cuda/softmax.cu)."""
     probs, axis = cache
-    if axis not in (-1, probs.ndim - 1) or not _supported(dprobs, probs):
+    if axis not in (-1, probs.ndim - 1) or not _supported(dprobs, probs, dtypes=WITH_HALF):
         return ops.softmax_backward(dprobs, cache)
     return _softmax_rows_backward(_contiguous(dprobs), probs, 1.0)
 
@@ -334,7 +362,7 @@ def attention_heads_forward(qkv, num_heads: int, dropout_p: float = 0.0, rng=Non
     One copy splits qkv into contiguous q, k and v for every head at once, two batched
     cuBLAS products around one softmax kernel (the scale folded in), one copy merges the heads.
     """
-    if (dropout_p and training) or not _supported(qkv):
+    if (dropout_p and training) or not _supported(qkv, dtypes=WITH_HALF):
         return ops.attention_heads_forward(qkv, num_heads, dropout_p, rng, training)
     xp = backend.xp
     B, T, three_D = qkv.shape
@@ -355,7 +383,7 @@ def attention_heads_backward(dcontext, cache):
     written into one (3, B, H, T, d) array and leave as one (B, T, 3D) copy."""
     attention, num_heads = cache
     q, k, v, scale, probs, dropout_mask = attention
-    if dropout_mask is not None or not _supported(dcontext, probs):
+    if dropout_mask is not None or not _supported(dcontext, probs, dtypes=WITH_HALF):
         return ops.attention_heads_backward(dcontext, cache)
     xp = backend.xp
     B, T, D = dcontext.shape
@@ -420,34 +448,63 @@ def _updatable(*arrays) -> bool:
     return _supported(*arrays) and all(a.flags.c_contiguous and a.shape == arrays[0].shape for a in arrays)
 
 
-def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps, step):
-    """Replaces optim.adamw_update: one kernel over the whole (flat) buffer (cuda/optimizer.cu)."""
+def _skip_arguments(data, skip) -> tuple:
+    if skip is None:
+        return data, np.int32(0)  # (not read)
+    return skip.astype(backend.xp.float32, copy=False), np.int32(1)
+
+
+def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps, step,
+                 skip=None):
+    """Replaces ops.adamw_update: one kernel over the whole (flat) buffer (cuda/optimizer.cu)."""
     per_element = [a for a in (lr_scale, weight_decay) if backend.is_array(a)]
     if not _updatable(data, grad, exp_avg, exp_avg_sq, *per_element):
-        return optim.adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps,
-                                  step)
+        return ops.adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps,
+                                step, skip)
     ADAMW_UPDATE[data.dtype](_grid(data.size), (data, grad, exp_avg, exp_avg_sq,
                                                 *_rate_and_decay(data, lr_scale, weight_decay),
                                                 np.float64(lr), np.float64(beta1), np.float64(beta2), np.float64(eps),
                                                 np.float64(1.0 - beta1**step),
-                                                np.float64(math.sqrt(1.0 - beta2**step)), np.int64(data.size)))
+                                                np.float64(math.sqrt(1.0 - beta2**step)),
+                                                *_skip_arguments(data, skip), np.int64(data.size)))
 
 
-def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step):
-    """Replaces optim.sgd_update: one kernel over the whole (flat) buffer (cuda/optimizer.cu)."""
+def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step, skip=None):
+    """Replaces ops.sgd_update: one kernel over the whole (flat) buffer (cuda/optimizer.cu)."""
     per_element = [a for a in (lr_scale, weight_decay) if backend.is_array(a)]
     if not _updatable(data, grad, momentum_buffer, *per_element):
-        return optim.sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step)
+        return ops.sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step,
+                              skip)
     SGD_UPDATE[data.dtype](_grid(data.size), (data, grad, momentum_buffer,
                                               *_rate_and_decay(data, lr_scale, weight_decay), np.float64(lr),
                                               np.float64(momentum), np.int32(nesterov), np.int32(step == 1),
-                                              np.int64(data.size)))
+                                              *_skip_arguments(data, skip), np.int64(data.size)))
+
+
+def unscale_gradients(grad, scale, out, found_inf) -> None:
+    """Replaces ops.unscale_gradients (float16 gradients into float32): one kernel (cuda/optimizer.cu)."""
+    xp = backend.xp
+    if (grad.dtype != xp.float16 or out.dtype != xp.float32 or scale.dtype != xp.float32
+            or found_inf.dtype != xp.float32 or not (grad.flags.c_contiguous and out.flags.c_contiguous)):
+        return ops.unscale_gradients(grad, scale, out, found_inf)
+    UNSCALE_GRADIENTS(_grid(grad.size), (grad, scale, out, found_inf, np.int64(grad.size)))
+
+
+def update_loss_scale(scale, growth_tracker, found_inf, growth_factor: float = 2.0, backoff_factor: float = 0.5,
+                      growth_interval: int = 2000) -> None:
+    """Replaces ops.update_loss_scale: one thread of one kernel (cuda/optimizer.cu)."""
+    xp = backend.xp
+    if scale.dtype != xp.float32 or growth_tracker.dtype != xp.int32 or found_inf.dtype != xp.float32:
+        return ops.update_loss_scale(scale, growth_tracker, found_inf, growth_factor, backoff_factor,
+                                     growth_interval)
+    UPDATE_LOSS_SCALE(1, (scale, growth_tracker, found_inf, np.float64(growth_factor), np.float64(backoff_factor),
+                          np.int32(growth_interval)), block=1)
 
 
 def clip_by_norm(grad, max_norm: float):
-    """Replaces optim.clip_by_norm: three kernels, the norm and the scale never leave the device."""
+    """Replaces ops.clip_by_norm: three kernels, the norm and the scale never leave the device."""
     if not _updatable(grad):
-        return optim.clip_by_norm(grad, max_norm)
+        return ops.clip_by_norm(grad, max_norm)
     xp = backend.xp
     blocks = _grid(grad.size)
     block_sums = xp.empty(blocks, dtype=xp.float64)
@@ -459,14 +516,55 @@ def clip_by_norm(grad, max_norm: float):
     return norm.reshape(())
 
 
+# --- dropout ----------------------------------------------------------------------------------------------
+
+
+def dropout_forward(x, p: float, rng, training: bool = True):
+    """Replaces ops.dropout_forward: the same draws (rng.random(x.shape)), then one kernel makes the
+    mask and applies it (cuda/dropout.cu): 2 launches instead of 5."""
+    if not training or p == 0.0 or not 0.0 <= p < 1.0 or not _supported(x, dtypes=WITH_HALF):
+        return ops.dropout_forward(x, p, rng, training)
+    xp = backend.xp
+    uniform = rng.random(x.shape, dtype=xp.float32 if x.dtype == xp.float16 else x.dtype)  # as the reference draws
+    x = _contiguous(x)
+    out, mask = xp.empty_like(x), xp.empty_like(x)
+    DROPOUT_APPLY[x.dtype](_grid(x.size), (x, uniform, out, mask, np.float64(p), np.int64(x.size)))
+    return out, mask
+
+
 # --- augmentation -----------------------------------------------------------------------------------------
 
 
+def rand_augment(images, num_ops: int, magnitude: float, rng):
+    """Replaces ops.rand_augment: the same draws per round (each image's operation and sign), then
+    one kernel applies the round (cuda/randaugment.cu): ~6 launches a round instead of ~300."""
+    xp = backend.xp
+    if images.dtype != xp.float32 or images.ndim != 4 or images.shape[1] > 4:
+        return ops.rand_augment(images, num_ops, magnitude, rng)
+    from minivit.ops.randaugment import RANDAUGMENT_OPS
+
+    level = magnitude / 10.0
+    posterize_step = 2.0 ** (8 - (8 - int(round(4 * level))))  # as ops.randaugment's posterize works it out
+    solarize_threshold = 256.0 - 256.0 * level
+    B, C, H, W = images.shape
+    for _ in range(num_ops):
+        choice = rng.integers(0, len(RANDAUGMENT_OPS), size=B)
+        sign = xp.where(rng.random(B) < 0.5, -1.0, 1.0).astype(images.dtype)
+        images = _contiguous(images)
+        out = xp.empty_like(images)
+        RANDAUGMENT_ROUND(B, (images, choice, sign, np.float32(level), np.float32(posterize_step),
+                              np.float32(solarize_threshold), out, np.int32(C), np.int32(H), np.int32(W)),
+                          shared_mem=C * H * W * 4)
+        images = out
+    return images
+
+
+
 def crop_flip_normalize(images, top, left, flip, padding: int, mean, std):
-    """Replaces augment.crop_flip_normalize: one kernel, one thread per output pixel (cuda/augment.cu)."""
+    """Replaces ops.crop_flip_normalize: one kernel, one thread per output pixel (cuda/augment.cu)."""
     xp = backend.xp
     if images.dtype != xp.uint8 or images.ndim != 4:
-        return augment.crop_flip_normalize(images, top, left, flip, padding, mean, std)
+        return ops.crop_flip_normalize(images, top, left, flip, padding, mean, std)
     B, C, H, W = images.shape
     out = xp.empty((B, C, H, W), dtype=xp.float32)
     CROP_FLIP_NORMALIZE(_grid(out.size), (_contiguous(images), _contiguous(top.astype(xp.int64, copy=False)),
@@ -480,8 +578,6 @@ def crop_flip_normalize(images, top, left, flip, padding: int, mean, std):
 
 # What each fast function replaces: {reference name: function}. minivit.dispatch reads this.
 KERNELS = {
-    "linear_forward": linear_forward,
-    "linear_backward": linear_backward,
     "gelu_forward": gelu_forward,
     "gelu_backward": gelu_backward,
     "layernorm_forward": layernorm_forward,
@@ -495,5 +591,9 @@ KERNELS = {
     "adamw_update": adamw_update,
     "sgd_update": sgd_update,
     "clip_by_norm": clip_by_norm,
+    "unscale_gradients": unscale_gradients,
+    "update_loss_scale": update_loss_scale,
     "crop_flip_normalize": crop_flip_normalize,
+    "rand_augment": rand_augment,
+    "dropout_forward": dropout_forward,
 }

@@ -60,6 +60,21 @@ def compile_check(cuda_source: str, name: str = "kernel.cu", architecture: str =
         nvrtc.destroyProgram(program)
 
 
+def kernel_names(file_name: str) -> set[str]:
+    """The names of the kernels a file defines (its PTX's entry points), compiled for the check architecture."""
+    import re
+
+    nvrtc = _nvrtc()
+    program = nvrtc.createProgram(source(file_name), file_name, [], [])
+    try:
+        nvrtc.compileProgram(program, [f"--gpu-architecture=compute_{CHECK_ARCHITECTURE.split('_')[1]}", *OPTIONS])
+        ptx = nvrtc.getPTX(program)
+    finally:
+        nvrtc.destroyProgram(program)
+    ptx = ptx.decode() if isinstance(ptx, bytes) else ptx
+    return set(re.findall(r"\.entry\s+(\w+)\(", ptx))
+
+
 # CuPy's type names in ElementwiseKernel parameter lists, as C types.
 C_TYPES = {"float16": "half", "float32": "float", "float64": "double", "int8": "signed char", "int16": "short",
            "int32": "int", "int64": "long long", "uint8": "unsigned char", "bool": "bool"}

@@ -52,6 +52,10 @@ def _openblas_sleep_sooner() -> str:
     if "OPENBLAS_THREAD_TIMEOUT" in os.environ and os.environ["OPENBLAS_THREAD_TIMEOUT"] != str(
             OPENBLAS_THREAD_TIMEOUT):
         return f"left at the environment's {os.environ['OPENBLAS_THREAD_TIMEOUT']}"
+    try:  # SciPy's own OpenBLAS (the linear layers' addmm uses it): loaded now, so that it is tuned too
+        import scipy.linalg.blas  # noqa: F401
+    except ImportError:
+        pass
     done = []
     previous = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
     os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(OPENBLAS_THREAD_TIMEOUT)

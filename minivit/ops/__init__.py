@@ -8,6 +8,9 @@ Every operation follows one contract (CS231n's):
 Backward functions return gradients; they never accumulate into parameters.
 The modules in ``minivit.model`` hold the parameters and do the accumulating.
 
+Besides the pairs: the optimizers' updates (updates.py) and the input's normalisation
+(pixels.py), plain elementwise math too.
+
 This package is the reference: plain array math through ``minivit.backend.xp``, what
 the gradient checks prove. Faster implementations with the same names live in
 ``minivit/kernels/``; ``minivit.dispatch`` chooses which one the model runs.
@@ -37,9 +40,12 @@ from minivit.ops.layernorm import layernorm_backward, layernorm_forward
 from minivit.ops.linear import linear_backward, linear_forward
 from minivit.ops.losses import cross_entropy_backward, cross_entropy_forward
 from minivit.ops.patches import col2im, im2col, patch_grid_size
+from minivit.ops.pixels import crop_flip_normalize, normalize
 from minivit.ops.pooling import pool_backward, pool_forward
+from minivit.ops.randaugment import rand_augment
 from minivit.ops.residual import residual_backward, residual_forward
 from minivit.ops.softmax import softmax_backward, softmax_forward
+from minivit.ops.updates import adamw_update, clip_by_norm, sgd_update, unscale_gradients, update_loss_scale
 
 __all__ = [
     "AttentionCache",
@@ -47,9 +53,12 @@ __all__ = [
     "attention_forward",
     "attention_heads_backward",
     "attention_heads_forward",
+    "adamw_update",
+    "clip_by_norm",
     "cls_concat_backward",
     "cls_concat_forward",
     "col2im",
+    "crop_flip_normalize",
     "cross_entropy_backward",
     "cross_entropy_forward",
     "dropout_backward",
@@ -66,14 +75,19 @@ __all__ = [
     "merge_heads",
     "multi_head_attention_backward",
     "multi_head_attention_forward",
+    "normalize",
     "patch_grid_size",
     "pool_backward",
     "pool_forward",
     "position_add_backward",
     "position_add_forward",
+    "rand_augment",
     "residual_backward",
     "residual_forward",
+    "sgd_update",
     "softmax_backward",
     "softmax_forward",
     "split_heads",
+    "unscale_gradients",
+    "update_loss_scale",
 ]

@@ -12,7 +12,8 @@ def dropout_forward(x, p: float, rng, training: bool = True):
         return x, None
     if not 0.0 <= p < 1.0:
         raise ValueError(f"Dropout probability must be in [0, 1); got {p}.")
-    keep = rng.random(x.shape, dtype=x.dtype) >= p
+    draw_dtype = "float32" if x.dtype == "float16" else x.dtype  # generators draw float32 at the least
+    keep = rng.random(x.shape, dtype=draw_dtype) >= p
     mask = keep.astype(x.dtype) * (1.0 / (1.0 - p))
     return x * mask, mask
 

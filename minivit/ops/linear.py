@@ -11,10 +11,12 @@ from __future__ import annotations
 
 def linear_forward(x, weight, bias=None):
     """x (..., D_in), weight (D_in, D_out), bias (D_out,) or None -> out (..., D_out)."""
-    out = x @ weight  # every row of x times W; leading axes are carried along
+    D_in, D_out = weight.shape
+    x_rows = x.reshape(-1, D_in)  # (M, D_in): every leading axis is rows, each row times W
+    out = x_rows @ weight  # (M, D_out)
     if bias is not None:
         out = out + bias  # broadcast over the rows
-    return out, (x, weight, bias is not None)
+    return out.reshape(*x.shape[:-1], D_out), (x, weight, bias is not None)
 
 
 def linear_backward(dout, cache):
@@ -29,7 +31,7 @@ def linear_backward(dout, cache):
     D_in, D_out = weight.shape
     x_rows = x.reshape(-1, D_in)  # (M, D_in): all leading axes are rows
     dout_rows = dout.reshape(-1, D_out)  # (M, D_out)
-    dx = dout @ weight.T  # (..., D_in)
+    dx = (dout_rows @ weight.T).reshape(*dout.shape[:-1], D_in)  # (..., D_in)
     dweight = x_rows.T @ dout_rows  # (D_in, D_out)
     dbias = dout_rows.sum(axis=0) if has_bias else None
     return dx, dweight, dbias

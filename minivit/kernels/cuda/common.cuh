@@ -1,6 +1,28 @@
 // Helpers shared by minivit's CUDA kernels (included at the top of each source by gpu.py).
 // Math functions by type, so that one template serves float and double.
 
+// float16 storage: the raw 16 bits (NVRTC compiles without cuda_fp16.h), converted with the PTX
+// instructions. Kernels load every value into its compute type (float for float16, else the
+// storage type itself), compute there, and store back: float16 in memory, float32 arithmetic.
+typedef unsigned short half_bits;
+template <typename S> struct compute_type { typedef S type; };
+template <> struct compute_type<half_bits> { typedef float type; };
+
+__device__ __forceinline__ float load(const half_bits* p, long long i) {
+    float value;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(value) : "h"(p[i]));
+    return value;
+}
+__device__ __forceinline__ float load(const float* p, long long i) { return p[i]; }
+__device__ __forceinline__ double load(const double* p, long long i) { return p[i]; }
+__device__ __forceinline__ void store(half_bits* p, long long i, float value) {
+    half_bits bits;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(bits) : "f"(value));
+    p[i] = bits;
+}
+__device__ __forceinline__ void store(float* p, long long i, float value) { p[i] = value; }
+__device__ __forceinline__ void store(double* p, long long i, double value) { p[i] = value; }
+
 __device__ __forceinline__ float exp_(float x) { return expf(x); }
 __device__ __forceinline__ double exp_(double x) { return exp(x); }
 __device__ __forceinline__ float log_(float x) { return logf(x); }

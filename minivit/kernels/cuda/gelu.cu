@@ -2,27 +2,32 @@
 //   exact: gelu(x) = x Phi(x),            Phi(x) = (1 + erf(x / sqrt 2)) / 2
 //   tanh:  gelu(x) = x (1 + tanh(u)) / 2, u = sqrt(2/pi) (x + 0.044715 x^3)
 // One thread per element, a grid-stride loop over any size: one launch instead of the
-// reference's ~8 (each NumPy/CuPy operator is a kernel of its own).
+// reference's ~8 (each NumPy/CuPy operator is a kernel of its own). S is the storage type
+// (float16, float or double), T the type computed in (float for float16).
 
-template <typename T>
-__device__ void gelu_forward(const T* x, T* out, long long n, int tanh_form) {
+template <typename S>
+__device__ void gelu_forward(const S* x, S* out, long long n, int tanh_form) {
+    typedef typename compute_type<S>::type T;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x) {
-        T v = x[i];
+        T v = load(x, i);
+        T result;
         if (tanh_form) {
             T u = T(0.7978845608028654) * (v + T(0.044715) * v * v * v);
-            out[i] = T(0.5) * v * (T(1) + tanh_(u));
+            result = T(0.5) * v * (T(1) + tanh_(u));
         } else {
-            out[i] = v * T(0.5) * (T(1) + erf_(v * T(0.7071067811865476)));
+            result = v * T(0.5) * (T(1) + erf_(v * T(0.7071067811865476)));
         }
+        store(out, i, result);
     }
 }
 
 // exact: d/dx [x Phi(x)] = Phi(x) + x phi(x),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
 // tanh:  (1 + t) / 2 + x (1 - t^2) / 2 * sqrt(2/pi) (1 + 3 * 0.044715 x^2),  t = tanh(u)
-template <typename T>
-__device__ void gelu_backward(const T* dout, const T* x, T* dx, long long n, int tanh_form) {
+template <typename S>
+__device__ void gelu_backward(const S* dout, const S* x, S* dx, long long n, int tanh_form) {
+    typedef typename compute_type<S>::type T;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x) {
-        T v = x[i];
+        T v = load(x, i);
         T slope;
         if (tanh_form) {
             T t = tanh_(T(0.7978845608028654) * (v + T(0.044715) * v * v * v));
@@ -33,20 +38,18 @@ __device__ void gelu_backward(const T* dout, const T* x, T* dx, long long n, int
             T pdf = T(0.3989422804014327) * exp_(T(-0.5) * v * v);
             slope = cdf + v * pdf;
         }
-        dx[i] = dout[i] * slope;
+        store(dx, i, load(dout, i) * slope);
     }
 }
 
-extern "C" __global__ void gelu_forward_f32(const float* x, float* out, long long n, int tanh_form) {
-    gelu_forward<float>(x, out, n, tanh_form);
-}
-extern "C" __global__ void gelu_forward_f64(const double* x, double* out, long long n, int tanh_form) {
-    gelu_forward<double>(x, out, n, tanh_form);
-}
-extern "C" __global__ void gelu_backward_f32(const float* dout, const float* x, float* dx, long long n, int tanh_form) {
-    gelu_backward<float>(dout, x, dx, n, tanh_form);
-}
-extern "C" __global__ void gelu_backward_f64(const double* dout, const double* x, double* dx, long long n,
-                                             int tanh_form) {
-    gelu_backward<double>(dout, x, dx, n, tanh_form);
-}
+#define GELU_KERNELS(S, SUFFIX)                                                                                 \
+    extern "C" __global__ void gelu_forward_##SUFFIX(const S* x, S* out, long long n, int tanh_form) {           \
+        gelu_forward<S>(x, out, n, tanh_form);                                                                  \
+    }                                                                                                           \
+    extern "C" __global__ void gelu_backward_##SUFFIX(const S* dout, const S* x, S* dx, long long n,             \
+                                                      int tanh_form) {                                          \
+        gelu_backward<S>(dout, x, dx, n, tanh_form);                                                            \
+    }
+GELU_KERNELS(half_bits, f16)
+GELU_KERNELS(float, f32)
+GELU_KERNELS(double, f64)

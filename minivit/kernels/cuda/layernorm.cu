@@ -4,58 +4,61 @@
 // Forward and the input gradient: one warp (32 threads) per row, the row's sums by shuffles.
 // The parameter gradients (sums over all rows, per column) are a second kernel: a column of
 // 32 threads per block walks the rows, and the block adds its threads' shares.
+// S is the storage type (float16, float or double), T the type computed in (float for float16).
 
-template <typename T>
-__device__ void layernorm_forward(const T* x, const T* gamma, const T* beta, T* out, T* xhat, T* rstd,
+template <typename S>
+__device__ void layernorm_forward(const S* x, const S* gamma, const S* beta, S* out, S* xhat, S* rstd,
                                   int rows, int D, double eps) {
+    typedef typename compute_type<S>::type T;
     int row = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
     int lane = threadIdx.x % 32;
     if (row >= rows) return;  // a whole warp leaves together
-    const T* x_row = x + (long long)row * D;
+    long long start = (long long)row * D;
     T sum = 0;
-    for (int c = lane; c < D; c += 32) sum += x_row[c];
+    for (int c = lane; c < D; c += 32) sum += load(x, start + c);
     T mean = warp_sum(sum) / T(D);
     T square_sum = 0;
     for (int c = lane; c < D; c += 32) {
-        T centered = x_row[c] - mean;
+        T centered = load(x, start + c) - mean;
         square_sum += centered * centered;
     }
     T r = rsqrt_(warp_sum(square_sum) / T(D) + T(eps));
     for (int c = lane; c < D; c += 32) {
-        T normalized = (x_row[c] - mean) * r;
-        xhat[(long long)row * D + c] = normalized;
-        out[(long long)row * D + c] = normalized * gamma[c] + beta[c];
+        T normalized = (load(x, start + c) - mean) * r;
+        store(xhat, start + c, normalized);
+        store(out, start + c, normalized * load(gamma, c) + load(beta, c));
     }
-    if (lane == 0) rstd[row] = r;
+    if (lane == 0) store(rstd, row, r);
 }
 
 // dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)),  dxhat = dout gamma
-template <typename T>
-__device__ void layernorm_backward_input(const T* dout, const T* xhat, const T* rstd, const T* gamma, T* dx,
+template <typename S>
+__device__ void layernorm_backward_input(const S* dout, const S* xhat, const S* rstd, const S* gamma, S* dx,
                                          int rows, int D) {
+    typedef typename compute_type<S>::type T;
     int row = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
     int lane = threadIdx.x % 32;
     if (row >= rows) return;
     long long start = (long long)row * D;
     T sum_dxhat = 0, sum_dxhat_xhat = 0;
     for (int c = lane; c < D; c += 32) {
-        T dxhat = dout[start + c] * gamma[c];
+        T dxhat = load(dout, start + c) * load(gamma, c);
         sum_dxhat += dxhat;
-        sum_dxhat_xhat += dxhat * xhat[start + c];
+        sum_dxhat_xhat += dxhat * load(xhat, start + c);
     }
     T mean_dxhat = warp_sum(sum_dxhat) / T(D);
     T mean_dxhat_xhat = warp_sum(sum_dxhat_xhat) / T(D);
-    T r = rstd[row];
+    T r = load(rstd, row);
     for (int c = lane; c < D; c += 32) {
-        T dxhat = dout[start + c] * gamma[c];
-        dx[start + c] = r * (dxhat - mean_dxhat - xhat[start + c] * mean_dxhat_xhat);
+        T dxhat = load(dout, start + c) * load(gamma, c);
+        store(dx, start + c, r * (dxhat - mean_dxhat - load(xhat, start + c) * mean_dxhat_xhat));
     }
 }
 
 // dgamma = sum over rows of dout xhat, dbeta = sum over rows of dout. Block (32, 32): threadIdx.x picks
 // the column (reads are coalesced along a row), threadIdx.y a 32nd of the rows; sums in double.
-template <typename T>
-__device__ void layernorm_backward_params(const T* dout, const T* xhat, T* dgamma, T* dbeta, int rows, int D) {
+template <typename S>
+__device__ void layernorm_backward_params(const S* dout, const S* xhat, S* dgamma, S* dbeta, int rows, int D) {
     __shared__ double gamma_part[32][33];
     __shared__ double beta_part[32][33];
     int column = blockIdx.x * 32 + threadIdx.x;
@@ -63,8 +66,8 @@ __device__ void layernorm_backward_params(const T* dout, const T* xhat, T* dgamm
     if (column < D) {
         for (int row = threadIdx.y; row < rows; row += 32) {
             long long i = (long long)row * D + column;
-            g += (double)dout[i] * (double)xhat[i];
-            b += (double)dout[i];
+            g += (double)load(dout, i) * (double)load(xhat, i);
+            b += (double)load(dout, i);
         }
     }
     gamma_part[threadIdx.y][threadIdx.x] = g;
@@ -76,33 +79,24 @@ __device__ void layernorm_backward_params(const T* dout, const T* xhat, T* dgamm
             g_total += gamma_part[part][threadIdx.x];
             b_total += beta_part[part][threadIdx.x];
         }
-        dgamma[column] = (T)g_total;
-        dbeta[column] = (T)b_total;
+        store(dgamma, column, (typename compute_type<S>::type)g_total);
+        store(dbeta, column, (typename compute_type<S>::type)b_total);
     }
 }
 
-extern "C" __global__ void layernorm_forward_f32(const float* x, const float* gamma, const float* beta, float* out,
-                                                 float* xhat, float* rstd, int rows, int D, double eps) {
-    layernorm_forward<float>(x, gamma, beta, out, xhat, rstd, rows, D, eps);
-}
-extern "C" __global__ void layernorm_forward_f64(const double* x, const double* gamma, const double* beta,
-                                                 double* out, double* xhat, double* rstd, int rows, int D,
-                                                 double eps) {
-    layernorm_forward<double>(x, gamma, beta, out, xhat, rstd, rows, D, eps);
-}
-extern "C" __global__ void layernorm_backward_input_f32(const float* dout, const float* xhat, const float* rstd,
-                                                        const float* gamma, float* dx, int rows, int D) {
-    layernorm_backward_input<float>(dout, xhat, rstd, gamma, dx, rows, D);
-}
-extern "C" __global__ void layernorm_backward_input_f64(const double* dout, const double* xhat, const double* rstd,
-                                                        const double* gamma, double* dx, int rows, int D) {
-    layernorm_backward_input<double>(dout, xhat, rstd, gamma, dx, rows, D);
-}
-extern "C" __global__ void layernorm_backward_params_f32(const float* dout, const float* xhat, float* dgamma,
-                                                         float* dbeta, int rows, int D) {
-    layernorm_backward_params<float>(dout, xhat, dgamma, dbeta, rows, D);
-}
-extern "C" __global__ void layernorm_backward_params_f64(const double* dout, const double* xhat, double* dgamma,
-                                                         double* dbeta, int rows, int D) {
-    layernorm_backward_params<double>(dout, xhat, dgamma, dbeta, rows, D);
-}
+#define LAYERNORM_KERNELS(S, SUFFIX)                                                                            \
+    extern "C" __global__ void layernorm_forward_##SUFFIX(const S* x, const S* gamma, const S* beta, S* out,    \
+                                                          S* xhat, S* rstd, int rows, int D, double eps) {      \
+        layernorm_forward<S>(x, gamma, beta, out, xhat, rstd, rows, D, eps);                                    \
+    }                                                                                                           \
+    extern "C" __global__ void layernorm_backward_input_##SUFFIX(const S* dout, const S* xhat, const S* rstd,   \
+                                                                 const S* gamma, S* dx, int rows, int D) {      \
+        layernorm_backward_input<S>(dout, xhat, rstd, gamma, dx, rows, D);                                      \
+    }                                                                                                           \
+    extern "C" __global__ void layernorm_backward_params_##SUFFIX(const S* dout, const S* xhat, S* dgamma,      \
+                                                                  S* dbeta, int rows, int D) {                  \
+        layernorm_backward_params<S>(dout, xhat, dgamma, dbeta, rows, D);                                       \
+    }
+LAYERNORM_KERNELS(half_bits, f16)
+LAYERNORM_KERNELS(float, f32)
+LAYERNORM_KERNELS(double, f64)

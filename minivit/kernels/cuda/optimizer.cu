@@ -1,14 +1,18 @@
-// Optimizer updates over a whole flat parameter buffer, one thread per element: replaces
-// minivit/optim.py (adamw_update, sgd_update) and the gradient clipping's norm.
-// The learning-rate scale and the weight decay are per element (an array) or one number,
-// as `*_per_element` says (then the array argument is not read).
+// Optimizer updates over a whole flat parameter buffer, one thread per element, and the pieces of
+// float16 training: replaces minivit/ops/updates.py (adamw_update, sgd_update, clip_by_norm,
+// unscale_gradients, update_loss_scale).
+// The learning-rate scale and the weight decay are per element (an array) or one number, as
+// `*_per_element` says (then the array argument is not read). With `has_skip`, the update leaves
+// everything as it was when skip[0] != 0 (a float16 step whose gradient overflowed).
 
 template <typename T>
 __device__ void adamw_update(T* data, const T* grad, T* exp_avg, T* exp_avg_sq,
                              const T* lr_scale, double lr_scale_value, int lr_scale_per_element,
                              const T* decay, double decay_value, int decay_per_element,
                              double lr, double beta1, double beta2, double eps,
-                             double bias_correction1, double bias_correction2_sqrt, long long n) {
+                             double bias_correction1, double bias_correction2_sqrt,
+                             const float* skip, int has_skip, long long n) {
+    if (has_skip && skip[0] != 0.0f) return;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x) {
         T lr_i = T(lr) * (lr_scale_per_element ? lr_scale[i] : T(lr_scale_value));
         T wd_i = decay_per_element ? decay[i] : T(decay_value);
@@ -27,7 +31,9 @@ template <typename T>
 __device__ void sgd_update(T* data, const T* grad, T* momentum_buffer,
                            const T* lr_scale, double lr_scale_value, int lr_scale_per_element,
                            const T* decay, double decay_value, int decay_per_element,
-                           double lr, double momentum, int nesterov, int first_step, long long n) {
+                           double lr, double momentum, int nesterov, int first_step,
+                           const float* skip, int has_skip, long long n) {
+    if (has_skip && skip[0] != 0.0f) return;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x) {
         T wd_i = decay_per_element ? decay[i] : T(decay_value);
         T g = grad[i] + wd_i * data[i];                                   // coupled weight decay
@@ -74,56 +80,63 @@ __device__ void scale_by(T* g, const T* scale, long long n) {
     }
 }
 
-extern "C" __global__ void adamw_update_f32(float* data, const float* grad, float* exp_avg, float* exp_avg_sq,
-                                        const float* lr_scale, double lr_scale_value, int lr_scale_per_element,
-                                        const float* decay, double decay_value, int decay_per_element, double lr,
-                                        double beta1, double beta2, double eps, double bias_correction1,
-                                        double bias_correction2_sqrt, long long n) {
-    adamw_update<float>(data, grad, exp_avg, exp_avg_sq, lr_scale, lr_scale_value, lr_scale_per_element, decay,
-                      decay_value, decay_per_element, lr, beta1, beta2, eps, bias_correction1, bias_correction2_sqrt,
-                      n);
-}
-extern "C" __global__ void sgd_update_f32(float* data, const float* grad, float* momentum_buffer, const float* lr_scale,
-                                      double lr_scale_value, int lr_scale_per_element, const float* decay,
-                                      double decay_value, int decay_per_element, double lr, double momentum,
-                                      int nesterov, int first_step, long long n) {
-    sgd_update<float>(data, grad, momentum_buffer, lr_scale, lr_scale_value, lr_scale_per_element, decay, decay_value,
-                    decay_per_element, lr, momentum, nesterov, first_step, n);
-}
-extern "C" __global__ void squares_by_block_f32(const float* g, double* block_sums, long long n) {
-    squares_by_block<float>(g, block_sums, n);
-}
-extern "C" __global__ void norm_and_scale_f32(const double* block_sums, int blocks, double max_norm, float* norm,
-                                          float* scale) {
-    norm_and_scale<float>(block_sums, blocks, max_norm, norm, scale);
-}
-extern "C" __global__ void scale_by_f32(float* g, const float* scale, long long n) {
-    scale_by<float>(g, scale, n);
+#define OPTIMIZER_KERNELS(T, SUFFIX)                                                                            \
+    extern "C" __global__ void adamw_update_##SUFFIX(T* data, const T* grad, T* exp_avg, T* exp_avg_sq,        \
+            const T* lr_scale, double lr_scale_value, int lr_scale_per_element, const T* decay,                 \
+            double decay_value, int decay_per_element, double lr, double beta1, double beta2, double eps,       \
+            double bias_correction1, double bias_correction2_sqrt, const float* skip, int has_skip,             \
+            long long n) {                                                                                      \
+        adamw_update<T>(data, grad, exp_avg, exp_avg_sq, lr_scale, lr_scale_value, lr_scale_per_element, decay, \
+                        decay_value, decay_per_element, lr, beta1, beta2, eps, bias_correction1,                \
+                        bias_correction2_sqrt, skip, has_skip, n);                                              \
+    }                                                                                                           \
+    extern "C" __global__ void sgd_update_##SUFFIX(T* data, const T* grad, T* momentum_buffer, const T* lr_scale,\
+            double lr_scale_value, int lr_scale_per_element, const T* decay, double decay_value,                \
+            int decay_per_element, double lr, double momentum, int nesterov, int first_step, const float* skip, \
+            int has_skip, long long n) {                                                                        \
+        sgd_update<T>(data, grad, momentum_buffer, lr_scale, lr_scale_value, lr_scale_per_element, decay,       \
+                      decay_value, decay_per_element, lr, momentum, nesterov, first_step, skip, has_skip, n);    \
+    }                                                                                                           \
+    extern "C" __global__ void squares_by_block_##SUFFIX(const T* g, double* block_sums, long long n) {        \
+        squares_by_block<T>(g, block_sums, n);                                                                  \
+    }                                                                                                           \
+    extern "C" __global__ void norm_and_scale_##SUFFIX(const double* block_sums, int blocks, double max_norm,  \
+                                                       T* norm, T* scale) {                                    \
+        norm_and_scale<T>(block_sums, blocks, max_norm, norm, scale);                                           \
+    }                                                                                                           \
+    extern "C" __global__ void scale_by_##SUFFIX(T* g, const T* scale, long long n) {                          \
+        scale_by<T>(g, scale, n);                                                                               \
+    }
+OPTIMIZER_KERNELS(float, f32)
+OPTIMIZER_KERNELS(double, f64)
+
+// float16 training. The float16 gradients (scaled by the loss scale) into float32, divided by the
+// scale; any infinity or NaN sets found_inf[0] (every thread that sees one writes the same 1).
+extern "C" __global__ void unscale_gradients_f16(const half_bits* grad, const float* scale, float* out,
+                                                 float* found_inf, long long n) {
+    float inverse = 1.0f / scale[0];
+    bool bad = false;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x) {
+        float value = load(grad, i) * inverse;
+        out[i] = value;
+        bad = bad || !isfinite(value);
+    }
+    if (bad) found_inf[0] = 1.0f;
 }
 
-extern "C" __global__ void adamw_update_f64(double* data, const double* grad, double* exp_avg, double* exp_avg_sq,
-                                        const double* lr_scale, double lr_scale_value, int lr_scale_per_element,
-                                        const double* decay, double decay_value, int decay_per_element, double lr,
-                                        double beta1, double beta2, double eps, double bias_correction1,
-                                        double bias_correction2_sqrt, long long n) {
-    adamw_update<double>(data, grad, exp_avg, exp_avg_sq, lr_scale, lr_scale_value, lr_scale_per_element, decay,
-                      decay_value, decay_per_element, lr, beta1, beta2, eps, bias_correction1, bias_correction2_sqrt,
-                      n);
-}
-extern "C" __global__ void sgd_update_f64(double* data, const double* grad, double* momentum_buffer, const double* lr_scale,
-                                      double lr_scale_value, int lr_scale_per_element, const double* decay,
-                                      double decay_value, int decay_per_element, double lr, double momentum,
-                                      int nesterov, int first_step, long long n) {
-    sgd_update<double>(data, grad, momentum_buffer, lr_scale, lr_scale_value, lr_scale_per_element, decay, decay_value,
-                    decay_per_element, lr, momentum, nesterov, first_step, n);
-}
-extern "C" __global__ void squares_by_block_f64(const double* g, double* block_sums, long long n) {
-    squares_by_block<double>(g, block_sums, n);
-}
-extern "C" __global__ void norm_and_scale_f64(const double* block_sums, int blocks, double max_norm, double* norm,
-                                          double* scale) {
-    norm_and_scale<double>(block_sums, blocks, max_norm, norm, scale);
-}
-extern "C" __global__ void scale_by_f64(double* g, const double* scale, long long n) {
-    scale_by<double>(g, scale, n);
+// After the step (one thread): back off on an overflow, grow after growth_interval clean steps, and
+// clear found_inf for the next step (torch.amp.GradScaler's rule).
+extern "C" __global__ void update_loss_scale(float* scale, int* growth_tracker, float* found_inf,
+                                             double growth_factor, double backoff_factor, int growth_interval) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    if (found_inf[0] > 0.0f) {
+        scale[0] = (float)(scale[0] * backoff_factor);
+        growth_tracker[0] = 0;
+    } else if (growth_tracker[0] + 1 >= growth_interval) {
+        scale[0] = (float)(scale[0] * growth_factor);
+        growth_tracker[0] = 0;
+    } else {
+        growth_tracker[0] += 1;
+    }
+    found_inf[0] = 0.0f;
 }

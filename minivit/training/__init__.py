@@ -1,0 +1,1 @@
+"""The training code, a room per job; ``minivit.train`` is its front door (see its docstring)."""

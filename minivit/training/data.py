@@ -1,0 +1,102 @@
+"""The data of a training run: the training split, checked against the model, split for
+validation, and drawn in batches.
+
+    resolve_data_dir(config)            --data-dir, or ./data (downloaded with --download)
+    load_training_images(...)           the train split at the model's size, --classes applied
+    check_fits_model(dataset, config)   image shape and number of classes against the model
+    split_for_validation(...)           a stratified split in which every class has images on both sides
+    Batches                             the training images on the backend, drawn in a seeded order
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np  # host side: data indices
+
+from minivit import backend
+from minivit.config import ViTConfig
+from minivit.data import DataError, Dataset, download_cifar10, find_data, load_split, stratified_split
+
+
+def resolve_data_dir(data_dir: str | None, download: bool) -> str:
+    if data_dir is not None:
+        find_data(data_dir)  # raises DataError with instructions
+        return data_dir
+    default = Path("data")
+    try:
+        find_data(default)
+        return str(default)
+    except DataError:
+        if download:
+            download_cifar10(default)
+            return str(default)
+        raise
+
+
+def load_training_images(data_dir: str, image_size: int, classes: list[str] | None) -> Dataset:
+    """The train split at ``image_size``; with ``classes``, only those, relabelled in their order."""
+    dataset = load_split(data_dir, "train", image_size=image_size)
+    return dataset.select_classes(classes) if classes else dataset
+
+
+def check_fits_model(dataset: Dataset, model_config: ViTConfig) -> None:
+    _, channels, height, width = dataset.images.shape
+    if (channels, height, width) != (model_config.num_channels, model_config.image_size, model_config.image_size):
+        raise DataError(f"The data's images are {channels}x{height}x{width} but the model expects "
+                        f"{model_config.num_channels}x{model_config.image_size}x{model_config.image_size}: "
+                        "set --image-size / --num-channels to match.")
+    if dataset.num_classes > model_config.num_labels:
+        raise DataError(f"The data has {dataset.num_classes} classes but the model {model_config.num_labels} "
+                        f"labels: pass --num-labels {dataset.num_classes}.")
+    if dataset.num_classes < 2:
+        raise DataError(f"The data has {dataset.num_classes} class ({', '.join(dataset.class_names)}): a "
+                        "classifier needs at least two.")
+
+
+def split_for_validation(dataset: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """(training part, validation part): ``stratified_split``, refused unless every class has at least
+    one image on each side (a class without validation images would make the accuracy that picks
+    the best checkpoint mean nothing for it)."""
+    counts = dataset.class_counts()
+    train_idx, val_idx = stratified_split(dataset.labels, val_fraction, seed)
+    val_counts = np.bincount(dataset.labels[val_idx], minlength=dataset.num_classes)
+    short = [i for i in range(dataset.num_classes) if val_counts[i] == 0 or val_counts[i] == counts[i]]
+    if short:
+        smallest = int(counts.min())
+        name = dataset.class_names[int(np.argmin(counts))]
+        if smallest < 2:
+            raise DataError(f"Class {name!r} has {smallest} training image(s): at least two are needed, one to "
+                            "train on and one to validate on.")
+        raise DataError(
+            f"--val-fraction {val_fraction:g} leaves class(es) {', '.join(dataset.class_names[i] for i in short)} "
+            f"without {'validation' if val_counts[short[0]] == 0 else 'training'} images (the smallest class, "
+            f"{name!r}, has {smallest}): choose --val-fraction in [{1 / smallest:.3g}, {1 - 1 / smallest:.3g}].")
+    return dataset.subset(train_idx), dataset.subset(val_idx)
+
+
+class Batches:
+    """The training images on the backend, drawn in a seeded order per epoch.
+
+    Only the batch's images are gathered each step; the data set is copied to the
+    device once.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+        if len(labels) < batch_size:
+            raise DataError(f"Only {len(labels)} training images for a batch size of {batch_size}: "
+                            "lower --batch-size or use more data.")
+        self.images = backend.asarray(images)
+        self.labels = backend.asarray(labels)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.steps_per_epoch = len(labels) // batch_size  # the last, incomplete batch is dropped
+        self._order_epoch, self._order = None, None
+
+    def get(self, step: int):
+        epoch, index = divmod(step, self.steps_per_epoch)
+        if self._order_epoch != epoch:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.labels))
+            self._order, self._order_epoch = backend.asarray(order), epoch
+        chosen = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        return self.images[chosen], self.labels[chosen]

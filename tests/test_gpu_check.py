@@ -1,0 +1,37 @@
+"""The one command for the GPU machine (benchmarks/gpu_check.py), rehearsed end to end on the CPU.
+
+Every stage runs at toy size on the simulated GPU, PyTorch on the CPU: a GPU session then only
+has to run it. The rehearsal must finish with every stage ok (the CUDA-graph stage says it needs a GPU).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_the_gpu_check_rehearses_every_stage(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--rehearse", "--out",
+                          str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results) == ["environment", "tests", "parity", "kernels", "graphs", "throughput", "profile",
+                             "training"]
+    assert all(stage["status"] == "ok" for stage in results.values()), {k: v["status"] for k, v in results.items()}
+    assert results["parity"]["result"]["float64"]["max_error"] < 1e-10
+    assert len(results["kernels"]["result"]) >= 20
+    sides = {row["side"] for row in results["throughput"]["result"]["rows"]}
+    assert {"minivit (CuPy)", "PyTorch eager"} <= sides
+    training = results["training"]["result"]
+    assert training["epochs"] > 0 and training["final_test_accuracy"] is not None
+    assert all("test_accuracy" in row for row in training["curve"])
+    for name in ("summary.md", "environment.txt", "parity.json", "kernels.json", "throughput.json", "profile.md",
+                 "training.json", "training-curve.png", "gpu-tests.txt"):
+        assert (tmp_path / name).is_file(), name
