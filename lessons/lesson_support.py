@@ -10,6 +10,7 @@ Environment variables (set them before starting Jupyter, or in a notebook's firs
     MINIVIT_SOLUTIONS=1  the exercises use the solutions in lessons/solutions.py (and the answers
                          to the questions are shown).
     MINIVIT_ANSWERS=1    show the answers to the questions, without switching in the solutions.
+    MINIVIT_RUNS_DIR     where the lessons' training runs go (default: runs/ at the repository's root).
 
 Your functions in the engine: when an exercise that writes one of the engine's operations
 (linear_backward, softmax_backward, attention_forward, ...) passes its check, its source is kept
@@ -34,6 +35,7 @@ ANSWERS = SOLUTIONS or os.environ.get("MINIVIT_ANSWERS") == "1"
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 MINE = HERE / "mine"  # your passing exercises that are engine operations (not committed)
+RUNS = Path(os.environ.get("MINIVIT_RUNS_DIR", "").strip() or REPO / "runs")  # the lessons' training runs
 
 # The exercises whose functions the engine can run, by the engine's name, and the lesson that writes each.
 ENGINE_EXERCISES = {
@@ -139,7 +141,8 @@ def describe_data() -> str:
 
 
 def load_images(split: str = "train", count: int | None = None, seed: int = 0, image_size: int | None = None):
-    """A Dataset from the lessons' data; ``count`` images drawn at random (all when None)."""
+    """A Dataset from the lessons' data; ``count`` images drawn at random (all when None), at
+    ``image_size`` (by default CIFAR-10's 32 x 32: an image folder of another size is resized)."""
     from minivit.data import DataError, load_split
 
     try:
@@ -149,6 +152,8 @@ def load_images(split: str = "train", count: int | None = None, seed: int = 0, i
         raise DataError(f"{message} {HOW_TO_SET}") from None
     if count is not None and count < len(dataset):
         dataset = dataset.subset(np.sort(np.random.default_rng(seed).permutation(len(dataset))[:count]))
+    if image_size is None and dataset.images.shape[2:] != (32, 32):
+        dataset = dataset.resized(32)  # the lessons' models see 32 x 32 images
     return dataset
 
 

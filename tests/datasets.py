@@ -56,20 +56,3 @@ def write_image_folder(root: Path, per_class: int = 16, size: int = 8, test_per_
                 Image.fromarray(pixels).save(folder / f"{i:04d}.png")
     return root
 
-
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
-def write_cifar_image_folder(root: Path, per_class: int = 20, test_per_class: int = 4, size: int = 32,
-                             seed: int = 0) -> Path:
-    """root/{train,test}/<CIFAR-10 class>/*.png, random pixels: the layout of a JPEG/PNG copy of CIFAR-10."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for split, count in (("train", per_class), ("test", test_per_class)):
-        for name in CIFAR10_CLASSES:
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i:04d}.png")
-    return root

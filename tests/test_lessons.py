@@ -1,6 +1,7 @@
 """Every lesson notebook runs top to bottom in fast mode with the solutions switched in, on data the
 tests generate: the official CIFAR-10 python format and an image folder (each lesson that reads
-images runs on both). A failing check stops the run, so every check's PASS is asserted.
+images runs on both; real CIFAR-10, as an image folder of JPEGs, is how the committed notebooks
+are made). A failing check stops the run, so every check's PASS is asserted.
 
 Also asserted: each lesson's structure (goals, exercises with a check, questions with their
 answers, a recap), no absolute path of the machine in any output (here or in the committed
@@ -30,12 +31,20 @@ RUNS = [pytest.param(path, layout, id=f"{path.stem}-{layout}") for path in LESSO
 
 @pytest.fixture(scope="module")
 def lesson_data(tmp_path_factory):
-    from datasets import write_cifar_batches, write_cifar_image_folder
+    """CIFAR-10's python batches (random pixels, CIFAR's ten classes), and an image folder that is
+    not CIFAR at all (three colour classes, 8 x 8 PNGs): the lessons resize and pick classes."""
+    from datasets import write_cifar_batches, write_image_folder
 
     root = tmp_path_factory.mktemp("lesson-data")
     write_cifar_batches(root / "cifar-python", per_batch=40, test_size=40)
-    write_cifar_image_folder(root / "image-folder", per_class=20, test_per_class=4)
+    write_image_folder(root / "image-folder")
     return root
+
+
+@pytest.fixture(scope="module")
+def lesson_runs(tmp_path_factory):
+    """The lessons' training runs, one folder per data layout (lesson 11 reads lesson 10's)."""
+    return tmp_path_factory.mktemp("lesson-runs")
 
 
 def outputs_of(notebook) -> str:
@@ -80,12 +89,13 @@ def test_lesson_structure(source):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("source, layout", RUNS)
-def test_lesson_runs_top_to_bottom(source, layout, lesson_data, monkeypatch):
+def test_lesson_runs_top_to_bottom(source, layout, lesson_data, lesson_runs, monkeypatch):
     import build
 
     monkeypatch.setenv("MINIVIT_FAST", "1")
     monkeypatch.setenv("MINIVIT_SOLUTIONS", "1")
     monkeypatch.setenv("MINIVIT_DATA_DIR", str(lesson_data / layout))
+    monkeypatch.setenv("MINIVIT_RUNS_DIR", str(lesson_runs / layout))  # not the repository's runs/
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "lessons")]))
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "MINIVIT_NUM_THREADS"):

@@ -25,7 +25,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 from minivit import augment
-from lesson_support import (FAST, REPO, CallCounter, check, data_dir, exercise, load_images, my_functions,
+from lesson_support import (FAST, RUNS, CallCounter, check, data_dir, exercise, load_images, my_functions,
                             show_answers, use_mine)
 from exercise_checks import check_learning_rate
 
@@ -120,12 +120,12 @@ from dataclasses import replace
 
 from minivit.train import RECIPES, TrainConfig, train
 
-run_dir = REPO / "runs" / "lesson-08"
+run_dir = RUNS / "lesson-08"
 shutil.rmtree(run_dir, ignore_errors=True)
 recipe = dict(RECIPES["cifar-tiny"])
 model_overrides = {}
-if FAST:  # a tiny model, and a first run cut short after 10 steps so that there is something to continue
-    recipe.update(epochs=4, batch_size=16, max_steps=10)
+if FAST:  # a tiny model, and a first run cut short after 3 steps so that there is something to continue
+    recipe.update(epochs=4, batch_size=16, max_steps=3)
     model_overrides = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
 config = TrainConfig(preset="cifar-tiny", model=model_overrides, data_dir=data_dir(),
                      out=os.path.relpath(run_dir),  # relative to this notebook: printed paths stay short
