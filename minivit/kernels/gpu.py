@@ -410,7 +410,7 @@ def cross_entropy_forward(logits, targets, label_smoothing: float = 0.0):
         return ops.cross_entropy_forward(logits, targets, label_smoothing)  # which explains what is wrong
     B, K = logits.shape
     logits = _contiguous(logits)
-    labels = targets.astype(xp.int64, copy=False) if labels_given else logits  # (an unused pointer: not read)
+    labels = _contiguous(targets.astype(xp.int64, copy=False)) if labels_given else logits  # (else: not read)
     soft = _contiguous(targets.astype(logits.dtype, copy=False)) if soft_given else logits
     log_probs, q = xp.empty_like(logits), xp.empty_like(logits)
     loss = xp.empty(1, dtype=logits.dtype)
