@@ -4,10 +4,11 @@
     python lessons/build.py --no-run     # build without running
     python lessons/build.py 04 --fast    # one lesson, fast mode, solutions switched in
 
-Sources live in lessons/src/NN_name.py in the "percent" format: a line ``# %%``
+Sources live in lessons/src/NN_name.py in jupytext's "percent" format: a line ``# %%``
 starts a code cell, ``# %% [markdown]`` a Markdown cell whose lines start with ``# ``.
-The committed notebooks are the output of ``python lessons/build.py`` with
-MINIVIT_SOLUTIONS=1, on real CIFAR-10.
+jupytext (https://jupytext.readthedocs.io) reads them; with it installed, Jupyter also opens
+a source as a notebook (right-click, "Open With", "Notebook"). The committed notebooks are
+the output of ``python lessons/build.py`` with MINIVIT_SOLUTIONS=1, on real CIFAR-10.
 """
 
 from __future__ import annotations
@@ -19,41 +20,29 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-
-
-def parse_percent(text: str) -> list[tuple[str, str]]:
-    cells, kind, lines = [], None, []
-
-    def flush():
-        if kind is not None:
-            body = "\n".join(lines).strip("\n")
-            if body:
-                cells.append((kind, body))
-
-    for line in text.splitlines():
-        if line.startswith("# %%"):
-            flush()
-            kind, lines = ("markdown" if "[markdown]" in line else "code"), []
-        elif kind == "markdown":
-            lines.append(line[2:] if line.startswith("# ") else line.lstrip("#"))
-        elif kind is not None:
-            lines.append(line)
-    flush()
-    return cells
+REPO = HERE.parent
 
 
 def build(source: Path):
+    """The notebook of one percent-format source, without outputs."""
+    import jupytext
     import nbformat
 
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    for kind, body in parse_percent(source.read_text()):
-        cell = nbformat.v4.new_markdown_cell(body) if kind == "markdown" else nbformat.v4.new_code_cell(body)
-        notebook.cells.append(cell)
+    notebook = jupytext.reads(Path(source).read_text(), fmt="py:percent")
+    notebook.metadata = nbformat.from_dict({
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+    })
+    for cell in notebook.cells:
+        cell.metadata = nbformat.from_dict({})  # jupytext's layout hints (blank lines) mean nothing here
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.validate(notebook)
     return notebook
 
 
 def run(notebook, timeout: int = 1800):
+    """Execute ``notebook`` in place, from lessons/ (where a learner's Jupyter runs it)."""
     from nbclient import NotebookClient
 
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
@@ -75,16 +64,22 @@ def main(argv=None) -> int:
     os.environ.setdefault("MINIVIT_SOLUTIONS", "1")
     if args.fast:
         os.environ["MINIVIT_FAST"] = "1"
+    # the kernel imports minivit and lesson_support from this checkout (after an explicit PYTHONPATH)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []) + [str(REPO), str(HERE)])
     sources = sorted((HERE / "src").glob("[0-9][0-9]_*.py"))
     if args.lessons:
         sources = [s for s in sources if any(s.stem.startswith(k) or k in s.stem for k in args.lessons)]
     for source in sources:
         started = time.perf_counter()
         notebook = build(source)
-        if not args.no_run:
-            run(notebook)
         target = Path(args.out) / f"{source.stem}.ipynb"
-        nbformat.write(notebook, target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if not args.no_run:
+                run(notebook)
+        finally:  # a failed run is written too, to be read where it stopped
+            nbformat.write(notebook, target)
         print(f"{target.name}: {len(notebook.cells)} cells, {time.perf_counter() - started:.0f} s", flush=True)
     return 0
 

@@ -1,10 +1,19 @@
 """Solutions to the lessons' exercises. The lessons use them when MINIVIT_SOLUTIONS=1.
 
 Try each exercise before you read its solution: the check cell under it tells you
-whether your version is right.
+whether your version is right, and if not, what looks off.
+
+The functions named after engine operations (linear_backward, softmax_backward, ...) take the
+engine's arguments and caches (minivit/ops/), so they can run inside the model
+(minivit.dispatch.use_mine).
 """
 
+import math
+
 import numpy as np
+
+from minivit import ops
+from minivit.ops import AttentionCache
 
 
 # Lesson 1
@@ -17,13 +26,13 @@ def patches_by_reshape(x, patch_size):
 
 
 # Lesson 2
-def projection_backward(dout, cache):
-    patches, weight = cache
-    K, D = weight.shape
-    dpatches = dout @ weight.T
-    dweight = patches.reshape(-1, K).T @ dout.reshape(-1, D)
-    dbias = dout.reshape(-1, D).sum(axis=0)
-    return dpatches, dweight, dbias
+def linear_backward(dout, cache):
+    x, weight, has_bias = cache
+    D_in, D_out = weight.shape
+    dx = dout @ weight.T  # (..., D_in)
+    dweight = x.reshape(-1, D_in).T @ dout.reshape(-1, D_out)  # every row used the same W: sum over rows
+    dbias = dout.reshape(-1, D_out).sum(axis=0) if has_bias else None
+    return dx, dweight, dbias
 
 
 def col2im_by_loops(dcols, image_shape, patch_size, stride):
@@ -44,26 +53,73 @@ def cls_concat_backward(dout, batch_size):
 
 
 # Lesson 4
-def softmax_backward(dprobs, probs):
-    return probs * (dprobs - (dprobs * probs).sum(axis=-1, keepdims=True))
+def softmax_jacobian(probs):
+    return np.diag(probs) - np.outer(probs, probs)
+
+
+def softmax_backward(dprobs, cache):
+    probs, axis = cache
+    return probs * (dprobs - (dprobs * probs).sum(axis=axis, keepdims=True))
+
+
+def split_heads(x, num_heads):
+    B, T, D = x.shape
+    return x.reshape(B, T, num_heads, D // num_heads).transpose(0, 2, 1, 3)
+
+
+def attention_forward(q, k, v, dropout_p=0.0, rng=None, training=False):
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    scores = q @ k.swapaxes(-1, -2) * scale  # (B, H, T, T)
+    probs, _ = ops.softmax_forward(scores, -1)  # each row sums to 1
+    dropped, dropout_mask = ops.dropout_forward(probs, dropout_p, rng, training)
+    return dropped @ v, AttentionCache(q, k, v, scale, probs, dropout_mask)
+
+
+def multi_head_attention(x, q_weight, q_bias, k_weight, k_bias, v_weight, v_bias, o_weight, o_bias, num_heads):
+    q = split_heads(x @ q_weight + q_bias, num_heads)  # (B, H, T, d)
+    k = split_heads(x @ k_weight + k_bias, num_heads)
+    v = split_heads(x @ v_weight + v_bias, num_heads)
+    heads, _ = attention_forward(q, k, v)
+    B, H, T, d = heads.shape
+    merged = heads.transpose(0, 2, 1, 3).reshape(B, T, H * d)
+    return merged @ o_weight + o_bias
 
 
 def attention_backward(dout, cache):
-    q, k, v, probs, scale = cache
-    dv = probs.swapaxes(-1, -2) @ dout
+    q, k, v, scale, probs, dropout_mask = cache
+    dropped = probs if dropout_mask is None else probs * dropout_mask
+    dv = dropped.swapaxes(-1, -2) @ dout
     dprobs = dout @ v.swapaxes(-1, -2)
-    dscores = softmax_backward(dprobs, probs) * scale
+    if dropout_mask is not None:
+        dprobs = dprobs * dropout_mask
+    dscores = softmax_backward(dprobs, (probs, -1)) * scale
     dq = dscores @ k
     dk = dscores.swapaxes(-1, -2) @ q
     return dq, dk, dv
 
 
 # Lesson 5
+def layernorm_backward_by_graph(dout, x, gamma, eps):
+    D = x.shape[-1]
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    rstd = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mu) * rstd
+    sum_axes = tuple(range(x.ndim - 1))
+    dgamma = (dout * xhat).sum(axis=sum_axes)
+    dbeta = dout.sum(axis=sum_axes)
+    dxhat = dout * gamma
+    dvar = (dxhat * (x - mu)).sum(axis=-1, keepdims=True) * -0.5 * rstd**3
+    dmean = (-dxhat * rstd).sum(axis=-1, keepdims=True) + dvar * (-2 * (x - mu)).mean(axis=-1, keepdims=True)
+    dx = dxhat * rstd + dvar * 2 * (x - mu) / D + dmean / D
+    return {"dgamma": dgamma, "dbeta": dbeta, "dxhat": dxhat, "dvar": dvar, "dmean": dmean, "dx": dx}
+
+
 def layernorm_backward(dout, cache):
     xhat, rstd, gamma = cache
-    axes = tuple(range(dout.ndim - 1))
-    dgamma = (dout * xhat).sum(axis=axes)
-    dbeta = dout.sum(axis=axes)
+    D = dout.shape[-1]
+    dgamma = (dout * xhat).reshape(-1, D).sum(axis=0)
+    dbeta = dout.reshape(-1, D).sum(axis=0)
     dxhat = dout * gamma
     dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True) - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
     return dx, dgamma, dbeta
@@ -78,16 +134,33 @@ def parameters_per_layer(D, M, qkv_bias=True):
 
 
 # Lesson 7
-def learning_rate(step, total_steps, warmup_steps, base_lr, min_lr=0.0):
-    import math
+def init_std(fan_in):
+    return 1.0 / math.sqrt(fan_in)
 
+
+def bias_correction(step, beta):
+    return 1.0 - beta**step
+
+
+def adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    param = param * (1.0 - lr * weight_decay)  # decoupled: not through the gradient
+    exp_avg = beta1 * exp_avg + (1.0 - beta1) * grad
+    exp_avg_sq = beta2 * exp_avg_sq + (1.0 - beta2) * grad * grad
+    m_hat = exp_avg / bias_correction(step, beta1)
+    v_hat = exp_avg_sq / bias_correction(step, beta2)
+    param = param - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return param, exp_avg, exp_avg_sq
+
+
+# Lesson 8
+def learning_rate(step, total_steps, warmup_steps, base_lr, min_lr=0.0):
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * progress))
 
 
-# Lesson 8
+# Lesson 9
 def seconds_per_call(function, repeats=5):
     import time
 
@@ -104,10 +177,31 @@ def seconds_per_call(function, repeats=5):
     return float(np.median(times))
 
 
-# Lesson 9
-def resize_matrix(in_size, out_size):
-    import math
+def train_steps(model, optimizer, images, labels, steps, read_every):
+    from minivit import backend
+    from minivit.ops import cross_entropy_backward, cross_entropy_forward
 
+    losses, pending = [], []
+    for step in range(steps):
+        optimizer.zero_grad()
+        loss, cache = cross_entropy_forward(model.forward(images), labels)
+        model.backward(cross_entropy_backward(1.0, cache))
+        optimizer.step()
+        pending.append(loss)  # stays on the device: no waiting here
+        if len(pending) == read_every or step == steps - 1:
+            losses += [float(value) for value in backend.to_numpy(backend.xp.stack(pending))]  # one copy
+            pending = []
+    return losses
+
+
+def gelu_kernel_parts():
+    return {"in_params": "T x", "out_params": "T y",
+            "operation": "y = x * normcdf(x)",  # Phi(x) = (1 + erf(x / sqrt 2)) / 2 is CUDA's normcdf
+            "name": "gelu_exact_forward"}
+
+
+# Lesson 10
+def resize_matrix(in_size, out_size):
     from minivit.ops.interpolate import cubic_weights
 
     matrix = np.zeros((out_size, in_size))
@@ -129,7 +223,7 @@ def layer_decay_scale(name, num_layers, decay):
     return decay ** (num_layers + 1 - layer)
 
 
-# Lesson 10
+# Lesson 11
 def principal_components(filters, count):
     D = filters.shape[0]
     flat = filters.reshape(D, -1)

@@ -55,3 +55,4 @@ def write_image_folder(root: Path, per_class: int = 16, size: int = 8, test_per_
                 pixels = np.clip(color + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(pixels).save(folder / f"{i:04d}.png")
     return root
+

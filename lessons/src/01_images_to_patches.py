@@ -7,13 +7,28 @@
 # 2. say which pixel of which patch lands where in that tensor;
 # 3. explain why a ViT refuses an image of the wrong size.
 #
-# A transformer works on a *sequence* of vectors. ViT's idea ("An Image is Worth 16x16 Words") is
-# to make that sequence out of an image by cutting it into $P \times P$ patches and flattening each
-# one. An image $x \in \mathbb{R}^{C \times H \times W}$ becomes
+# ## Where the images come from
 #
-# $$ N = \frac{H}{P} \cdot \frac{W}{P} \text{ patches, each a vector of } C P^2 \text{ numbers.} $$
+# Every lesson uses **CIFAR-10** (Krizhevsky, 2009): 60,000 colour images of 32 × 32 pixels in ten
+# classes (airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck), 50,000 for
+# training and 10,000 for testing, from <https://www.cs.toronto.edu/~kriz/cifar.html>.
+# The lessons read it from the folder named by the environment variable **`MINIVIT_DATA_DIR`**:
+# either the official python version (`cifar-10-batches-py`, or the folder holding it) or an image
+# folder laid out as `DIR/train/<class>/*.png` (or `.jpg`) and `DIR/test/<class>/...`.
+# Set it before you start Jupyter,
 #
-# For CIFAR-10 ($C=3$, $H=W=32$) with $P=4$: $N = 64$ patches of $48$ numbers.
+# ```bash
+# export MINIVIT_DATA_DIR=/path/to/cifar10
+# jupyter lab lessons/
+# ```
+#
+# or in the first cell of a notebook, `import os; os.environ["MINIVIT_DATA_DIR"] = "/path/to/cifar10"`,
+# before anything else runs. Without it, the lessons download CIFAR-10 (170 MB, checked against its
+# MD5) into `data/` at the repository's root, once. The cell below says what it found; if it finds
+# nothing, its error says how to set `MINIVIT_DATA_DIR`.
+#
+# `MINIVIT_FAST=1` makes every lesson run in seconds on tiny models (the test suite does that);
+# `MINIVIT_SOLUTIONS=1` switches in the solutions of the exercises.
 
 # %%
 import numpy as np
@@ -21,12 +36,25 @@ import matplotlib.pyplot as plt
 
 import minivit
 from minivit import ops
-from lesson_support import check, check_close, exercise, load_images
+from lesson_support import check_close, describe_data, exercise, load_images, show_answers
+from exercise_checks import check_patches_by_reshape
 
+print(describe_data())
 images = load_images("train", count=16)
-print(images.images.shape, images.images.dtype, images.class_names[:3])
+print(f"{len(images)} training images drawn at random: {images.images.shape} {images.images.dtype}, "
+      f"classes {', '.join(images.class_names)}")
 
 # %% [markdown]
+# ## From an image to a sequence
+#
+# A transformer works on a *sequence* of vectors. ViT's idea ("An Image is Worth 16x16 Words") is
+# to make that sequence out of an image by cutting it into $P \times P$ patches and flattening each
+# one. An image $x \in \mathbb{R}^{C \times H \times W}$ becomes
+#
+# $$ N = \frac{H}{P} \cdot \frac{W}{P} \text{ patches, each a vector of } C P^2 \text{ numbers.} $$
+#
+# For CIFAR-10 ($C=3$, $H=W=32$) with $P=4$: $N = 64$ patches of $48$ numbers.
+#
 # ## Looking at the patch grid
 #
 # Each CIFAR-10 image is 32×32 pixels. With a patch size of 4 the grid is 8×8; with 8, it is 4×4.
@@ -42,7 +70,11 @@ for column in range(4):
             axis.axhline(k - 0.5, color="white", linewidth=0.8)
             axis.axvline(k - 0.5, color="white", linewidth=0.8)
         axis.set_title(f"{images.class_names[images.labels[column]]}, P={patch}", fontsize=9)
-        axis.axis("off")
+        axis.set_xticks([0, 31])
+        axis.set_yticks([0, 31])
+        axis.set_xlabel("x (pixels)", fontsize=8)
+        axis.set_ylabel("y (pixels)", fontsize=8)
+plt.suptitle("the patch grid: 8 x 8 patches of 4 pixels (top), 4 x 4 of 8 (bottom)")
 plt.tight_layout()
 plt.show()
 
@@ -50,15 +82,36 @@ plt.show()
 # ## Way 1: reshape and transpose
 #
 # When patches tile the image, cutting them out needs no copying of individual pixels, only a new
-# view of the same numbers. Split the height $H$ into $(H/P, P)$ and the width into $(W/P, P)$:
+# way to index the same numbers. Two orders matter, because the patch embedding (lesson 2) and
+# transformers' `Conv2d` weights rely on them:
 #
-# $$ (B, C, H, W) \to (B, C, \tfrac{H}{P}, P, \tfrac{W}{P}, P) \to (B, \tfrac{H}{P}, \tfrac{W}{P}, C, P, P) \to (B, N, C P^2). $$
-#
-# The order of the last three axes, $(C, P, P)$, is the order in which a `Conv2d` weight of shape
-# $(D, C, P, P)$ flattens; the patches run row by row over the grid.
+# * the patches run **row by row over the grid**: patch $n = r \cdot \frac{W}{P} + c$ is the one in
+#   grid row $r$, grid column $c$;
+# * inside a patch the numbers run **channel first, then row, then column**, $(C, P, P)$: the order in
+#   which a `Conv2d` weight of shape $(D, C, P, P)$ flattens.
 #
 # **Exercise 1.** Write `patches_by_reshape(x, patch_size)` with one `reshape`, one `transpose` and
-# one more `reshape`.
+# one more `reshape`. Work out the intermediate shapes first; open the hints one at a time if you
+# are stuck.
+#
+# <details><summary>Hint 1: what the first reshape does</summary>
+#
+# A reshape can split an axis into two without moving any number: the height $H$ is really
+# $(H/P, P)$, "which patch row" and "which pixel row inside the patch". Split the width likewise.
+# </details>
+#
+# <details><summary>Hint 2: which axes must end up next to each other</summary>
+#
+# The last reshape can only merge axes that are adjacent and in the right order. You want
+# (batch, grid row, grid column) in front, to become $(B, N)$, and (channel, pixel row, pixel column)
+# behind, to become $C P^2$. A transpose reorders the six axes.
+# </details>
+#
+# <details><summary>Hint 3: the shapes</summary>
+#
+# $(B, C, H, W) \to (B, C, \tfrac{H}{P}, P, \tfrac{W}{P}, P) \xrightarrow{\text{transpose}(0, 2, 4, 1, 3, 5)}
+# (B, \tfrac{H}{P}, \tfrac{W}{P}, C, P, P) \to (B, N, C P^2)$.
+# </details>
 
 # %%
 @exercise
@@ -71,11 +124,10 @@ def patches_by_reshape(x, patch_size):
 
 
 # %%
+check_patches_by_reshape(patches_by_reshape)
 x = images.images[:4].astype(np.float64)
 ours = patches_by_reshape(x, 4)
-check(ours.shape == (4, 64, 48), "shape (B, N, C*P*P) = (4, 64, 48)", f"got {ours.shape}")
-check_close(ours[0, 0], x[0, :, :4, :4].reshape(-1), "patch 0 is the top-left 4x4 block, channels first")
-check_close(ours[0, 9], x[0, :, 4:8, 4:8].reshape(-1), "patch 9 is row 1, column 1 of the grid")
+check_close(ours[0, 9], x[0, :, 4:8, 4:8].reshape(-1), "on a CIFAR image: patch 9 is grid row 1, column 1")
 
 # %% [markdown]
 # ## Way 2: im2col
@@ -85,7 +137,7 @@ check_close(ours[0, 9], x[0, :, 4:8, 4:8].reshape(-1), "patch 9 is row 1, column
 # offset $(i, j)$ inside the patch as one strided slice of the image.
 
 # %%
-check_close(ops.im2col(x, 4), patches_by_reshape(x, 4), "im2col equals the reshape")
+check_close(ops.im2col(x, 4), patches_by_reshape(x, 4), "im2col equals your reshape")
 check_close(ops.im2col(x, 4, stride=4), ops.im2col(x, 4), "stride = patch size is the default")
 
 # %% [markdown]
@@ -152,3 +204,18 @@ except ValueError as error:
 #    a view. Why? (Hint: what does `transpose` do to the strides?)
 # 3. A model trained at 32×32 could still take 40×40 images if we *interpolated* its position
 #    embeddings to a 10×10 grid. What would that assume about what the embeddings encode?
+
+# %%
+show_answers(1)
+
+# %% [markdown]
+# ## What you built
+#
+# - `patches_by_reshape`: an image batch $(B, C, H, W)$ as a sequence of patch vectors $(B, N, C P^2)$,
+#   with no loop, equal to the engine's `im2col`.
+# - The proof that "patchify, then one matrix" is a convolution with kernel = stride = $P$: the
+#   reason ViT's patch embedding is a `Conv2d` in transformers and a matrix product here.
+# - Why the patch count, and so the image size, is fixed by the position-embedding table
+#   (lesson 10 resizes that table to finetune at a higher resolution).
+#
+# Next, lesson 2: the patch projection's backward, which runs inside the engine once it passes.

@@ -26,14 +26,28 @@ import matplotlib.pyplot as plt
 
 import minivit
 from minivit import ops
-from minivit.gradcheck import check_op
-from lesson_support import check, exercise
+from minivit.gradcheck import check_model
+from lesson_support import CallCounter, check, exercise, show_answers, use_mine
+from exercise_checks import check_cls_concat_backward
 
 rng = np.random.default_rng(0)
 
 # %% [markdown]
-# **Exercise 1.** Write the backward of the CLS concatenation: it must split the gradient into the
-# part that belongs to the patches and the part that belongs to the (single, shared) CLS token.
+# **Exercise 1.** Write the backward of the CLS concatenation, `cls_concat_backward(dout, batch_size)`
+# (the engine's signature: the forward's cache is the batch size). It must split the gradient into
+# the part that belongs to the patches and the part that belongs to the (single, shared) CLS token.
+#
+# <details><summary>Hint 1: which rows are whose</summary>
+#
+# The forward put the CLS token at position 0 of every sequence and the $N$ patches at positions
+# $1 \dots N$. The gradient of the output splits along that axis the same way.
+# </details>
+#
+# <details><summary>Hint 2: one parameter, B copies</summary>
+#
+# `dout[:, :1]` is $(B, 1, D)$: one gradient per copy of the token. The token itself is $(1, 1, D)$:
+# add the copies' gradients over the batch, keeping the axis (`keepdims=True`).
+# </details>
 
 # %%
 def cls_concat_forward(patch_embeddings, cls_token):
@@ -50,10 +64,23 @@ def cls_concat_backward(dout, batch_size):
 
 
 # %%
-report = check_op(cls_concat_forward, cls_concat_backward,
-                  {"patches": rng.standard_normal((3, 4, 5)), "cls_token": rng.standard_normal((1, 1, 5))})
-print(report)
-check(report.max_rel_error < 1e-6, "CLS concat backward (expect about 1e-11)")
+check_cls_concat_backward(cls_concat_backward)
+
+# %% [markdown]
+# Your backward in the engine: a small ViT's gradient check, every parameter, with the engine's
+# `cls_concat_backward` replaced by yours.
+
+# %%
+config = minivit.ViTConfig(image_size=8, patch_size=4, hidden_size=6, num_hidden_layers=1,
+                           num_attention_heads=2, intermediate_size=8, num_labels=3, initializer_range=0.5)
+tiny = minivit.ViTForImageClassification(config, dtype="float64").eval()
+counter = CallCounter({"cls_concat_backward": cls_concat_backward})
+with use_mine(**counter.functions):
+    report = check_model(tiny, rng.standard_normal((3, 3, 8, 8)))
+cls_error = next(c for c in report.checks if c.name == "embeddings.cls_token").max_rel_error
+check(report.max_rel_error < 1e-6 and counter.calls["cls_concat_backward"] > 0,
+      f"every gradient of a ViT through your cls_concat_backward ({counter})",
+      yours=f"{report.max_rel_error:.1e} (the CLS token's: {cls_error:.1e})", expected="below 1e-6")
 
 # %% [markdown]
 # The engine's pair is `minivit.ops.cls_concat_forward` / `cls_concat_backward`; the position add is
@@ -62,14 +89,15 @@ check(report.max_rel_error < 1e-6, "CLS concat backward (expect about 1e-11)")
 # %%
 dout = rng.standard_normal((3, 5, 4))
 _, dposition = ops.position_add_backward(dout)
-check(np.allclose(dposition, dout.sum(axis=0, keepdims=True)), "d position embeddings = sum over the batch")
+check(np.allclose(dposition, dout.sum(axis=0, keepdims=True)), "d position embeddings = sum over the batch",
+      yours=f"shape {dposition.shape}", expected="shape (1, 5, 4), the sum of the 3 images' gradients")
 
 # %% [markdown]
 # ## What position embeddings look like
 #
 # At initialisation they are random (truncated normal, std 0.02), so neighbouring patches are no
 # more alike than distant ones. Below: the cosine similarity of each patch's position embedding to
-# every other, laid out on the 8×8 grid, for four patches. Lesson 10 of the finetuning track draws
+# every other, laid out on the 8×8 grid, for four patches. Lesson 11 draws
 # the same picture for a trained model, where a 2-D structure appears.
 
 # %%
@@ -77,12 +105,14 @@ model = minivit.ViTForImageClassification("cifar-tiny", seed=0)
 positions = model.embeddings.position_embeddings.data[0, 1:]  # (64, D), without the CLS position
 unit = positions / np.linalg.norm(positions, axis=1, keepdims=True)
 similarity = unit @ unit.T
-fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+fig, axes = plt.subplots(1, 4, figsize=(11, 3))
 for axis, patch in zip(axes, [0, 7, 27, 63]):
-    axis.imshow(similarity[patch].reshape(8, 8), cmap="viridis", vmin=-1, vmax=1)
-    axis.set_title(f"patch {patch}")
-    axis.axis("off")
-plt.suptitle("cosine similarity of position embeddings at initialisation")
+    image = axis.imshow(similarity[patch].reshape(8, 8), cmap="viridis", vmin=-1, vmax=1)
+    axis.set_title(f"patch {patch} (row {patch // 8}, column {patch % 8})", fontsize=9)
+    axis.set_xlabel("grid column")
+axes[0].set_ylabel("grid row")
+fig.colorbar(image, ax=axes, label="cosine similarity", shrink=0.8)
+plt.suptitle("cosine similarity of position embeddings at initialisation (each patch is 1 with itself)")
 plt.show()
 
 # %% [markdown]
@@ -103,7 +133,8 @@ embeddings.eval()
 evaluated = embeddings.forward(pixels)
 print(f"training: {np.mean(trained == 0):.0%} zeros; evaluation: {np.mean(evaluated == 0):.0%} zeros")
 check(np.allclose(trained[trained != 0], 2 * evaluated[trained != 0], rtol=1e-5),
-      "survivors are scaled by 1/(1-p) = 2")
+      "survivors are scaled by 1/(1-p) = 2", yours=f"{np.median(trained[trained != 0] / evaluated[trained != 0]):.4f}",
+      expected=2)
 
 # %% [markdown]
 # ## Questions
@@ -114,3 +145,16 @@ check(np.allclose(trained[trained != 0], 2 * evaluated[trained != 0], rtol=1e-5)
 #    weight decay (see `minivit.optim.no_weight_decay`)?
 # 3. With mean pooling (`ViTConfig(pooling="mean")`) instead of the CLS token, which parameter
 #    becomes useless, and what would its gradient be?
+
+# %%
+show_answers(3)
+
+# %% [markdown]
+# ## What you built
+#
+# - `cls_concat_backward`: the gradient of a shared parameter is the sum of its copies' gradients,
+#   and it ran inside the engine for a whole ViT's gradient check.
+# - The same rule for the position embeddings (a sum over the batch), and inverted dropout, which
+#   needs no correction at evaluation time.
+#
+# Next, lesson 4: self-attention, forward and backward, yours inside the engine.

@@ -2,7 +2,9 @@
 # # Lesson 5 — The encoder block
 #
 # **Goals.**
-# 1. Derive and write LayerNorm's backward.
+# 1. Derive LayerNorm's backward in stages, as CS231n derives batchnorm's: through the
+#    normalised input, the variance, the mean, each stage checked; then simplify it to the compact
+#    form the engine runs, and run a ViT on yours.
 # 2. Know GELU's two forms and their derivatives.
 # 3. Assemble a pre-norm block and see how residual connections carry the gradient.
 #
@@ -11,19 +13,16 @@
 # $$ h \leftarrow h + \operatorname{Attention}(\operatorname{LN}_1(h)), \qquad h \leftarrow h + \operatorname{MLP}(\operatorname{LN}_2(h)), \qquad
 #    \operatorname{MLP}(u) = W_2\, \operatorname{GELU}(W_1 u + b_1) + b_2. $$
 #
-# ## LayerNorm
+# ## LayerNorm, forward
 #
-# Per token (a row $x \in \mathbb{R}^D$): $\mu = \frac1D\sum_i x_i$, $\sigma^2 = \frac1D \sum_i (x_i-\mu)^2$,
-# $\hat x = (x - \mu)/\sqrt{\sigma^2 + \epsilon}$, $y = \gamma \odot \hat x + \beta$.
+# Per token (a row $x \in \mathbb{R}^D$):
 #
-# With $g = \partial L/\partial y$: $\partial L/\partial\gamma = \sum_{\text{tokens}} g \odot \hat x$, $\partial L/\partial \beta = \sum_{\text{tokens}} g$.
-# For $x$, let $\hat g = g \odot \gamma$ and $r = 1/\sqrt{\sigma^2+\epsilon}$. Differentiating through $\mu$ and $\sigma^2$
-# (both depend on every $x_i$) gives
+# $$ \mu = \frac1D\sum_i x_i, \qquad \sigma^2 = \frac1D \sum_i (x_i-\mu)^2, \qquad
+#    \hat x_i = \frac{x_i - \mu}{\sqrt{\sigma^2 + \epsilon}}, \qquad y_i = \gamma_i \hat x_i + \beta_i. $$
 #
-# $$ \frac{\partial L}{\partial x} = r \Big( \hat g - \operatorname{mean}(\hat g) - \hat x \odot \operatorname{mean}(\hat g \odot \hat x) \Big). $$
-#
-# The two subtracted terms remove the components of $\hat g$ along the directions LayerNorm
-# cannot change: a shift of all features, and a rescaling of $\hat x$.
+# As a graph: $x \to \mu$, $(x, \mu) \to \sigma^2$, $(x, \mu, \sigma^2) \to \hat x \to y$. The backward walks it
+# from the end, one node at a time; $\mu$ and $\sigma^2$ are single numbers per row that every $x_i$
+# feeds, which is where the care goes.
 
 # %%
 import numpy as np
@@ -31,35 +30,114 @@ import matplotlib.pyplot as plt
 
 import minivit
 from minivit import ops
-from minivit.gradcheck import check_op
-from lesson_support import FAST, check, exercise
+from minivit.gradcheck import check_model
+from lesson_support import FAST, CallCounter, check, exercise, show_answers, use_mine
+from exercise_checks import check_layernorm_backward, check_layernorm_stages
 
 rng = np.random.default_rng(0)
 
 # %% [markdown]
-# **Exercise 1.** LayerNorm's backward.
+# **Exercise 1, in stages.** Fill in `layernorm_backward_by_graph(dout, x, gamma, eps)` one stage at
+# a time, top to bottom, and run the check after each: it checks the stages in order, says PASS
+# for each one that is right, and stops at the first that is not (or is still `None`). The
+# expected values of $\partial L/\partial\sigma^2$ and $\partial L/\partial\mu$ come from finite differences
+# on the graph with $\mu$ and $\sigma^2$ as nodes of their own. Keep every per-row quantity as a
+# column, shape `(..., 1)` (`keepdims=True`).
+#
+# <details><summary>Stage 1: dgamma, dbeta, dxhat</summary>
+#
+# $y = \gamma \hat x + \beta$ with $\gamma, \beta$ shared by every token: $\partial L/\partial \gamma = \sum_{\text{tokens}} g \odot \hat x$,
+# $\partial L/\partial\beta = \sum_{\text{tokens}} g$ (sum over every axis but the last), and
+# $\partial L/\partial\hat x = g \odot \gamma$.
+# </details>
+#
+# <details><summary>Stage 2: dvar</summary>
+#
+# $\sigma^2$ reaches $L$ only through $\hat x_i = (x_i - \mu)(\sigma^2 + \epsilon)^{-1/2}$, every $i$ of the row:
+# $\dfrac{\partial L}{\partial \sigma^2} = \sum_i \dfrac{\partial L}{\partial \hat x_i}\, (x_i - \mu) \cdot \left(-\tfrac12\right)(\sigma^2 + \epsilon)^{-3/2}$.
+# </details>
+#
+# <details><summary>Stage 3: dmean</summary>
+#
+# $\mu$ reaches $L$ through every $\hat x_i$ (a factor $-(\sigma^2+\epsilon)^{-1/2}$ each) and through $\sigma^2$
+# ($\partial\sigma^2/\partial\mu = \frac1D \sum_i -2(x_i - \mu)$, which is zero, but write it: it is zero only
+# because $\mu$ is the mean). So $\dfrac{\partial L}{\partial \mu} = \sum_i -\dfrac{\partial L}{\partial \hat x_i} (\sigma^2+\epsilon)^{-1/2} + \dfrac{\partial L}{\partial\sigma^2} \cdot \frac1D \sum_i -2 (x_i - \mu)$.
+# </details>
+#
+# <details><summary>Stage 4: dx</summary>
+#
+# $x_i$ reaches $L$ three ways: directly through $\hat x_i$, through $\sigma^2$ ($\partial \sigma^2/\partial x_i = \frac2D (x_i - \mu)$)
+# and through $\mu$ ($\partial \mu / \partial x_i = \frac1D$). Add the three paths:
+# $\dfrac{\partial L}{\partial x_i} = \dfrac{\partial L}{\partial \hat x_i} (\sigma^2+\epsilon)^{-1/2} + \dfrac{\partial L}{\partial\sigma^2} \dfrac{2 (x_i - \mu)}{D} + \dfrac{\partial L}{\partial \mu} \dfrac1D$.
+# </details>
 
 # %%
-def layernorm_forward(x, gamma, beta, eps=1e-5):
-    mean = x.mean(axis=-1, keepdims=True)
-    rstd = 1.0 / np.sqrt(x.var(axis=-1, keepdims=True) + eps)
-    xhat = (x - mean) * rstd
-    return xhat * gamma + beta, (xhat, rstd, gamma)
+@exercise
+def layernorm_backward_by_graph(dout, x, gamma, eps):
+    """Every stage of LayerNorm's backward over the last axis of x; a dict of arrays."""
+    D = x.shape[-1]
+    mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)  # (..., 1)
+    rstd = 1.0 / np.sqrt(var + eps)  # (..., 1)
+    xhat = (x - mu) * rstd
+    dgamma = None  # TODO stage 1
+    dbeta = None  # TODO stage 1
+    dxhat = None  # TODO stage 1
+    dvar = None  # TODO stage 2, (..., 1)
+    dmean = None  # TODO stage 3, (..., 1)
+    dx = None  # TODO stage 4
+    return {"dgamma": dgamma, "dbeta": dbeta, "dxhat": dxhat, "dvar": dvar, "dmean": dmean, "dx": dx}
 
 
+# %%
+check_layernorm_stages(layernorm_backward_by_graph)
+
+# %% [markdown]
+# **Exercise 2.** The engine's `layernorm_backward(dout, cache)` gets only `cache = (xhat, rstd, gamma)`
+# from the forward (`rstd` $= (\sigma^2+\epsilon)^{-1/2}$, shape `(..., 1)`): not $x$, not $\mu$. Rewrite stage 4
+# in those terms. The result is shorter than the graph, and it is what runs in a ViT.
+#
+# <details><summary>Hint 1: substitute</summary>
+#
+# Use $x_i - \mu = \hat x_i / r$ with $r$ = `rstd`, and $(\sigma^2 + \epsilon)^{-3/2} = r^3$. Write $\hat g = g \odot \gamma$.
+# Stage 2 becomes $\partial L/\partial\sigma^2 = -\tfrac12 r^2 \sum_i \hat g_i \hat x_i$, and stage 3, $\partial L/\partial\mu = -r \sum_i \hat g_i$.
+# </details>
+#
+# <details><summary>Hint 2: collect the terms</summary>
+#
+# Put the three paths over $r$: $\partial L/\partial x_i = r \big( \hat g_i - \tfrac1D \sum_j \hat g_j - \hat x_i\, \tfrac1D \sum_j \hat g_j \hat x_j \big)$,
+# two means over the row. The first subtracted term is $\mu$'s share of the gradient, the second $\sigma^2$'s.
+# </details>
+
+# %%
 @exercise
 def layernorm_backward(dout, cache):
-    """Returns (dx, dgamma, dbeta)."""
+    """dout (..., D) -> (dx (..., D), dgamma (D,), dbeta (D,)); cache = (xhat, rstd, gamma)."""
     xhat, rstd, gamma = cache
     # TODO: about five lines
-    raise NotImplementedError("Exercise 1: write layernorm_backward")
+    raise NotImplementedError("Exercise 2: write layernorm_backward")
 
 
 # %%
-report = check_op(layernorm_forward, layernorm_backward,
-                  {"x": rng.standard_normal((2, 3, 6)), "gamma": rng.standard_normal(6), "beta": rng.standard_normal(6)})
-print(report)
-check(report.max_rel_error < 1e-6, "LayerNorm backward (expect about 1e-10)")
+check_layernorm_backward(layernorm_backward)
+
+# %% [markdown]
+# The two subtracted terms remove the components of $\hat g$ along the directions LayerNorm
+# cannot change: a shift of all features (the mean), and a rescaling of $\hat x$ (the variance).
+#
+# Your backward inside the engine: every LayerNorm of a small ViT (two per layer, and the final one)
+# runs on it in a whole-model gradient check.
+
+# %%
+config = minivit.ViTConfig(image_size=8, patch_size=4, hidden_size=8, num_hidden_layers=2,
+                           num_attention_heads=2, intermediate_size=12, num_labels=3, initializer_range=0.5)
+counter = CallCounter({"layernorm_backward": layernorm_backward})
+with use_mine(**counter.functions):
+    report = check_model(minivit.ViTForImageClassification(config, dtype="float64").eval(),
+                         rng.standard_normal((2, 3, 8, 8)))
+check(report.max_rel_error < 1e-6 and counter.calls["layernorm_backward"] > 0,
+      f"a 2-layer ViT's gradients through your layernorm_backward ({counter})",
+      yours=f"{report.max_rel_error:.1e}", expected="below 1e-6")
 
 # %% [markdown]
 # ## GELU
@@ -75,10 +153,14 @@ approx, approx_cache = ops.gelu_forward(x, "tanh")
 fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
 left.plot(x, exact, label="gelu (erf)")
 left.plot(x, np.maximum(x, 0), "--", label="relu", alpha=0.6)
+left.set_xlabel("x")
+left.set_ylabel("activation")
 left.legend()
 left.set_title("GELU")
 right.plot(x, ops.gelu_backward(np.ones_like(x), exact_cache), label="d gelu / dx")
 right.plot(x, 1e3 * (approx - exact), label="1000 x (tanh form - exact)")
+right.set_xlabel("x")
+right.set_ylabel("value")
 right.legend()
 right.set_title("derivative, and the tanh form's error")
 plt.show()
@@ -121,7 +203,8 @@ def gradient_norms(with_residuals):
 plt.semilogy(gradient_norms(True), "o-", label="pre-norm with residuals")
 plt.semilogy(gradient_norms(False), "s-", label="no residuals")
 plt.xlabel("layer")
-plt.ylabel("|dL/d input of layer|")
+plt.ylabel("|dL/d input of layer| (log scale)")
+plt.title("the gradient reaching each layer's input")
 plt.legend()
 plt.show()
 
@@ -140,3 +223,17 @@ plt.show()
 #    layer. How does that change the argument about residuals?
 # 3. With `initializer_range` = 0.02, what do the attention and MLP branches output at initialisation,
 #    roughly, compared with $h$? What does that mean for the first steps of training?
+
+# %%
+show_answers(5)
+
+# %% [markdown]
+# ## What you built
+#
+# - LayerNorm's backward twice: stage by stage through the graph (each stage checked, as CS231n
+#   checks batchnorm), then the compact form the engine runs. Yours ran a ViT's gradient check.
+# - GELU's exact and tanh forms and their derivative.
+# - The evidence that residual connections hand the gradient down unchanged, where a plain stack
+#   multiplies Jacobians.
+#
+# Next, lesson 6: the whole model, its sanity checks, and all your functions in it at once.

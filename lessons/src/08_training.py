@@ -1,11 +1,12 @@
 # %% [markdown]
-# # Lesson 7 — Training on CIFAR-10
+# # Lesson 8 — Training on CIFAR-10
 #
 # **Goals.**
 # 1. See the training pipeline end to end: data, augmentation, AdamW, warmup and cosine decay,
 #    gradient clipping, validation, checkpoints.
-# 2. Write the learning-rate schedule yourself.
-# 3. Run a short training run, read its curves, and know what the full run costs and gives.
+# 2. Write the learning-rate schedule yourself, from what it must do.
+# 3. Train a ViT on your own functions from lessons 2 to 5, read its curves, continue the run from
+#    the notebook, and know what the full run costs and gives.
 #
 # One step of `minivit.train`:
 #
@@ -14,19 +15,19 @@
 # 2. forward, cross-entropy with label smoothing, backward;
 # 3. clip the global gradient norm to 1; set the learning rate; AdamW step.
 #
-# **AdamW** keeps running averages of the gradient and its square,
-# $m \leftarrow \beta_1 m + (1-\beta_1) g$, $v \leftarrow \beta_2 v + (1-\beta_2) g^2$, and steps
-# $\theta \leftarrow \theta - \eta\, \hat m / (\sqrt{\hat v} + \epsilon)$ with bias-corrected $\hat m, \hat v$; weight decay is applied
-# *separately*, $\theta \leftarrow \theta(1 - \eta \lambda)$, and not to biases, LayerNorm, the CLS token or position embeddings.
+# AdamW is the update you wrote in lesson 7, with weight decay 0.05 on the weight matrices only.
 
 # %%
 import json
+import os
 
 import numpy as np
 import matplotlib.pyplot as plt
 
-from minivit import augment, optim
-from lesson_support import FAST, REPO, check, data_dir, exercise, load_images
+from minivit import augment
+from lesson_support import (FAST, RUNS, CallCounter, check, data_dir, exercise, load_images, my_functions,
+                            show_answers, use_mine)
+from exercise_checks import check_learning_rate
 
 # %% [markdown]
 # ## Augmentation, seen
@@ -53,13 +54,35 @@ plt.show()
 # %% [markdown]
 # ## The learning-rate schedule
 #
-# Linear warmup from 0 over $W$ steps (Adam's second-moment estimates are poor at first, and large
-# early steps can wreck a transformer), then a cosine from $\eta_{\max}$ down to $\eta_{\min}$ at step $T$:
+# The rate changes over the run. Write the schedule `minivit.train` uses from what it must do:
+#
+# * **warmup** over the first $W$ steps: a straight line that starts small (step 0 gets
+#   $\eta_{\max} / W$, not 0, which would waste a step) and reaches $\eta_{\max}$ at step $W - 1$. Adam's
+#   second-moment estimates are poor at first (lesson 7), and large early steps can wreck a
+#   transformer;
+# * then **cosine decay** from $\eta_{\max}$ at step $W$ to $\eta_{\min}$ at step $T$ (the total): half a period
+#   of a cosine, flat at both ends, and $\eta_{\min}$ for any step past $T$;
+# * with $W = 0$, no warmup at all.
+#
+# **Exercise 1.** Write `learning_rate(step, total_steps, warmup_steps, base_lr, min_lr)`. The check
+# draws yours over the engine's (`minivit.optim.warmup_cosine`) and names the first step where they part.
+#
+# <details><summary>Hint 1: the warmup line</summary>
+#
+# A line through $(0, \eta_{\max}/W)$ and $(W-1, \eta_{\max})$: $\eta(t) = \eta_{\max} \frac{t + 1}{W}$.
+# </details>
+#
+# <details><summary>Hint 2: the decay's progress</summary>
+#
+# Let $p = \frac{t - W}{T - W}$ go from 0 at step $W$ to 1 at step $T$, and stay at 1 after. $\frac12(1 + \cos \pi p)$
+# falls from 1 to 0 along half a period.
+# </details>
+#
+# <details><summary>Hint 3: the whole schedule</summary>
 #
 # $$ \eta(t) = \begin{cases} \eta_{\max}\, \frac{t + 1}{W} & t < W \\[2pt]
-#    \eta_{\min} + \tfrac12 (\eta_{\max} - \eta_{\min}) \big(1 + \cos(\pi \frac{t - W}{T - W})\big) & t \ge W \end{cases} $$
-#
-# **Exercise 1.** Write it.
+#    \eta_{\min} + \tfrac12 (\eta_{\max} - \eta_{\min}) \big(1 + \cos(\pi \min(1, \frac{t - W}{T - W}))\big) & t \ge W \end{cases} $$
+# </details>
 
 # %%
 @exercise
@@ -69,14 +92,7 @@ def learning_rate(step, total_steps, warmup_steps, base_lr, min_lr=0.0):
 
 
 # %%
-steps = np.arange(1000)
-ours = [learning_rate(s, 1000, 100, 1e-3, 1e-5) for s in steps]
-engine = [optim.warmup_cosine(s, 1000, 100, 1e-3, 1e-5) for s in steps]
-check(np.allclose(ours, engine), "your schedule equals minivit.optim.warmup_cosine")
-plt.plot(steps, ours)
-plt.xlabel("step")
-plt.ylabel("learning rate")
-plt.show()
+check_learning_rate(learning_rate)
 
 # %% [markdown]
 # ## A short run
@@ -91,22 +107,36 @@ plt.show()
 # up, however fast this machine is. (Without a budget, $t$ is the step, and a resumed run repeats an
 # uninterrupted one exactly.)
 
+# %% [markdown]
+# The run below trains **on your functions**: `use_mine(**my_functions())` puts your
+# `linear_backward`, `cls_concat_backward`, `softmax_backward`, `attention_forward`,
+# `attention_backward` and `layernorm_backward` (kept in `lessons/mine/` when their checks passed)
+# into the engine for the whole run. The engine's fast kernels are off while they are in, so a
+# step is slower than `python -m minivit.train`'s; what trains is your code.
+
 # %%
 import shutil
+from dataclasses import replace
 
 from minivit.train import RECIPES, TrainConfig, train
 
-run_dir = REPO / "runs" / "lesson-07"
+run_dir = RUNS / "lesson-08"
 shutil.rmtree(run_dir, ignore_errors=True)
 recipe = dict(RECIPES["cifar-tiny"])
 model_overrides = {}
-if FAST:
-    recipe.update(epochs=2, batch_size=16)
+if FAST:  # a tiny model, and a first run cut short after 3 steps so that there is something to continue
+    recipe.update(epochs=4, batch_size=16, max_steps=3)
     model_overrides = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
-config = TrainConfig(preset="cifar-tiny", model=model_overrides, data_dir=data_dir(), out=str(run_dir),
+config = TrainConfig(preset="cifar-tiny", model=model_overrides, data_dir=data_dir(),
+                     out=os.path.relpath(run_dir),  # relative to this notebook: printed paths stay short
                      time_budget=5 if FAST else 120, progress=False, **recipe)
-summary = train(config)
+mine = CallCounter(my_functions())
+with use_mine(**mine.functions):
+    summary = train(config)
 print(json.dumps(summary, indent=1))
+print(f"the engine called: {mine}")
+check(summary["step"] > 0 and sum(mine.calls.values()) > 0, "a ViT trained on your functions",
+      yours=f"{summary['step']} steps", expected="at least one step, on your functions")
 
 # %% [markdown]
 # `steps.jsonl` has a row per step (training loss and accuracy on the augmented batch, learning
@@ -125,6 +155,7 @@ left.plot(step_numbers, losses, alpha=0.3, label="training loss (per step)")
 left.plot(step_numbers[window - 1:], smoothed, label=f"mean of {window} steps")
 left.axhline(rows[-1]["val_loss"], color="C2", linestyle="--", label="validation loss at the end")
 left.set_xlabel("step")
+left.set_ylabel("cross-entropy")
 left.legend()
 right.plot(step_numbers, [row["lr"] for row in steps])
 right.set_xlabel("step")
@@ -132,7 +163,29 @@ right.set_ylabel("learning rate")
 plt.tight_layout()
 plt.show()
 print({key: round(value, 4) if isinstance(value, float) else value for key, value in rows[-1].items()})
-check(rows[-1]["val_accuracy"] > 0.1 or FAST, "better than chance on held-out images after two minutes")
+check(rows[-1]["val_accuracy"] > 0.1 or FAST, "better than chance on held-out images after two minutes",
+      yours=f"{rows[-1]['val_accuracy']:.1%}", expected="> 10% (chance)" if not FAST else "anything, in fast mode")
+
+# %% [markdown]
+# ## Continuing the run, from the notebook
+#
+# A run stops when its budget is spent (or at Ctrl-C, or the stop button), and leaves
+# `checkpoint-last.npz` in its folder: weights, optimizer state, the random generators' states and
+# the logs so far. From a shell, `python -m minivit.train --resume --out runs/lesson-08` continues
+# it. From here, call `train` again with `resume=True` and the same configuration, with a larger
+# time budget (the budget counts the time already spent; a few settings such as the budget may
+# change on resume, the model and recipe may not). With a budget, the schedule runs on the clock
+# as a share of the budget, so a larger budget also stretches the schedule: the rate moves back up
+# to where the longer run would be now, then decays to its minimum at the new end.
+
+# %%
+longer = replace(config, time_budget=config.time_budget + (5 if FAST else 60), max_steps=None)
+with use_mine(**mine.functions):
+    continued = train(longer, resume=True)
+print(f"steps: {summary['step']} -> {continued['step']}; validation accuracy "
+      f"{summary['val_accuracy']:.1%} -> {continued['val_accuracy']:.1%}")
+check(continued["step"] > summary["step"], "the run went on from its checkpoint",
+      yours=continued["step"], expected=f"> {summary['step']}")
 
 # %% [markdown]
 # ## The full run, and what to expect
@@ -158,3 +211,18 @@ check(rows[-1]["val_accuracy"] > 0.1 or FAST, "better than chance on held-out im
 #    can then reach?
 # 3. Training accuracy is below validation accuracy in the first epochs. Why? (Hint: what is
 #    different between the two in `_end_epoch` and `train_step`?)
+
+# %%
+show_answers(8)
+
+# %% [markdown]
+# ## What you built
+#
+# - `learning_rate`, the warmup + cosine schedule, written from what it must do and drawn over the
+#   engine's.
+# - A ViT trained on your own backward passes and attention, with the engine's data pipeline,
+#   augmentation, clipping, validation and checkpoints around them; the run continued from the
+#   notebook.
+# - How to read the curves of a short run, and what a full run costs.
+#
+# Next, lesson 9: the same engine on a GPU, what it costs there, and a fused kernel of your own.

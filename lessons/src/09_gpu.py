@@ -1,0 +1,286 @@
+# %% [markdown]
+# # Lesson 9 — The GPU
+#
+# **Goals.**
+# 1. Switch minivit's backend between NumPy and CuPy, and know what moves where.
+# 2. Understand what changes on a GPU: asynchronous execution, synchronisation, kernel launches,
+#    memory; time the same model on CPU and GPU correctly.
+# 3. On any machine, count what your training step would cost on a GPU (launches, host
+#    synchronisations, copies) with the simulated GPU, and write a training loop that never
+#    makes the GPU wait.
+# 4. Write one fused kernel, GELU as a CuPy `ElementwiseKernel`, compiled here with NVRTC and
+#    checked against the engine's GELU where a GPU is present.
+#
+# ## One code path, two array libraries
+#
+# Every array operation in minivit's engine goes through `minivit.backend.xp`, which is `numpy`
+# or `cupy`. CuPy implements NumPy's API on NVIDIA GPUs, so `xp.exp(x)` launches a GPU kernel when
+# `x` is a `cupy.ndarray`. Switch before building a model (or set `MINIVIT_BACKEND=cupy`):
+#
+# ```python
+# minivit.backend.use("cupy")
+# model = minivit.ViTForImageClassification("cifar-tiny", seed=0)   # same initial weights as on NumPy
+# logits = model.forward(minivit.backend.asarray(images))           # host -> device
+# minivit.backend.to_numpy(logits)                                  # device -> host
+# ```
+#
+# Initial weights are drawn on the host with NumPy's generator and then copied to the device, so
+# one seed gives one model on both backends.
+
+# %%
+import os
+
+import numpy as np
+
+import minivit
+from minivit import backend, dispatch, optim
+from minivit.ops import cross_entropy_backward, cross_entropy_forward
+from lesson_support import FAST, check, exercise, my_functions, no_grad, show_answers, use_mine
+from exercise_checks import check_gelu_kernel, check_seconds_per_call, check_train_steps
+
+try:
+    backend.use("cupy")
+    HAS_GPU = True
+except RuntimeError as error:
+    HAS_GPU = False
+    print("No GPU here:", str(error).split(".")[0] + ".")
+_ = backend.use("numpy")
+
+# %% [markdown]
+# ## Asynchronous execution
+#
+# A CuPy call *queues* a kernel and returns at once; the GPU runs it later. A timer around a GPU
+# call measures the queueing, not the work, unless you wait for the queue to drain
+# (`minivit.backend.synchronize()`, a no-op on NumPy). Reading a value on the host (`float(loss)`,
+# `to_numpy`) also waits, which is why the training loop reads the loss only every `sync_every` steps
+# on the GPU.
+#
+# **Exercise 1.** Write a timer that is correct on both backends: median seconds per call after a
+# warm-up call (the first GPU call also compiles kernels).
+#
+# <details><summary>Hint</summary>
+#
+# Call once and synchronise (the warm-up). Then, `repeats` times: read `time.perf_counter()`, call,
+# `backend.synchronize()`, read the clock again. Return the median of the differences: one slow
+# call (another program, the garbage collector) should not move it.
+# </details>
+
+# %%
+@exercise
+def seconds_per_call(function, repeats=5):
+    # TODO: warm up once, then time `repeats` calls, synchronising before reading the clock
+    raise NotImplementedError("Exercise 1: write seconds_per_call")
+
+
+# %%
+check_seconds_per_call(seconds_per_call)
+
+# %% [markdown]
+# ## CPU against GPU, on your machine
+#
+# Forward and training-step throughput of `cifar-tiny`, batch 128 (in fast mode a narrow model
+# and batch 16), on every backend present. On a machine without a GPU only the CPU row appears.
+
+# %%
+batch_size = 16 if FAST else 128
+config = (minivit.preset("cifar-tiny", hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=128) if FAST else minivit.preset("cifar-tiny"))
+host_images = np.random.default_rng(0).standard_normal((batch_size, 3, 32, 32)).astype("float32")
+host_labels = np.arange(batch_size) % 10
+
+rows = []
+for name in ["numpy"] + (["cupy"] if HAS_GPU else []):
+    backend.use(name)
+    model = minivit.ViTForImageClassification(config, seed=0)
+    optimizer = optim.AdamW(model.named_parameters())
+    images, labels = backend.asarray(host_images), backend.asarray(host_labels)
+
+    def inference():
+        with no_grad():
+            model.eval().forward(images)
+
+    def train_step():
+        model.train()
+        optimizer.zero_grad()
+        loss, cache = cross_entropy_forward(model.forward(images), labels)
+        model.backward(cross_entropy_backward(1.0, cache))
+        optimizer.step()
+        return loss
+
+    repeats = 2 if FAST else 5
+    rows.append((name, batch_size / seconds_per_call(inference, repeats), batch_size / seconds_per_call(train_step, repeats)))
+_ = backend.use("numpy")
+
+print("| backend | inference images/s | training images/s |")
+print("|---|---|---|")
+for name, inference_rate, train_rate in rows:
+    print(f"| {name} | {inference_rate:.0f} | {train_rate:.0f} |")
+if len(rows) == 2:
+    print(f"GPU / CPU: {rows[1][1] / rows[0][1]:.1f}x inference, {rows[1][2] / rows[0][2]:.1f}x training")
+
+# %% [markdown]
+# ## What your step would cost on a GPU, counted on this machine
+#
+# On a GPU, the host's job is to queue kernels: each launch costs the CPU about 5 to 10
+# microseconds, whatever the kernel does. With thousands of launches per step, the host, not the
+# GPU, sets the pace at small batch sizes; and every time the host reads a value it waits for the
+# queue to empty (a **synchronisation**), leaving the GPU idle until it queues more.
+#
+# The **simulated GPU**, `backend.use("cupy-sim")`, runs CuPy's part of the engine on the CPU and
+# counts what a GPU would pay: kernel launches, host synchronisations (with where each came
+# from), and copies between host and device. Its arrays refuse to slip back to the host by
+# accident, as CuPy's do. No GPU needed. Below, the training step defined above, counted:
+
+# %%
+def counted(step, repeats=1):
+    """Run ``step`` once to warm up, then count ``repeats`` runs on the simulated GPU."""
+    step()
+    backend.reset_sim_counters()
+    for _ in range(repeats):
+        step()
+    counts = backend.sim_counters()
+    counts["sync_sites"] = [os.path.basename(site) for site in counts["sync_sites"]]  # no machine paths
+    return counts
+
+
+backend.use("cupy-sim")
+model = minivit.ViTForImageClassification(config, seed=0)
+optimizer = optim.AdamW(model.named_parameters())
+images, labels = backend.asarray(host_images), backend.asarray(host_labels)
+
+
+def step_reading_the_loss():
+    print_me = float(train_step())  # noqa: F841 (what a progress print does every step)
+
+
+table = {"the engine's step": counted(train_step), "... and float(loss) each step": counted(step_reading_the_loss)}
+with use_mine(**my_functions(verbose=False)):
+    try:
+        table["... on your functions (lessons 2-5)"] = counted(train_step)
+    except (TypeError, ValueError) as error:  # e.g. np.exp on a device array: a GPU would refuse it too
+        print(f"Your functions do not run on the simulated GPU: {error}\n"
+              "Use backend.xp (not np) for array math inside them, as the engine does.")
+_ = backend.use("numpy")
+print(f"{'one training step, batch ' + str(batch_size):40s} {'launches':>9s} {'syncs':>6s} {'to device':>10s} {'to host':>8s}")
+for label, counts in table.items():
+    print(f"{label:40s} {counts['launches']:9,d} {counts['syncs']:6d} {counts['to_device']:10d} {counts['to_host']:8d}")
+print("where the synchronisation came from:", table["... and float(loss) each step"]["sync_sites"])
+kinds = table["the engine's step"]["by_kind"]
+print("the engine's launches by kind:", dict(sorted(kinds.items(), key=lambda item: -item[1])[:8]))
+check(table["the engine's step"]["syncs"] == 0, "the engine's training step never makes the host wait",
+      yours=table["the engine's step"]["syncs"], expected=0)
+
+# %% [markdown]
+# Reading the table: the engine's step has no synchronisation at all; the loss waits on the
+# device. `float(loss)` adds one per step, and the simulated GPU names the line it came from. On
+# your own functions the engine's fused CUDA kernels (`kernel:...` above: LayerNorm, softmax,
+# GELU, the optimizer) are switched off, and each of your array expressions is a kernel of its
+# own: more launches for the same arithmetic.
+#
+# **Exercise 2.** Write `train_steps(model, optimizer, images, labels, steps, read_every)`: `steps`
+# training steps on one batch that return the `steps` losses as floats, but read them on the host
+# only every `read_every` steps (and after the last), all the pending ones at once. The check runs
+# it on the simulated GPU, compares the losses with the engine's, and counts the synchronisations.
+#
+# <details><summary>Hint</summary>
+#
+# Keep each step's loss (a 0-d device array) in a list. Every `read_every` steps, stack the list
+# (`backend.xp.stack`) and bring it over in one copy (`backend.to_numpy`), then convert to floats on
+# the host: one synchronisation for the whole group.
+# </details>
+
+# %%
+@exercise
+def train_steps(model, optimizer, images, labels, steps, read_every):
+    """Train `steps` steps on one batch; return the losses (floats), read every `read_every` steps."""
+    # TODO: about ten lines
+    raise NotImplementedError("Exercise 2: write train_steps")
+
+
+# %%
+check_train_steps(train_steps)
+
+# %% [markdown]
+# ## A fused kernel of your own
+#
+# The exact GELU, $x\,\Phi(x)$ with $\Phi(x) = \frac12 (1 + \operatorname{erf}(x/\sqrt2))$, written with array operations is a
+# chain: a multiply, an erf, an add, a multiply, a multiply. On a GPU each is a kernel launch, and
+# each reads its input from the GPU's memory and writes its output back. A **fused** kernel does
+# the whole chain in one launch, one read and one write per element. The simulated GPU counts both
+# versions for one `cifar-tiny` MLP activation, (128, 65, 768):
+
+# %%
+backend.use("cupy-sim")
+activation = backend.asarray(np.random.default_rng(0).standard_normal((128, 65, 768)).astype("float32"))
+launches = {}
+for label, gelu in (("reference (array operations)", dispatch.reference("gelu_forward")),
+                    ("the engine's fused CUDA kernel", dispatch.gelu_forward)):
+    backend.reset_sim_counters()
+    gelu(activation)
+    launches[label] = backend.sim_counters()["launches"]
+_ = backend.use("numpy")
+print({label: f"{count} launch{'es' if count != 1 else ''}" for label, count in launches.items()})
+megabytes = 128 * 65 * 768 * 4 / 1e6
+print(f"memory traffic: about {2 * megabytes * launches['reference (array operations)']:.0f} MB against "
+      f"{2 * megabytes:.0f} MB (one read and one write of {megabytes:.0f} MB per launch)")
+
+# %% [markdown]
+# CuPy's `ElementwiseKernel(in_params, out_params, operation, name)` writes such a kernel from one
+# line of CUDA C: `operation` runs once per element, with the inputs and outputs named in the
+# parameter lists (`"T x"`: an input `x` of any float type `T`; `"T y"`: an output). CUDA's math
+# library has `erf`, `exp`, `sqrt`, `tanh`, and `normcdf(x)`, which is $\Phi(x)$.
+#
+# **Exercise 3.** Return the four pieces of a GELU forward kernel, `y = gelu(x)`, exact (erf) form.
+# The check compiles your CUDA C with NVRTC (CuPy's compiler library; no GPU needed) and shows the
+# compiler's message if it refuses. Where a GPU is present it also runs your kernel and compares it
+# with the exact GELU; without one, it says that it skipped that part.
+#
+# <details><summary>Hint</summary>
+#
+# `{"in_params": "T x", "out_params": "T y", "operation": "y = ...", "name": "gelu_forward"}`. With
+# `normcdf` the operation is one short product; with `erf`, remember the $\frac12(1 + \dots)$ and the
+# $1/\sqrt2$ (CUDA has `M_SQRT1_2`).
+# </details>
+
+# %%
+@exercise
+def gelu_kernel_parts():
+    # TODO: return a dict with in_params, out_params, operation and name
+    raise NotImplementedError("Exercise 3: write the GELU ElementwiseKernel")
+
+
+# %%
+check_gelu_kernel(gelu_kernel_parts)
+
+# %% [markdown]
+# The engine's own GPU kernels are in `minivit/kernels/cuda/` (`gelu.cu` holds the forward and
+# backward), next to the references they replace, each tested against its reference.
+#
+# ## What else changes on a GPU
+#
+# - **Memory.** Activations saved for the backward live on the GPU. `cifar-tiny` at batch 128 keeps
+#   roughly (layers × tokens × batch × a few × D) floats; CuPy's memory pool keeps freed blocks for
+#   reuse, so `nvidia-smi` shows the pool, not what is in use.
+# - **Random numbers.** Dropout masks and augmentation are drawn on the device; the generators
+#   differ from NumPy's, so GPU runs are reproducible on the GPU but not bit-identical to CPU runs.
+#
+# ## Questions
+#
+# 1. Why can a GPU be *slower* than the CPU for batch size 1?
+# 2. `float(loss)` every step costs a synchronisation. Estimate what it costs per step if a step
+#    takes 20 ms and the GPU queue is always 3 steps deep.
+# 3. Which of minivit's operations would you fuse first, and how would you test the fused kernel?
+
+# %%
+show_answers(9)
+
+# %% [markdown]
+# ## What you built
+#
+# - `seconds_per_call`, a timer that is right on an asynchronous device.
+# - The counts of your training step on a simulated GPU: launches, synchronisations, copies, and
+#   where a synchronisation comes from; `train_steps`, a loop that reads the loss in groups.
+# - A fused GELU kernel in CUDA C, compiled by NVRTC on this machine (and checked numerically
+#   wherever a GPU is present).
+#
+# Next, lesson 10: pretraining, then finetuning at another resolution.

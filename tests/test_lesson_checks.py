@@ -1,0 +1,530 @@
+"""The lessons' checks diagnose: every exercise's check, fed deliberately wrong answers (a wrong
+shape, a factor, a transpose, a missing term, a flipped sign ...), raises a hint that names the
+mistake, and passes the solution.
+
+The wrong answers are what learners write; the asserted words are what the learner reads.
+"""
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lessons"))
+
+import checks  # noqa: E402
+import exercise_checks as E  # noqa: E402
+import solutions as S  # noqa: E402
+from checks import NotYet  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_plots(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(plt, "show", lambda *args, **kwargs: plt.close("all"))
+
+
+def hint(check, answer) -> str:
+    """The text the learner sees when ``answer`` fails ``check``."""
+    with pytest.raises(NotYet) as failure:
+        check(answer)
+    return str(failure.value)
+
+
+def assert_names(check, answer, *words):
+    text = hint(check, answer)
+    for word in words:
+        assert word.lower() in text.lower(), f"the hint does not say {word!r}:\n{text}"
+    return text
+
+
+# --- the diagnosis itself -------------------------------------------------------------------------
+
+def test_shape_is_compared_first_and_never_flattened():
+    text = checks.shape_hint((2, 12, 5), (12, 5), "dweight", {"the batch size B": 2})
+    assert "dweight has shape (2, 12, 5), expected (12, 5)" in text and "sum over the batch" in text
+    assert "transposed" in checks.shape_hint((5, 12), (12, 5))
+    assert "keepdims" in checks.shape_hint((5,), (1, 1, 5))
+    assert "one more" in checks.shape_hint((3, 5, 4), (3, 4, 4))
+    assert "missing" in checks.shape_hint((5,), (6, 5))
+    # a too-small answer is a hint, not an IndexError
+    lines = checks.diagnose(np.zeros(3), np.zeros((12, 5)), "dweight")
+    assert len(lines) == 1 and "shape (3,)" in lines[0]
+
+
+@pytest.mark.parametrize("factor, words", [(2.0, "twice"), (0.5, "half"), (-1.0, "sign"),
+                                           (1 / 6, "mean"), (6.0, "6 times")])
+def test_factors_are_named(factor, words):
+    expected = np.random.default_rng(0).standard_normal((6, 4))
+    text = "\n".join(checks.diagnose(factor * expected, expected, sizes={"the batch size B": 6}))
+    assert words in text
+
+
+def test_transpose_terms_rows_order_and_places():
+    rng = np.random.default_rng(1)
+    square = rng.standard_normal((5, 5))
+    assert "transposed" in "\n".join(checks.diagnose(square.T, square))
+    term = rng.standard_normal((5, 5))
+    assert "lacks the term" in "\n".join(checks.diagnose(square + term, square, terms={"the term": -term}))
+    shifted = square + rng.standard_normal((5, 1))
+    assert "constant in each row" in "\n".join(checks.diagnose(shifted, square))
+    assert "another order" in "\n".join(checks.diagnose(np.sort(square, axis=None).reshape(5, 5), square))
+    one_row = square.copy()
+    one_row[2] += 1
+    assert "axis 0 only at 2" in "\n".join(checks.diagnose(one_row, square))
+    mask = np.zeros((5, 5), dtype=bool)
+    mask[2] = True
+    assert "only elements in row two" in "\n".join(checks.diagnose(one_row, square, regions={"in row two": mask}))
+    nan = square.copy()
+    nan[0, 0] = np.nan
+    assert "NaN" in "\n".join(checks.diagnose(nan, square))
+
+
+def test_the_learners_value_is_printed_beside_the_expected(capsys):
+    expected = np.arange(4.0)
+    text = "\n".join(checks.diagnose(expected + 1, expected, "x"))
+    assert "yours" in text and "expected" in text and "[1., 2., 3., 4.]" in text
+    checks.check_value(3, 3, "three")
+    assert "yours 3, expected 3" in capsys.readouterr().out
+    with pytest.raises(NotYet, match="yours 4, expected 3"):
+        checks.check_value(4, 3, "three")
+
+
+def test_a_curve_check_names_the_first_step_where_they_part(capsys):
+    steps = np.arange(10)
+    expected = steps * 0.1
+    yours = expected.copy()
+    yours[6:] += 1
+    with pytest.raises(NotYet) as failure:
+        checks.check_curve(steps, yours, expected, "curve", segments={"tail": (5, 10)})
+    assert "part at step 6" in str(failure.value) and "tail" in str(failure.value)
+    checks.check_curve(steps, expected, expected, "curve")
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_not_yet_shows_only_the_hint_in_a_notebook():
+    error = NotYet("thing", ["a hint"])
+    assert error._render_traceback_() == ["NOT YET: thing", "  a hint"]
+
+
+# --- every exercise: the solution passes, wrong answers are named ---------------------------------
+
+def test_every_exercise_has_a_check_and_a_solution():
+    import re
+
+    names = set()
+    for source in sorted((ROOT / "lessons" / "src").glob("[0-9][0-9]_*.py")):
+        text = source.read_text()
+        for name in re.findall(r"@exercise\s*\ndef (\w+)\(", text):
+            names.add(name)
+            assert hasattr(S, name), f"{source.name}: no solution for {name}"
+            assert re.search(rf"check_\w+\({name}\)", text), f"{source.name}: {name} is never checked"
+    assert len(names) >= 20
+
+
+@pytest.mark.parametrize("check, solution", [
+    (E.check_patches_by_reshape, S.patches_by_reshape), (E.check_linear_backward, S.linear_backward),
+    (E.check_col2im_by_loops, S.col2im_by_loops), (E.check_cls_concat_backward, S.cls_concat_backward),
+    (E.check_softmax_jacobian, S.softmax_jacobian), (E.check_softmax_backward, S.softmax_backward),
+    (E.check_split_heads, S.split_heads), (E.check_attention_forward, S.attention_forward),
+    (E.check_multi_head_attention, S.multi_head_attention), (E.check_attention_backward, S.attention_backward),
+    (E.check_layernorm_stages, S.layernorm_backward_by_graph), (E.check_layernorm_backward, S.layernorm_backward),
+    (E.check_parameters_per_layer, S.parameters_per_layer), (E.check_init_std, S.init_std),
+    (E.check_bias_correction, S.bias_correction), (E.check_adamw_step, S.adamw_step),
+    (E.check_learning_rate, S.learning_rate), (E.check_seconds_per_call, S.seconds_per_call),
+    (E.check_resize_matrix, S.resize_matrix), (E.check_layer_decay_scale, S.layer_decay_scale),
+    (E.check_principal_components, S.principal_components), (E.check_attention_distance, S.attention_distance),
+], ids=lambda value: getattr(value, "__name__", ""))
+def test_the_solution_passes(check, solution, capsys):
+    check(solution)
+    out = capsys.readouterr().out
+    assert "PASS" in out and "NOT YET" not in out
+
+
+def test_patches_by_reshape_mistakes():
+    def no_transpose(x, P):
+        B, C, H, W = x.shape
+        return x.reshape(B, (H // P) * (W // P), C * P * P)
+
+    def channels_last(x, P):
+        B, C, H, W = x.shape
+        return x.reshape(B, C, H // P, P, W // P, P).transpose(0, 2, 4, 3, 5, 1).reshape(B, -1, C * P * P)
+
+    def grid_shape(x, P):
+        B, C, H, W = x.shape
+        return x.reshape(B, C, H // P, P, W // P, P).transpose(0, 2, 4, 1, 3, 5).reshape(B, H // P, W // P, -1)
+
+    assert_names(E.check_patches_by_reshape, no_transpose, "without the transpose")
+    assert_names(E.check_patches_by_reshape, channels_last, "channels last")
+    assert_names(E.check_patches_by_reshape, grid_shape, "(2, 2, 2, 48)", "expected (2, 4, 48)", "reshape")
+
+
+def linear_variant(dx_sign=1, dweight="sum", dbias="sum"):
+    def linear_backward(dout, cache):
+        x, weight, has_bias = cache
+        K, D = weight.shape
+        dx = dx_sign * dout @ weight.T
+        rows_x, rows_dout = x.reshape(-1, K), dout.reshape(-1, D)
+        dweights = {"sum": rows_x.T @ rows_dout, "per-image": x.swapaxes(-1, -2) @ dout,
+                    "transposed": rows_dout.T @ rows_x, "too small": (rows_x.T @ rows_dout).sum(axis=0),
+                    "half": 0.5 * rows_x.T @ rows_dout}
+        dbiases = {"sum": rows_dout.sum(axis=0), "mean": rows_dout.mean(axis=0),
+                   "always": rows_dout.sum(axis=0)}
+        if not has_bias and dbias != "always":
+            return dx, dweights[dweight], None
+        return dx, dweights[dweight], dbiases[dbias]
+
+    return linear_backward
+
+
+def test_linear_backward_mistakes():
+    assert_names(E.check_linear_backward, linear_variant(dweight="per-image"),
+                 "dweight has shape (3, 6, 5), expected (6, 5)", "sum over the batch")
+    assert_names(E.check_linear_backward, linear_variant(dweight="transposed"), "transposed")
+    assert_names(E.check_linear_backward, linear_variant(dweight="too small"), "(5,)", "missing")
+    assert_names(E.check_linear_backward, linear_variant(dbias="mean"), "divided by 12", "mean")
+    assert_names(E.check_linear_backward, linear_variant(dweight="half"), "half", "factor of 2")
+    assert_names(E.check_linear_backward, linear_variant(dx_sign=-1), "sign is flipped")
+    assert_names(E.check_linear_backward, linear_variant(dbias="always"), "dbias is None", "yours an array")
+    assert_names(E.check_linear_backward, lambda dout, cache: S.linear_backward(dout, cache)[:2],
+                 "returned 2 value(s), expected 3")
+
+
+def test_col2im_mistakes():
+    def assigned(dcols, image_shape, P, stride):
+        B, C, H, W = image_shape
+        grid = (H - P) // stride + 1
+        dx = np.zeros(image_shape)
+        for r in range(grid):
+            for c in range(grid):
+                window = dx[:, :, r * stride:r * stride + P, c * stride:c * stride + P]
+                window[...] = dcols[:, r * grid + c].reshape(B, C, P, P)
+        return dx
+
+    assert_names(E.check_col2im_by_loops, assigned, "instead of adding", "+=")
+
+
+def test_cls_concat_backward_mistakes():
+    assert_names(E.check_cls_concat_backward, lambda d, b: (d[:, 1:], d[:, :1]),
+                 "dcls_token has shape (3, 1, 5), expected (1, 1, 5)", "batch size B", "keepdims=True")
+    assert_names(E.check_cls_concat_backward, lambda d, b: (d[:, 1:], d[:, :1].mean(axis=0, keepdims=True)),
+                 "divided by 3", "mean")
+    assert_names(E.check_cls_concat_backward, lambda d, b: (d[:, 1:], d[:, 0].sum(axis=0)), "keepdims")
+    assert_names(E.check_cls_concat_backward, lambda d, b: (d, d[:, :1].sum(axis=0, keepdims=True)),
+                 "one more", "CLS")
+
+
+def test_softmax_mistakes():
+    assert_names(E.check_softmax_jacobian, lambda y: np.diag(y), "lacks the part -y y^T")
+    assert_names(E.check_softmax_jacobian, lambda y: -np.outer(y, y), "lacks the diagonal part")
+    assert_names(E.check_softmax_jacobian, lambda y: np.outer(y, y) - np.diag(y), "sign is flipped")
+
+    def missing_term(dprobs, cache):
+        return cache[0] * dprobs
+
+    def wrong_axis(dprobs, cache):
+        probs, _ = cache
+        return probs * (dprobs - (dprobs * probs).sum(axis=0, keepdims=True))
+
+    assert_names(E.check_softmax_backward, missing_term, "lacks the term -y * sum(g * y)")
+    assert_names(E.check_softmax_backward, wrong_axis, "axis 0 instead of the softmax's axis")
+    assert_names(E.check_softmax_backward, lambda d, c: -S.softmax_backward(d, c), "sign is flipped")
+
+
+def test_multi_head_attention_forward_mistakes():
+    assert_names(E.check_split_heads, lambda x, h: x.reshape(x.shape[0], h, x.shape[1], -1), "without a transpose")
+    assert_names(E.check_split_heads, lambda x, h: x.reshape(x.shape[0], x.shape[1], h, -1),
+                 "shape (2, 5, 3, 2), expected (2, 3, 5, 2)")
+
+    def unscaled(q, k, v, dropout_p=0.0, rng=None, training=False):
+        from minivit import ops
+
+        out, cache = S.attention_forward(q * math.sqrt(q.shape[-1]), k, v, dropout_p, rng, training)
+        return out, ops.AttentionCache(q, k, v, cache.scale, cache.probs, cache.dropout_mask)
+
+    def columns(q, k, v, dropout_p=0.0, rng=None, training=False):
+        from minivit import ops
+
+        scale = 1 / math.sqrt(q.shape[-1])
+        scores = q @ k.swapaxes(-1, -2) * scale
+        probs = np.exp(scores) / np.exp(scores).sum(axis=-2, keepdims=True)
+        return probs @ v, ops.AttentionCache(q, k, v, scale, probs, None)
+
+    def plain_tuple(q, k, v, dropout_p=0.0, rng=None, training=False):
+        out, cache = S.attention_forward(q, k, v, dropout_p, rng, training)
+        return out, (cache.q, cache.k, cache.v, cache.probs, cache.scale)
+
+    def no_dropout(q, k, v, dropout_p=0.0, rng=None, training=False):
+        return S.attention_forward(q, k, v)
+
+    assert_names(E.check_attention_forward, unscaled, "leaving out the 1/sqrt(d) scale")
+    assert_names(E.check_attention_forward, columns, "axis -2")
+    assert_names(E.check_attention_forward, plain_tuple, "AttentionCache")
+    assert_names(E.check_attention_forward, no_dropout, "dropout left out")
+
+    def no_output_projection(x, qw, qb, kw, kb, vw, vb, ow, ob, num_heads):
+        return S.multi_head_attention(x, qw, qb, kw, kb, vw, vb, np.eye(len(ow)), 0 * ob, num_heads)
+
+    def plain_merge(x, qw, qb, kw, kb, vw, vb, ow, ob, num_heads):
+        q, k, v = (S.split_heads(x @ w + b, num_heads) for w, b in ((qw, qb), (kw, kb), (vw, vb)))
+        heads, _ = S.attention_forward(q, k, v)
+        return heads.reshape(x.shape) @ ow + ob
+
+    assert_names(E.check_multi_head_attention, no_output_projection, "output projection")
+    assert_names(E.check_multi_head_attention, plain_merge, "merging the heads with a plain reshape")
+
+
+def attention_backward_variant(scale_dq=True, transpose_dk=True, use_mask=True, transpose_dv=True):
+    def attention_backward(dout, cache):
+        q, k, v, scale, probs, mask = cache
+        if not use_mask:
+            mask = None
+        dropped = probs if mask is None else probs * mask
+        dv = (dropped.swapaxes(-1, -2) if transpose_dv else dropped) @ dout
+        dprobs = dout @ v.swapaxes(-1, -2)
+        if mask is not None:
+            dprobs = dprobs * mask
+        dscores = probs * (dprobs - (dprobs * probs).sum(-1, keepdims=True))
+        dq = dscores * (scale if scale_dq else 1.0) @ k
+        dk = (dscores.swapaxes(-1, -2) if transpose_dk else dscores) * scale @ q
+        return dq, dk, dv
+
+    return attention_backward
+
+
+def test_attention_backward_mistakes():
+    assert_names(E.check_attention_backward, attention_backward_variant(scale_dq=False),
+                 "dq:", "sqrt(9) = 3", "1/sqrt scale forgotten")
+    assert_names(E.check_attention_backward, attention_backward_variant(transpose_dk=False),
+                 "dk:", "dk needs the transpose")
+    assert_names(E.check_attention_backward, attention_backward_variant(transpose_dv=False),
+                 "dv:", "P dout instead of P^T dout")
+    assert_names(E.check_attention_backward, attention_backward_variant(use_mask=False),
+                 "with dropout", "ignoring the dropout mask")
+
+
+def layernorm_stages_variant(stage=None):
+    def layernorm_backward_by_graph(dout, x, gamma, eps):
+        stages = S.layernorm_backward_by_graph(dout, x, gamma, eps)
+        D = x.shape[-1]
+        mu = x.mean(axis=-1, keepdims=True)
+        rstd = 1 / np.sqrt(((x - mu) ** 2).mean(axis=-1, keepdims=True) + eps)
+        if stage == "dvar exponent":
+            stages["dvar"] = (stages["dxhat"] * (x - mu)).sum(-1, keepdims=True) * -0.5 * rstd
+        elif stage == "dx without the variance path":
+            stages["dx"] = stages["dxhat"] * rstd + stages["dmean"] / D
+        elif stage == "dgamma per token":
+            stages["dgamma"] = dout * (x - mu) * rstd
+        elif stage == "dmean unwritten":
+            stages["dmean"] = stages["dx"] = None
+        return stages
+
+    return layernorm_backward_by_graph
+
+
+def test_layernorm_mistakes():
+    assert_names(E.check_layernorm_stages, layernorm_stages_variant("dvar exponent"), "dvar", "-3/2")
+    assert_names(E.check_layernorm_stages, layernorm_stages_variant("dx without the variance path"),
+                 "dx", "lacks the path through the variance")
+    assert_names(E.check_layernorm_stages, layernorm_stages_variant("dgamma per token"),
+                 "dgamma has shape (2, 3, 5), expected (5,)", "sum over the batch")
+    assert_names(E.check_layernorm_stages, layernorm_stages_variant("dmean unwritten"), "dmean is not written yet")
+
+    def without(term):
+        def layernorm_backward(dout, cache):
+            xhat, rstd, gamma = cache
+            dx, dgamma, dbeta = S.layernorm_backward(dout, cache)
+            dxhat = dout * gamma
+            if term == "variance":
+                dx = dx + rstd * xhat * (dxhat * xhat).mean(-1, keepdims=True)
+            elif term == "mean":
+                dx = dx + rstd * dxhat.mean(-1, keepdims=True)
+            elif term == "gamma":
+                dx = rstd * (dout - dout.mean(-1, keepdims=True) - xhat * (dout * xhat).mean(-1, keepdims=True))
+            elif term == "dgamma summed over the batch only":
+                dgamma = (dout * xhat).sum(axis=0)
+            elif term == "dbeta mean":
+                dbeta = dout.reshape(-1, dout.shape[-1]).mean(axis=0)
+            return dx, dgamma, dbeta
+
+        return layernorm_backward
+
+    assert_names(E.check_layernorm_backward, without("variance"), "lacks the variance term")
+    assert_names(E.check_layernorm_backward, without("mean"), "lacks the mean term")
+    assert_names(E.check_layernorm_backward, without("gamma"), "dout in place of dxhat")
+    assert_names(E.check_layernorm_backward, without("dgamma summed over the batch only"),
+                 "dgamma has shape (3, 5), expected (5,)", "axis 0 (size 3")
+    assert_names(E.check_layernorm_backward, without("dbeta mean"), "divided by 6", "mean")
+
+
+def test_parameter_count_mistakes():
+    assert_names(E.check_parameters_per_layer, lambda D, M, qkv_bias=True: 4 * D * D + D + 2 * D * M + M + D + 4 * D,
+                 "yours 444,288", "expected 444,864", "q/k/v biases", "left out")
+    assert_names(E.check_parameters_per_layer,
+                 lambda D, M, qkv_bias=True: S.parameters_per_layer(D, M, qkv_bias) - 2 * D, "one LayerNorm")
+    assert_names(E.check_parameters_per_layer, lambda D, M, qkv_bias=True: S.parameters_per_layer(D, M, True),
+                 "D = 12", "q/k/v biases", "counted twice (or counted where they do not exist)")
+
+
+def test_init_and_adamw_mistakes():
+    assert_names(E.check_init_std, lambda fan_in: 1 / fan_in, "variance of W")
+    assert_names(E.check_init_std, lambda fan_in: math.sqrt(2 / fan_in), "Kaiming")
+    assert_names(E.check_bias_correction, lambda t, beta: beta**t, "weight of the zero start", "part at step 1")
+    assert_names(E.check_bias_correction, lambda t, beta: 1 - beta ** (t - 1), "counted from 0")
+
+    def variant(**option):
+        def adamw_step(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay):
+            if option.get("coupled"):
+                grad = grad + weight_decay * param
+            else:
+                param = param * (1 - (lr * weight_decay if option.get("times_lr", True) else weight_decay))
+            m = beta1 * m + (1 - beta1) * grad
+            v = beta2 * v + (1 - beta2) * grad * grad
+            corrected = option.get("corrected", True)
+            m_hat = m / (1 - beta1**step) if corrected else m
+            v_hat = v / (1 - beta2**step) if corrected else v
+            denominator = np.sqrt(v_hat + eps) if option.get("eps_inside") else np.sqrt(v_hat) + eps
+            return param - lr * m_hat / denominator, m, v
+
+        return adamw_step
+
+    assert_names(E.check_adamw_step, variant(corrected=False), "without bias correction", "step 1")
+    assert_names(E.check_adamw_step, variant(coupled=True), "Adam with L2")
+    assert_names(E.check_adamw_step, variant(times_lr=False), "instead of lr * weight_decay")
+    assert_names(E.check_adamw_step, variant(eps_inside=True), "eps inside the square root")
+    assert_names(E.check_adamw_step, lambda p, g, m, v, *args: p - 0.01 * g, "return (param, exp_avg, exp_avg_sq)")
+
+
+def schedule_variant(mistake):
+    def learning_rate(step, total_steps, warmup_steps, base_lr, min_lr=0.0):
+        if step < warmup_steps:
+            return base_lr * (step if mistake == "from zero" else step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if mistake == "whole run":
+            progress = step / total_steps
+        low = 0.0 if mistake == "to zero" else min_lr
+        return low + 0.5 * (base_lr - low) * (1 + math.cos(math.pi * progress))
+
+    return learning_rate
+
+
+def test_schedule_mistakes():
+    assert_names(E.check_learning_rate, schedule_variant("from zero"), "part at step 0", "warmup from 0")
+    assert_names(E.check_learning_rate, schedule_variant("to zero"), "cosine decay", "ends at 0")
+    assert_names(E.check_learning_rate, schedule_variant("whole run"), "part at step 100", "whole run")
+
+    def divides(step, total_steps, warmup_steps, base_lr, min_lr=0.0):
+        return S.learning_rate(step, total_steps, warmup_steps, base_lr, min_lr) if warmup_steps else 1 / warmup_steps
+
+    assert_names(E.check_learning_rate, divides, "divides by zero")
+
+
+def test_timer_mistakes():
+    import time
+
+    def no_warmup(function, repeats=5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            function()
+        return (time.perf_counter() - start) / repeats
+
+    def total(function, repeats=5):
+        function()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            function()
+        return time.perf_counter() - start
+
+    assert_names(E.check_seconds_per_call, no_warmup, "without a warm-up")
+    assert_names(E.check_seconds_per_call, total, "total instead of the time per call")
+
+
+def test_finetuning_mistakes():
+    def align_corners(n_in, n_out):
+        return E._resize_variant(n_in, n_out, align_corners=True)
+
+    assert_names(E.check_resize_matrix, align_corners, "align_corners=True")
+    assert_names(E.check_resize_matrix, lambda n_in, n_out: E._resize_variant(n_in, n_out, clamp=False), "wrap around")
+    assert_names(E.check_resize_matrix, lambda n_in, n_out: S.resize_matrix(n_in, n_out).T, "transposed")
+
+    def from_zero(name, num_layers, decay):
+        layer = 0 if name.startswith("embeddings.") else (
+            int(name.split(".")[2]) if name.startswith("encoder.") else num_layers + 1)
+        return decay ** (num_layers + 1 - layer)
+
+    assert_names(E.check_layer_decay_scale, from_zero, "counting encoder layers from 0",
+                 "encoder.layers.0.attention.q_proj.weight: yours")
+    assert_names(E.check_layer_decay_scale, lambda n, L, d: S.layer_decay_scale(n, L, d) / d, "one power of the decay")
+
+
+def test_analysis_mistakes():
+    def uncentred(filters, count):
+        flat = filters.reshape(len(filters), -1)
+        _, s, vt = np.linalg.svd(flat, full_matrices=False)
+        return vt[:count].reshape(count, *filters.shape[1:]), (s**2 / np.sum(s**2))[:count]
+
+    def unsquared(filters, count):
+        components, _ = S.principal_components(filters, count)
+        flat = filters.reshape(len(filters), -1)
+        s = np.linalg.svd(flat - flat.mean(axis=0), compute_uv=False)
+        return components, (s / s.sum())[:count]
+
+    assert_names(E.check_principal_components, uncentred, "no centring")
+    assert_names(E.check_principal_components, unsquared, "S instead of S^2")
+
+    def not_renormalised(probs, distances):
+        return (probs[:, :, 1:, 1:] * distances).sum(-1).mean(axis=(0, 2))
+
+    def summed(probs, distances):
+        return S.attention_distance(probs, distances) * (probs.shape[-1] - 1)
+
+    def per_image(probs, distances):
+        between = probs[:, :, 1:, 1:] / probs[:, :, 1:, 1:].sum(-1, keepdims=True)
+        return (between * distances).sum(-1).mean(axis=2)
+
+    assert_names(E.check_attention_distance, not_renormalised, "renormalisation")
+    assert_names(E.check_attention_distance, summed, "the number of patches N", "mean")
+    assert_names(E.check_attention_distance, per_image, "shape (2, 3), expected (3,)", "batch")
+
+
+def test_gelu_kernel_check_shows_the_compilers_message(capsys):
+    """The kernel compiles with NVRTC where CuPy has it (no GPU needed); a mistake shows the compiler's
+    log. Without a GPU the numerical check is skipped, with a message that says so."""
+    E.check_gelu_kernel(S.gelu_kernel_parts)
+    out = capsys.readouterr().out
+    if "compiles with NVRTC" not in out:
+        assert "SKIPPED" in out and "needs" in out
+        pytest.skip("no CuPy NVRTC here: the compile check cannot run")
+    assert "PASS" in out and ("SKIPPED: the numerical check" in out or "exact GELU" in out)
+    assert_names(E.check_gelu_kernel, lambda: dict(S.gelu_kernel_parts(), operation="y = x * Phi(x)"),
+                 'identifier "Phi" is undefined')
+    assert_names(E.check_gelu_kernel, lambda: dict(S.gelu_kernel_parts(), operation="y = x * normcdf(x"),
+                 "error")
+    assert_names(E.check_gelu_kernel, lambda: {"operation": "y = x"}, "in_params, out_params, operation and name")
+
+
+def test_train_steps_check_counts_synchronisations():
+    from minivit import backend
+
+    def every_step(model, optimizer, images, labels, steps, read_every):
+        from minivit.ops import cross_entropy_backward, cross_entropy_forward
+
+        losses = []
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss, cache = cross_entropy_forward(model.forward(images), labels)
+            model.backward(cross_entropy_backward(1.0, cache))
+            optimizer.step()
+            losses.append(float(loss))  # waits for the GPU, every step
+        return losses
+
+    E.check_train_steps(S.train_steps)
+    assert_names(E.check_train_steps, every_step, "yours 8", "float(loss)", "test_lesson_checks.py")
+    assert backend.name == "numpy"
