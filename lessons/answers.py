@@ -178,4 +178,28 @@ ANSWERS = {
         patch lies (the 2-D structure of the position embeddings, section 2). Learning these priors
         takes data; with little data a CNN's built-in priors win.""",
     ],
+    12: [
+        r"""BatchNorm normalises with the mean and variance of the batch it sees: each rank's 32 images
+        give other statistics than the 128 together, so each image's output, and its loss, depends on
+        which shard it is in, and the mean of the shards' gradients is not the big batch's. The
+        statistics must be all-reduced too (PyTorch's SyncBatchNorm: one more, small, all-reduce
+        per BatchNorm layer in the forward pass). LayerNorm, the ViT's, normalises each token alone.""",
+        r"""No: each rank pairs images within its shard and draws its own mixing weights, so the pairs
+        and weights differ from a 1-process run's, and the two runs train on different mixed images.
+        They are equivalent in distribution: each image is still mixed with a random partner by a
+        Beta-distributed weight, so the expected gradient, and the recipe, are the same. (The same
+        holds for crops, flips and dropout: each rank draws its own.)""",
+        r"""Each rank's share shrinks to 2 images (130 tokens): its matrix products are too small to run
+        near the cores' peak, while the all-reduce stays 2(N-1)/N S per rank, so its share of the
+        step grows until it dominates. Practitioners grow the global batch with the ranks (the
+        per-rank batch stays efficient), with the learning rate scaled up and a warmup (linear or
+        square-root scaling; LARS/LAMB for very large batches), or accumulate gradients over several
+        micro-batches before each all-reduce.""",
+        r"""Every rank must receive the other ranks' contributions to every element: in total at least
+        $(N-1)/N \cdot S$ bytes must arrive at each rank to reduce its part, and its reduced part
+        must then reach the others, another $(N-1)/N \cdot S$; the ring meets this bound. It is the
+        wrong choice for small messages, where its $2(N-1)$ latencies dominate: a tree or recursive
+        doubling takes $\log_2 N$ steps, which is why MPI and NCCL pick the algorithm by size (and
+        NCCL builds trees and rings across servers).""",
+    ],
 }

@@ -236,3 +236,38 @@ def attention_distance(probs, distances):
     between_patches = probs[:, :, 1:, 1:]
     between_patches = between_patches / between_patches.sum(axis=-1, keepdims=True)
     return (between_patches * distances).sum(axis=-1).mean(axis=(0, 2))
+
+
+# Lesson 12
+def mean_of_shards(gradients, sizes):
+    total = sum(sizes)
+    return sum(size / total * gradient for gradient, size in zip(gradients, sizes))
+
+
+def allreduce_through_rank_0(comm, array):
+    if comm.rank == 0:
+        total = np.array(array, copy=True)
+        for source in range(1, comm.size):
+            total = total + comm.recv(source)
+        for dest in range(1, comm.size):
+            comm.send(total, dest)
+        return total
+    comm.send(array, 0)
+    return comm.recv(0)
+
+
+def ring_allreduce(comm, array):
+    N, r = comm.size, comm.rank
+    chunks = [chunk.copy() for chunk in np.array_split(np.asarray(array), N)]
+    right, left = (r + 1) % N, (r - 1) % N
+    for s in range(N - 1):  # reduce-scatter: rank r ends with the whole sum of chunk (r + 1) % N
+        chunks[(r - s - 1) % N] = chunks[(r - s - 1) % N] + comm.sendrecv(chunks[(r - s) % N], right, left)
+    for s in range(N - 1):  # all-gather: the finished chunks go around the ring
+        chunks[(r - s) % N] = comm.sendrecv(chunks[(r + 1 - s) % N], right, left)
+    return np.concatenate(chunks)
+
+
+def ring_allreduce_seconds(num_bytes, ranks, latency, bandwidth):
+    if ranks == 1:
+        return 0.0
+    return 2 * (ranks - 1) * (latency + num_bytes / ranks / bandwidth)

@@ -528,3 +528,80 @@ def test_train_steps_check_counts_synchronisations():
     E.check_train_steps(S.train_steps)
     assert_names(E.check_train_steps, every_step, "yours 8", "float(loss)", "test_lesson_checks.py")
     assert backend.name == "numpy"
+
+
+# --- lesson 12 ------------------------------------------------------------------------------------
+
+def test_mean_of_shards_names_the_unweighted_mean_and_the_sum():
+    E.check_mean_of_shards(S.mean_of_shards)
+    assert_names(E.check_mean_of_shards, lambda gradients, sizes: sum(gradients), "the sum of the shards' gradients")
+    assert_names(E.check_mean_of_shards, lambda gradients, sizes: sum(gradients) / len(gradients),
+                 "plain mean", "right only for equal shards", "n_r / B")
+    assert_names(E.check_mean_of_shards, lambda gradients, sizes: sum(n * g for n, g in zip(sizes, gradients)),
+                 "not divided by the batch size")
+
+
+def test_allreduce_through_rank_0_names_the_missing_parts(monkeypatch):
+    monkeypatch.setattr(E, "RANK_TIMEOUT", 0.5)  # the deadlocked answer below waits this long
+    E.check_allreduce_through_rank_0(S.allreduce_through_rank_0)
+
+    def without_own_array(comm, array):
+        if comm.rank == 0:
+            total = sum(comm.recv(source) for source in range(1, comm.size)) if comm.size > 1 else array
+            for dest in range(1, comm.size):
+                comm.send(total, dest)
+            return total
+        comm.send(array, 0)
+        return comm.recv(0)
+
+    def no_reply(comm, array):
+        if comm.rank == 0:
+            return array + sum(comm.recv(source) for source in range(1, comm.size))
+        comm.send(array, 0)
+        return array
+
+    def waits_first(comm, array):
+        if comm.rank == 0:
+            return S.allreduce_through_rank_0(comm, array)
+        total = comm.recv(0)  # waits for the sum before sending its part
+        comm.send(array, 0)
+        return total
+
+    assert_names(E.check_allreduce_through_rank_0, without_own_array, "without rank 0's own array")
+    assert_names(E.check_allreduce_through_rank_0, no_reply, "rank 1", "must send the sum back")
+    assert_names(E.check_allreduce_through_rank_0, lambda comm, array: S.allreduce_through_rank_0(comm, array) /
+                 comm.size, "the mean, not the sum")
+    assert_names(E.check_allreduce_through_rank_0, waits_first, "waited", "send, then receive")
+
+
+def test_ring_allreduce_names_the_whole_array_and_the_missing_all_gather(monkeypatch):
+    monkeypatch.setattr(E, "RANK_TIMEOUT", 0.5)
+    E.check_ring_allreduce(S.ring_allreduce)
+
+    def whole_array_each_step(comm, array):  # right answer, N times the traffic of a ring
+        total = np.array(array, copy=True)
+        passing = np.array(array, copy=True)
+        for _ in range(comm.size - 1):
+            passing = comm.sendrecv(passing, (comm.rank + 1) % comm.size, (comm.rank - 1) % comm.size)
+            total = total + passing
+        return total
+
+    def reduce_scatter_only(comm, array):
+        N, r = comm.size, comm.rank
+        chunks = [chunk.copy() for chunk in np.array_split(np.asarray(array), N)]
+        for s in range(N - 1):
+            chunks[(r - s - 1) % N] = chunks[(r - s - 1) % N] + comm.sendrecv(chunks[(r - s) % N], (r + 1) % N,
+                                                                          (r - 1) % N)
+        return np.concatenate(chunks)
+
+    assert_names(E.check_ring_allreduce, whole_array_each_step, "the whole array around the ring")
+    assert_names(E.check_ring_allreduce, reduce_scatter_only, "all-gather", "did not")
+    assert_names(E.check_ring_allreduce, lambda comm, array: comm.recv((comm.rank - 1) % comm.size)
+                 if comm.size > 1 else array, "waited")
+
+
+def test_ring_allreduce_seconds_names_the_missing_terms():
+    E.check_ring_allreduce_seconds(S.ring_allreduce_seconds)
+    assert_names(E.check_ring_allreduce_seconds, lambda S_, N, a, b: (N - 1) * (a + S_ / N / b), "one half only")
+    assert_names(E.check_ring_allreduce_seconds, lambda S_, N, a, b: 2 * (N - 1) * (a + S_ / b), "S/N bytes")
+    assert_names(E.check_ring_allreduce_seconds, lambda S_, N, a, b: 2 * (N - 1) * S_ / N / b, "no latency")
