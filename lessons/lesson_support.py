@@ -164,36 +164,7 @@ def use_mine(**functions):
     that lasts until ``use_mine()``); the fast kernels are off while they are in."""
     from minivit import dispatch
 
-    if ("attention_forward" in functions or "attention_backward" in functions) \
-            and "attention_heads_forward" not in functions:
-        functions = {**functions, **_attention_heads(functions.get("attention_forward"),
-                                                     functions.get("attention_backward"))}
     return dispatch.use_mine(**functions)
-
-
-def _attention_heads(attention_forward=None, attention_backward=None) -> dict:
-    """The engine's attention_heads_forward/backward (minivit/ops/attention.py), on your
-    attention_forward/backward. The model runs attention through these composites, which live in
-    the same module as attention_forward; dispatch.use_mine leaves that module's names alone, so
-    without these your attention would not reach the model."""
-    from minivit import backend, dispatch
-    from minivit.ops import merge_heads, split_heads
-
-    forward = attention_forward or dispatch.reference("attention_forward")
-    backward = attention_backward or dispatch.reference("attention_backward")
-
-    def attention_heads_forward(qkv, num_heads, dropout_p=0.0, rng=None, training=False):
-        D = qkv.shape[-1] // 3
-        q, k, v = (split_heads(qkv[..., i * D:(i + 1) * D], num_heads) for i in range(3))  # (B, H, T, d)
-        out, cache = forward(q, k, v, dropout_p, rng, training)
-        return merge_heads(out), (cache, num_heads)
-
-    def attention_heads_backward(dcontext, cache):
-        attention_cache, num_heads = cache
-        dq, dk, dv = backward(split_heads(dcontext, num_heads), attention_cache)
-        return backend.xp.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)
-
-    return {"attention_heads_forward": attention_heads_forward, "attention_heads_backward": attention_heads_backward}
 
 
 def remember(function, name: str | None = None) -> None:

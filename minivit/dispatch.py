@@ -183,7 +183,8 @@ def use_mine(**functions) -> _MineHandle:
 
     Each function must take the reference's arguments and return what it returns (same
     cache). Inside, the reference composites that call an operation (attention calls the
-    softmax) call the learner's version too, and the fast kernels are off. As a plain call
+    softmax; all heads call attention) call the learner's version too, and the fast kernels
+    are off. As a plain call
     it stays in effect until ``use_mine()`` is called with no arguments.
     """
     for name, function in functions.items():
@@ -219,16 +220,17 @@ def _check_signature(name: str, function) -> None:
 
 
 def _install(functions: dict) -> None:
-    """Make ``functions`` the learner's set: rebind the references' names inside the other ops modules
-    (so composites call the learner's version), and undo the bindings of names no longer in the set."""
+    """Make ``functions`` the learner's set: rebind the references' names inside the ops modules, the
+    defining one included (so every composite calls the learner's version: attention_heads_forward
+    calls attention_forward in the same file), and undo the bindings of names no longer in the set.
+    The package's own names (``minivit.ops.softmax_backward``, ``dispatch.reference``) stay the
+    reference: the checks compare against them."""
     for name in set(_mine) | set(functions):
         original = reference(name)
         replacement = functions.get(name, original)
         for module_name, module in list(sys.modules.items()):
             if module is None or not module_name.startswith("minivit.ops."):
                 continue
-            if module_name == original.__module__:
-                continue  # the defining module keeps the reference: checks compare against it
             if getattr(module, name, None) in (original, _mine.get(name)):
                 setattr(module, name, replacement)
     _mine.clear()

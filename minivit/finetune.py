@@ -28,7 +28,7 @@ from minivit.training.options import FINETUNING, RECIPES
 __all__ = ["FINETUNE_RECIPE", "FinetuneError", "adapt_state_dict", "build_from_pretrained", "finetune_model",
            "frozen_names", "layer_decay_scales", "layer_index", "main"]
 
-FINETUNE_RECIPE = RECIPES[FINETUNING]  # the options the recipe sets (lesson 9 shows them)
+FINETUNE_RECIPE = RECIPES[FINETUNING]  # the options the recipe sets (lesson 10 shows them)
 
 
 def main(argv=None) -> int:

@@ -112,12 +112,23 @@ def test_a_plain_call_stays_until_reset():
     assert attention_module.softmax_forward is ops.softmax_forward  # every rebinding undone
 
 
-def test_the_reference_module_keeps_the_engines_function_for_checks():
-    import minivit.ops.softmax as softmax_module
-
+def test_the_package_keeps_the_engines_function_for_checks():
     with dispatch.use_mine(softmax_backward=lambda dprobs, cache: dprobs):
-        assert softmax_module.softmax_backward is ops.softmax_backward
-        assert ops.softmax_backward.__module__ == "minivit.ops.softmax"
+        assert ops.softmax_backward.__module__ == "minivit.ops.softmax"  # the package's name: the reference
+        assert dispatch.reference("softmax_backward") is ops.softmax_backward
+
+
+def test_the_learners_attention_reaches_the_model_through_all_heads():
+    """attention_heads_forward/backward (what the model runs) call attention_forward/backward in
+    their own module: the learner's versions must be the ones they call."""
+    model = minivit.ViTForImageClassification(minivit.ViTConfig(**SMALL), dtype="float64")
+    calls = []
+    with dispatch.use_mine(attention_forward=counting(ops.attention_forward, calls),
+                           attention_backward=counting(ops.attention_backward, calls)):
+        step(model)
+    assert calls == ["attention_forward", "attention_backward"]
+    import minivit.ops.attention as attention_module
+    assert attention_module.attention_forward is ops.attention_forward  # put back
 
 
 def test_unknown_names_and_wrong_signatures_are_refused_clearly():

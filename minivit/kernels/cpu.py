@@ -313,11 +313,11 @@ def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, be
             or data.dtype not in (np.float32, np.float64) or skip is not None:
         return ops.adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2,
                                 eps, step, skip)
-    size = data.shape[0]
+    size, real = data.shape[0], data.dtype.type  # scalars in the data's precision: float32 math stays float32
     lr_scale = np.broadcast_to(np.asarray(lr_scale, dtype=data.dtype), (size,))
     weight_decay = np.broadcast_to(np.asarray(weight_decay, dtype=data.dtype), (size,))
-    loops.adamw_update(data, grad, exp_avg, exp_avg_sq, lr_scale, weight_decay, lr, beta1, beta2, eps,
-                       1.0 - beta1**step, math.sqrt(1.0 - beta2**step))
+    loops.adamw_update(data, grad, exp_avg, exp_avg_sq, lr_scale, weight_decay, real(lr), real(beta1), real(beta2),
+                       real(eps), real(1.0 - beta1**step), real(math.sqrt(1.0 - beta2**step)))
 
 
 def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step, skip=None):
@@ -327,10 +327,11 @@ def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum
             or data.dtype not in (np.float32, np.float64) or skip is not None:
         return ops.sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step,
                               skip)
-    size = data.shape[0]
+    size, real = data.shape[0], data.dtype.type  # scalars in the data's precision: float32 math stays float32
     lr_scale = np.broadcast_to(np.asarray(lr_scale, dtype=data.dtype), (size,))
     weight_decay = np.broadcast_to(np.asarray(weight_decay, dtype=data.dtype), (size,))
-    loops.sgd_update(data, grad, momentum_buffer, lr_scale, weight_decay, lr, momentum, nesterov, step == 1)
+    loops.sgd_update(data, grad, momentum_buffer, lr_scale, weight_decay, real(lr), real(momentum), nesterov,
+                     step == 1)
 
 
 def clip_by_norm(grad, max_norm: float):

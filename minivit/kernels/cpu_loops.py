@@ -209,12 +209,13 @@ def softmax_backward_rows(dprobs, probs, scale, dx):
 def adamw_update(data, grad, exp_avg, exp_avg_sq, lr_scale, decay, lr, beta1, beta2, eps, bias_correction1,
                  bias_correction2_sqrt):
     """torch.optim.AdamW's arithmetic, element by element (see minivit.ops.adamw_update)."""
+    one = data.dtype.type(1.0)
     for i in numba.prange(data.shape[0]):
         lr_i = lr * lr_scale[i]
-        value = data[i] * (1.0 - lr_i * decay[i])
+        value = data[i] * (one - lr_i * decay[i])
         g = grad[i]
-        m = beta1 * exp_avg[i] + (1.0 - beta1) * g
-        v = beta2 * exp_avg_sq[i] + (1.0 - beta2) * g * g
+        m = beta1 * exp_avg[i] + (one - beta1) * g
+        v = beta2 * exp_avg_sq[i] + (one - beta2) * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
         data[i] = value - (lr_i / bias_correction1) * (m / (math.sqrt(v) / bias_correction2_sqrt + eps))

@@ -499,6 +499,26 @@ class Trainer:
             command += ["--max-steps", str(self.step + (self.step - session["step"]) if more else config.max_steps)]
         return " ".join(shlex.quote(part) for part in command)
 
+    def _compile_kernels(self) -> None:
+        """Run one step of a tiny model of the same dtype before the clock starts: the CPU's compiled
+        loops (numba, cached on disk after the first run) and the GPU's kernels (NVRTC) are built here,
+        not inside the time budget. Its own model and generators: the run's state is untouched."""
+        from minivit.config import ViTConfig
+        from minivit.optim import AdamW
+
+        tiny = ViTForImageClassification(ViTConfig(image_size=8, patch_size=4, hidden_size=8, num_hidden_layers=1,
+                                                   num_attention_heads=2, intermediate_size=16, num_labels=2,
+                                                   hidden_act=self.model.config.hidden_act),
+                                         dtype=self.model.dtype)
+        optimizer = AdamW(tiny.named_parameters(), master_weights=self.optimizer.master is not None)
+        pixels = backend.xp.zeros((2, 3, 8, 8), dtype=tiny.dtype)
+        logits = tiny.forward(pixels).astype(backend.xp.float32)
+        loss, cache = cross_entropy_forward(logits, backend.asarray(np.array([0, 1])), 0.1)
+        tiny.backward(cross_entropy_backward(1.0, cache).astype(tiny.dtype))
+        optimizer.clip_gradients(1.0)
+        optimizer.step()
+        backend.synchronize()
+
     def _train_until_stopped(self) -> str | None:
         """Steps until the schedule ends (None) or a stop; returns the stop's reason."""
         config = self.config
@@ -513,6 +533,7 @@ class Trainer:
                       file=sys.stderr)
 
         previous_handler = signal.signal(signal.SIGINT, on_sigint)
+        self._compile_kernels()
         together = self.comm.size > 1  # the ranks agree on the clock and on Ctrl-C at each drain
         interrupted_somewhere = False  # (together) whether any rank was interrupted, as of the last drain
         sync_every = 1 if backend.name == "numpy" else config.sync_every
