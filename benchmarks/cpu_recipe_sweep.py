@@ -6,13 +6,15 @@ Each candidate is ``python -m minivit.train --preset cifar-cpu`` with some optio
 --budget seconds of training (the clock-driven schedule fits warmup and cosine into it), then judged
 by its validation accuracy (the test split is not used to choose). One run at a time, so that each
 has the machine to itself. Prints a table (and appends it to --table) with what each candidate
-changed, its steps, epochs, images/s and accuracy, and the machine.
+changed, its steps, epochs, images/s and accuracy, the machine, and the 1-minute load average at
+the end of each run (above about 2 on 2 cores, something else was running: that row is suspect).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -65,6 +67,7 @@ def run(name: str, options: list, args) -> dict:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     last = rows[-1]
     return {"name": name, "options": " ".join(options), "steps": last["step"], "epochs": last["epoch"],
+            "load": os.getloadavg()[0],
             "images_per_second": last["images_per_second"], "val_accuracy": last["val_accuracy"],
             "best_val_accuracy": max(row["val_accuracy"] for row in rows),
             "wall_seconds": time.perf_counter() - started}
@@ -106,19 +109,20 @@ def main() -> None:
         candidates[name] = options.split()
     header = (f"\n### {args.budget:g} s of training per candidate, seed {args.seed} "
               f"(`python benchmarks/cpu_recipe_sweep.py --data-dir {args.data_dir} --budget {args.budget:g}`)\n\n"
-              + describe() + "\n\n| candidate | options changed | steps | epochs | images/s | validation accuracy |\n"
-              "|---|---|---|---|---|---|")
+              + describe() + "\n\n| candidate | options changed | steps | epochs | images/s | validation accuracy "
+              "| load |\n|---|---|---|---|---|---|---|")
     print(header, flush=True)
     warm_up()
     lines = [header]
     for name, options in candidates.items():
         result = run(name, options, args)
         if "error" in result:
-            line = f"| {name} | `{result['options']}` | failed: {result['error']} | | | |"
+            line = f"| {name} | `{result['options']}` | failed: {result['error']} | | | | |"
         else:
             accuracy = 100 * result["val_accuracy"]
             line = (f"| {name} | `{result['options'] or '(the preset)'}` | {result['steps']} | "
-                    f"{result['epochs']:.2f} | {result['images_per_second']:.0f} | {accuracy:.2f}% |")
+                    f"{result['epochs']:.2f} | {result['images_per_second']:.0f} | {accuracy:.2f}% | "
+                    f"{result['load']:.1f} |")
         print(line, flush=True)
         lines.append(line)
     with open(args.table, "a") as table:
