@@ -604,22 +604,31 @@ class Trainer:
         if self.writes:
             self.run_folder.append_steps(step_rows)
         if progress is not None:
-            progress.update(len(values))
             seen = max(1, self.epoch_sums["seen"])
-            left = (self.config.time_budget - self.elapsed if self.config.time_budget
-                    else self.elapsed / self.step * (self.total_steps - self.step))
-            progress.set_postfix(loss=f"{self.epoch_sums['loss'] / seen:.3f}",
-                                 acc=f"{self.epoch_sums['correct'] / seen:.3f}",
-                                 img_s=f"{self.step * self.config.batch_size / max(self.elapsed, 1e-9):.0f}",
-                                 lr=f"{self.optimizer.lr:.2e}", left=f"{left / 60:.1f}min", refresh=False)
+            if self.config.time_budget:  # the bar measures the budget: seconds spent of it
+                progress.n = min(self.elapsed, self.config.time_budget)
+                left = self.config.time_budget - progress.n
+            else:  # the bar measures the steps of the recipe
+                progress.n = self.step
+                left = self.elapsed / max(1, self.step) * (self.total_steps - self.step)
+            progress.set_postfix({"step": self.step, "left": f"{left / 60:.1f}min",
+                                  "loss": f"{self.epoch_sums['loss'] / seen:.3f}",
+                                  "acc": f"{self.epoch_sums['correct'] / seen:.3f}",
+                                  "img_s": f"{self.step * self.config.batch_size / max(self.elapsed, 1e-9):.0f}",
+                                  "lr": f"{self.optimizer.lr:.2e}"})
 
     def _progress_bar(self):
+        """Under --time-budget, seconds of the budget (spent and left); otherwise steps of the recipe."""
         if not self.config.progress or not self.writes:
             return None
         from tqdm import tqdm
 
-        return tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                    desc=f"{self.config.preset} on {backend.name}")
+        description = f"{self.config.preset} on {backend.name}"
+        if self.config.time_budget:
+            budget = self.config.time_budget
+            return tqdm(total=budget, initial=min(self.elapsed, budget), dynamic_ncols=True, desc=description,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget{postfix}")
+        return tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True, desc=description)
 
     def _end_epoch(self, progress, partial: bool = False) -> None:
         """Validate, log, draw, and checkpoint (last, and best if validation improved).
