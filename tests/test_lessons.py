@@ -126,6 +126,34 @@ def test_committed_notebooks_are_built_from_the_sources_and_name_no_machine_path
     assert "NOT YET" not in outputs_of(committed)
 
 
+def test_markdown_only_copies_the_prose_and_keeps_code_and_outputs(tmp_path, capsys):
+    """--markdown-only updates a committed notebook's Markdown when its code is the source's, keeping
+    every output; when a code cell changed it refuses and says to rebuild the lesson."""
+    import build
+    import nbformat
+
+    source = tmp_path / "src" / "01_tiny.py"
+    source.parent.mkdir()
+    source.write_text("# %% [markdown]\n# # Lesson 1 — tiny\n\n# %%\nprint(6 * 7)\n\n"
+                      "# %% [markdown]\n# It printed 42.\n")
+    committed = build.build(source)
+    committed.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="42\n")]
+    committed.cells[1].execution_count = 1
+    nbformat.write(committed, tmp_path / "01_tiny.ipynb")
+
+    source.write_text(source.read_text().replace("It printed 42.", "It printed 42, six times seven."))
+    updated = build.sync_markdown(source, nbformat.read(tmp_path / "01_tiny.ipynb", as_version=4))
+    assert [cell.source for cell in updated.cells] == [cell.source for cell in build.build(source).cells]
+    assert updated.cells[1].outputs[0].text == "42\n" and updated.cells[1].execution_count == 1
+
+    source.write_text(source.read_text().replace("print(6 * 7)", "print(7 * 6)"))
+    with pytest.raises(build.CodeChanged, match=r"code cell 2 .*rebuild it in full \(python lessons/build.py 01\)"):
+        build.sync_markdown(source, nbformat.read(tmp_path / "01_tiny.ipynb", as_version=4))
+    source.write_text(source.read_text() + "\n# %%\nprint('one more cell')\n")
+    with pytest.raises(build.CodeChanged, match="4 cells where its notebook has 3"):
+        build.sync_markdown(source, nbformat.read(tmp_path / "01_tiny.ipynb", as_version=4))
+
+
 def test_exercises_raise_until_solved(monkeypatch):
     """Without the solutions an exercise is the learner's stub, and it says what to do."""
     monkeypatch.delenv("MINIVIT_SOLUTIONS", raising=False)

@@ -360,7 +360,10 @@ check(final[rates[-1]] > final[best] + 0.1, "too large a rate is worse than the 
 # large that the loss stalls, oscillates, or the run diverges. A short sweep's best rate is an
 # optimistic guess for a long run: longer runs usually want a rate a few times smaller (and a
 # warmup, lesson 8, to survive the first steps at it). `cifar-tiny`'s recipe uses $10^{-3}$ with a
-# batch of 128.
+# batch of 128. On a GPU the sweep can afford the real model: nine rates of 200 steps of
+# `cifar-tiny` at batch 128 are 230,400 images, about 23 seconds of training steps at the 9,867
+# images per second measured on an NVIDIA H200 (`benchmarks/results/gpu-h200-2026-11-26/`; loading
+# the data not counted).
 #
 # ## Questions
 #
