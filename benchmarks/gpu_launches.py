@@ -27,7 +27,8 @@ from minivit.training.trainer import Trainer  # noqa: E402
 PHASES = ("data", "augment", "zero_grad", "forward", "loss", "backward", "clip", "optimizer", "metrics")
 
 
-def small_image_folder(root: Path) -> Path:
+def small_image_folder(root: Path, per_class: int = 8) -> Path:
+    """A generated image folder, 10 classes of ``per_class`` random 32x32 images in train/ and test/."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -35,7 +36,7 @@ def small_image_folder(root: Path) -> Path:
         for label in range(10):
             folder = root / split / f"class{label}"
             folder.mkdir(parents=True, exist_ok=True)
-            for index in range(8):
+            for index in range(per_class):
                 Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{index}.png")
     return root
 

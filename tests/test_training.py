@@ -115,6 +115,17 @@ def test_time_budget_stops_cleanly_at_the_end_of_its_schedule(data_dir, tmp_path
     assert minivit.optim.warmup_cosine(position, total, 4, 3e-3, 1e-5) == pytest.approx(1e-5)
 
 
+def test_under_a_time_budget_the_progress_bar_measures_the_budget(data_dir, tmp_path, capsys):
+    """Seconds of the budget, not the recipe's steps (a 40-second run once showed 31/17550 steps)."""
+    train(tiny_config(data_dir, tmp_path / "budget", epochs=1000, time_budget=1.0, progress=True))
+    shown = capsys.readouterr().err.replace("\r", "\n")
+    assert "s of the time budget" in shown and "left=" in shown
+    assert "/4000" not in shown  # 1000 epochs of 4 steps
+    train(tiny_config(data_dir, tmp_path / "steps", epochs=2, progress=True))
+    shown = capsys.readouterr().err.replace("\r", "\n")
+    assert "/8 " in shown and "s of the time budget" not in shown  # without a budget: the steps of the recipe
+
+
 def test_time_budget_schedule_runs_on_the_clock(data_dir, tmp_path):
     """Position on the schedule = max(step, elapsed / budget * total steps); no timing involved."""
     trainer = Trainer(tiny_config(data_dir, tmp_path / "run", epochs=1000, warmup_epochs=100, time_budget=100.0,

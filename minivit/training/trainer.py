@@ -627,7 +627,8 @@ class Trainer:
         if self.config.time_budget:
             budget = self.config.time_budget
             return tqdm(total=budget, initial=min(self.elapsed, budget), dynamic_ncols=True, desc=description,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget{postfix}")
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget"
+                                   "{postfix}")
         return tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True, desc=description)
 
     def _end_epoch(self, progress, partial: bool = False) -> None:
