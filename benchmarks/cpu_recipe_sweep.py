@@ -24,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-# name -> the options it changes from the cifar-cpu preset and recipe (flags of python -m minivit.train)
+# name -> the options it changes from the cifar-cpu preset and recipe (flags of python -m minivit.train).
+# The rows in benchmarks/results/cpu-recipe-sweep.md changed the preset as it stood then (patch 4, crops).
 CANDIDATES = {
     "cifar-cpu": [],
     "cifar-tiny model (D192 L6 MLP768)": ["--hidden-size", "192", "--num-hidden-layers", "6",
@@ -43,13 +44,13 @@ CANDIDATES = {
     "batch 256": ["--batch-size", "256"],
     "lr 1e-3": ["--lr", "1e-3"],
     "lr 4e-3": ["--lr", "4e-3"],
-    "no augmentation": ["--crop-padding", "0", "--no-horizontal-flip"],
-    "flip only": ["--crop-padding", "0", "--horizontal-flip"],
+    "no augmentation": ["--no-horizontal-flip"],
+    "random crops and flips": ["--crop-padding", "4"],
     "label smoothing 0": ["--label-smoothing", "0"],
     "weight decay 0.1": ["--weight-decay", "0.1"],
     "warmup 2%": ["--warmup-epochs", "0.2"],
     "warmup 10%": ["--warmup-epochs", "1"],
-    "patch 8 (16 tokens)": ["--patch-size", "8"],
+    "patch 4 (64 tokens)": ["--patch-size", "4"],
 }
 
 

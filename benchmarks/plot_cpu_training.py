@@ -1,9 +1,11 @@
-"""Draw figures/cpu-training-10min.png from the two run folders of cpu_training_budget.py.
+"""Draw figures/cpu-training-<preset>.png from the two run folders of cpu_training_budget.py.
 
-    python benchmarks/plot_cpu_training.py [--preset cifar-tiny] [--budget 600]
+    python benchmarks/plot_cpu_training.py [--preset cifar-cpu] [--budget 600] [--long runs/cifar-cpu-60min]
 
 Training loss per step (mean of 20 steps) for minivit and for the PyTorch reference, each up to
 the step where its time budget ran out, and the validation accuracy at the end of each epoch.
+With --long, a third panel: validation accuracy against minutes of training for those two runs
+and a longer run of minivit (for example the sixty-minute one).
 """
 
 from __future__ import annotations
@@ -27,15 +29,20 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="cifar-tiny")
+    parser.add_argument("--preset", default="cifar-cpu")
     parser.add_argument("--budget", type=int, default=600)
+    parser.add_argument("--long", help="a longer run folder of the same preset, drawn against time")
     args = parser.parse_args()
     sides = {"minivit (NumPy)": f"bench-minivit-{args.preset}-{args.budget}s",
              "transformers (PyTorch CPU)": f"bench-torch-{args.preset}-{args.budget}s"}
-    fig, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 3 if args.long else 2, figsize=(15 if args.long else 10, 3.6))
+    loss_axis, accuracy_axis = axes[:2]
     for color, (label, folder) in zip(["C0", "C1"], sides.items()):
         steps = read_jsonl(ROOT / "runs" / folder / "steps.jsonl")
         epochs = read_jsonl(ROOT / "runs" / folder / "metrics.jsonl")
+        if args.long:
+            axes[2].plot([row["elapsed"] / 60 for row in epochs], [100 * row["val_accuracy"] for row in epochs],
+                         "o-", color=color, label=f"{label}, {args.budget // 60} min")
         step = np.array([row["step"] for row in steps])
         loss = np.array([row["loss"] for row in steps])
         window = 20
@@ -50,9 +57,17 @@ def main():
     accuracy_axis.set_xlabel("step")
     accuracy_axis.set_ylabel("validation accuracy (%)")
     accuracy_axis.legend()
-    fig.suptitle(f"{args.preset}, {args.budget} s of training on the same 2-core CPU")
+    if args.long:
+        epochs = read_jsonl(Path(args.long) / "metrics.jsonl")
+        axes[2].plot([row["elapsed"] / 60 for row in epochs], [100 * row["val_accuracy"] for row in epochs],
+                     ".-", color="C2", label=f"minivit (NumPy), {epochs[-1]['elapsed'] / 60:.0f} min")
+        axes[2].set_xlabel("minutes of training")
+        axes[2].set_ylabel("validation accuracy (%)")
+        axes[2].legend()
+    fig.suptitle(f"{args.preset}, {args.budget} s of training on the same 2-core CPU"
+                 + (" (right: and a longer run)" if args.long else ""))
     fig.tight_layout()
-    out = ROOT / "figures" / f"cpu-training-{args.budget // 60}min.png"
+    out = ROOT / "figures" / f"cpu-training-{args.preset}.png"
     out.parent.mkdir(exist_ok=True)
     fig.savefig(out, dpi=100)
     print(f"wrote {out.relative_to(ROOT)}")
