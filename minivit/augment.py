@@ -17,9 +17,9 @@ import math
 from dataclasses import dataclass
 
 from minivit import backend, dispatch
-from minivit.checks import number_problem, whole_number_problem
 from minivit.ops.pixels import crop_flip_normalize, normalize  # noqa: F401 (part of this module's API)
 from minivit.ops.randaugment import RANDAUGMENT_OPS, _matrices, affine, rand_augment  # noqa: F401 (likewise)
+from minivit.option_checks import number_problem, whole_number_problem
 
 
 @dataclass

@@ -8,7 +8,7 @@ Layout:
     optimizer/<key>       the optimizer's state (step and moment buffers)
 
 Written to a temporary file in the same folder, flushed to disk, then renamed
-over the old one (``minivit.files``): a crash mid-write leaves the previous
+over the old one (``minivit.atomic``): a crash mid-write leaves the previous
 checkpoint whole. Never written with a NaN or infinite value in it, and not
 loaded with one unless asked (``allow_non_finite=True``, to inspect what went
 wrong). Read with ``allow_pickle=False``, so a checkpoint cannot run code.
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from minivit.atomic import atomic_write
 from minivit.config import ViTConfig
-from minivit.files import atomic_write
-from minivit.weight_files import WeightFileError, read_npz
+from minivit.weight_readers import WeightFileError, read_npz
 
 FORMAT_VERSION = 1
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from minivit.checks import number_problem
 from minivit.ops.gelu import APPROXIMATIONS
 from minivit.ops.pooling import POOLINGS
+from minivit.option_checks import number_problem
 
 # The vocabularies of a ViTConfig are those of the operations that implement them.
 HIDDEN_ACTS = tuple(APPROXIMATIONS)  # the GELU forms minivit.ops.gelu computes

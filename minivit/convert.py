@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np  # host side: conversion works on NumPy dicts
 
-from minivit.files import atomic_write_path, atomic_write_text
-from minivit.weight_files import read_json, read_npz, read_safetensors, read_torch_file
+from minivit.atomic import atomic_write_path, atomic_write_text
+from minivit.weight_readers import read_json, read_npz, read_safetensors, read_torch_file
 
 # (minivit pattern, transformers 5.x pattern, transformers 4.x pattern); {i} is a layer index.
 _NAME_TABLE = [

@@ -24,11 +24,11 @@ import numpy as np
 from minivit import backend
 from minivit.augment import normalize
 from minivit.checkpoint import CheckpointError, load_checkpoint
-from minivit.checks import whole_number_problem
 from minivit.cli import ArgumentParser, run_command
 from minivit.data import SPLITS, Dataset, load_split
 from minivit.nn import no_grad
 from minivit.ops import cross_entropy_forward
+from minivit.option_checks import whole_number_problem
 
 
 def evaluate_model(model, images: np.ndarray, labels: np.ndarray, mean, std, batch_size: int = 500) -> dict:

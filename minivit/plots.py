@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minivit.files import atomic_write
+from minivit.atomic import atomic_write
 
 
 def _new_figure(figsize):

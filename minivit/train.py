@@ -12,7 +12,7 @@ with the same weights, bit for bit, as one that never stopped.
 The training code, a room per job:
 
     minivit/training/options.py       TrainConfig, its checks, the recipes
-    minivit/training/command_line.py  the parser (training, finetuning and resuming)
+    minivit/training/arguments.py  the parser (training, finetuning and resuming)
     minivit/training/run_folder.py    which folders a run may write into; its lock and logs
     minivit/training/data.py          the training data: checked, split for validation, batched
     minivit/training/trainer.py       the Trainer: setting up, the loop, checkpoints, NaN stops
@@ -30,7 +30,7 @@ import sys
 from minivit.cli import run_command
 from minivit.distributed import connected, settle_failure
 from minivit.distributed.launch import launched_size
-from minivit.training.command_line import build_parser, config_from_args
+from minivit.training.arguments import build_parser, config_from_args
 from minivit.training.options import RECIPES, RESUMABLE_CHANGES, TrainConfig
 from minivit.training.trainer import Trainer, TrainingDiverged
 

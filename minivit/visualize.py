@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np  # host-side analysis of weights and attention maps
 
 from minivit import backend
-from minivit.checks import whole_number_problem
 from minivit.cli import ArgumentParser, run_command
 from minivit.nn import no_grad
+from minivit.option_checks import whole_number_problem
 from minivit.plots import _new_figure, save_figure
 
 # --- the analyses ---------------------------------------------------------------------------------

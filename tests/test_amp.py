@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from datasets import write_image_folder
+from synthetic_data import write_image_folder
 
 from minivit import amp, backend, ops
 from minivit.checkpoint import read_checkpoint

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minivit"
 # unpickle, save checkpoints or draw initial values on the CPU. Everything else
 # (ops, modules, optimizers, augmentation, losses) must use backend.xp.
 HOST_SIDE = {"backend.py", "init.py", "convert.py", "checkpoint.py", "data", "plots.py",
-             "evaluate.py", "train.py", "training", "files.py", "weight_files.py"}
+             "evaluate.py", "train.py", "training", "atomic.py", "weight_readers.py"}
 # visualize.py analyses a trained model after the fact (PCA, distances, rollout) on the host.
 HOST_SIDE |= {"visualize.py"}
 # minivit/kernels/cpu*.py hold the CPU's fast kernels, which take NumPy arrays by definition;

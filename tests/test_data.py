@@ -7,7 +7,7 @@ import tarfile
 
 import numpy as np
 import pytest
-from datasets import write_cifar_archive, write_cifar_batches, write_image_folder
+from synthetic_data import write_cifar_archive, write_cifar_batches, write_image_folder
 
 from minivit.data import DataError, cifar10, find_data, load_split, stratified_split
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datasets import write_image_folder
+from synthetic_data import write_image_folder
 
 from minivit import backend, sim
 from minivit.checkpoint import CheckpointError, read_checkpoint

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from datasets import write_image_folder
+from synthetic_data import write_image_folder
 
 import minivit
 from minivit import backend, ops

@@ -8,7 +8,7 @@ depend on the batch size, so a small batch measures it.
 """
 
 import pytest
-from datasets import write_cifar_batches
+from synthetic_data import write_cifar_batches
 
 from minivit import backend, sim
 from minivit.config import PRESETS

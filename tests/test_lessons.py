@@ -33,7 +33,7 @@ RUNS = [pytest.param(path, layout, id=f"{path.stem}-{layout}") for path in LESSO
 def lesson_data(tmp_path_factory):
     """CIFAR-10's python batches (random pixels, CIFAR's ten classes), and an image folder that is
     not CIFAR at all (three colour classes, 8 x 8 PNGs): the lessons resize and pick classes."""
-    from datasets import write_cifar_batches, write_image_folder
+    from synthetic_data import write_cifar_batches, write_image_folder
 
     root = tmp_path_factory.mktemp("lesson-data")
     write_cifar_batches(root / "cifar-python", per_batch=40, test_size=40)

@@ -11,10 +11,10 @@ import sys
 
 import numpy as np
 import pytest
-from datasets import write_image_folder
+from synthetic_data import write_image_folder
 
 import minivit
-from minivit import files
+from minivit import atomic
 from minivit.adapt import FinetuneError
 from minivit.checkpoint import CheckpointError, NonFiniteWeights, read_checkpoint, save_checkpoint
 from minivit.data import DataError
@@ -147,21 +147,21 @@ def test_temporary_files_of_killed_writes_are_removed_and_live_ones_kept(data_di
 
 
 def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
-    path = files.atomic_write_text(tmp_path / "config.json", "old")
+    path = atomic.atomic_write_text(tmp_path / "config.json", "old")
 
     def fail(file):
         file.write(b"new, half")
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        files.atomic_write(path, fail)
+        atomic.atomic_write(path, fail)
     assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
 
 
 def test_atomic_write_removes_what_a_killed_writer_left(tmp_path):
     stale = tmp_path / f".data.npz.{dead_pid()}.zz.tmp"
     stale.write_bytes(b"x")
-    files.atomic_write(tmp_path / "data.npz", lambda file: np.savez(file, values=np.arange(3)))
+    atomic.atomic_write(tmp_path / "data.npz", lambda file: np.savez(file, values=np.arange(3)))
     assert not stale.exists()
     np.testing.assert_array_equal(np.load(tmp_path / "data.npz")["values"], np.arange(3))
 
@@ -169,7 +169,7 @@ def test_atomic_write_removes_what_a_killed_writer_left(tmp_path):
 def test_written_files_get_a_normal_mode_not_a_private_one(tmp_path):
     previous = os.umask(0o022)
     try:
-        path = files.atomic_write_text(tmp_path / "x.txt", "x")
+        path = atomic.atomic_write_text(tmp_path / "x.txt", "x")
     finally:
         os.umask(previous)
     assert path.stat().st_mode & 0o777 == 0o644

@@ -5,7 +5,7 @@ import signal
 
 import numpy as np
 import pytest
-from datasets import write_cifar_batches, write_image_folder
+from synthetic_data import write_cifar_batches, write_image_folder
 
 import minivit
 import minivit.optim

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from datasets import write_cifar_batches, write_image_folder
+from synthetic_data import write_cifar_batches, write_image_folder
 
 from minivit import convert
 from minivit.data import DataError, Dataset, load_split
@@ -19,7 +19,7 @@ from minivit.evaluate import main as evaluate_main
 from minivit.finetune import main as finetune_main
 from minivit.train import main as train_main
 from minivit.visualize import main as visualize_main
-from minivit.weight_files import WeightFileError, read_npz, read_safetensors
+from minivit.weight_readers import WeightFileError, read_npz, read_safetensors
 
 TINY_FLAGS = ["--hidden-size", "16", "--num-hidden-layers", "1", "--num-attention-heads", "2",
               "--intermediate-size", "32", "--image-size", "8", "--patch-size", "4", "--batch-size", "8",
@@ -153,7 +153,7 @@ def test_visualize_refuses_bad_options(checkpoint, data_dir, tmp_path, capsys, f
 
 
 def test_finetune_alias_is_the_training_command_with_the_finetune_recipe(checkpoint, data_dir, tmp_path):
-    from minivit.training.command_line import config_from_args
+    from minivit.training.arguments import config_from_args
     from minivit.training.options import RECIPES
 
     config, resume = config_from_args(["--recipe", "finetune", "--init-from", str(checkpoint), "--data-dir",

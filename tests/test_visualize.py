@@ -1,7 +1,7 @@
 """The analyses behind the 'what a ViT learns' figures, on small models whose answers are known."""
 
 import numpy as np
-from datasets import write_image_folder
+from synthetic_data import write_image_folder
 
 import minivit
 from minivit import backend, visualize

@@ -5,7 +5,7 @@ made from: the name, size and modification time of every source file (hashed), a
 the image size asked for. It is used only while that record matches the source as it
 is now: an edited, added or removed file, a cache that cannot be read, or one written
 by an older minivit, is decoded again and the cache rewritten. Caches are written
-atomically (``minivit.files``), with the read permissions of the folder they sit in, so
+atomically (``minivit.atomic``), with the read permissions of the folder they sit in, so
 whoever may read the data may read its cache. A folder minivit may not write to
 simply goes without a cache.
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from minivit.atomic import atomic_write, readable_like
 from minivit.data.dataset import DataError, check_images, check_labels
-from minivit.files import atomic_write, readable_like
 
 CACHE_FORMAT = 2
 

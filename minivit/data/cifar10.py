@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from minivit.atomic import atomic_write
 from minivit.data.cache import read_cache, source_record, write_cache
 from minivit.data.dataset import DataError, Dataset, check_images, check_labels
-from minivit.files import atomic_write
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"

@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from minivit import backend
 from minivit.amp import PRECISIONS
 from minivit.augment import AugmentConfig
-from minivit.checks import (
+from minivit.config import PRESETS, ViTConfig
+from minivit.optim import OPTIMIZERS
+from minivit.option_checks import (
     choice_problem,
     number_problem,
     option_name,
     option_names,
     whole_number_problem,
 )
-from minivit.config import PRESETS, ViTConfig
-from minivit.optim import OPTIMIZERS
 
 BACKENDS = backend.BACKENDS  # the array libraries minivit runs on (defined in minivit.backend)
 MAX_SEED = 2**32 - 1

@@ -24,8 +24,8 @@ import socket
 import time
 from pathlib import Path
 
+from minivit.atomic import atomic_write_text, remove_stale_temporaries_in
 from minivit.checkpoint import CheckpointError
-from minivit.files import atomic_write_text, remove_stale_temporaries_in
 
 LOCK_NAME = "minivit.lock"
 CHECKPOINT_NAMES = ("checkpoint-last.npz", "checkpoint-best.npz")

@@ -17,9 +17,9 @@ import dataclasses
 
 from minivit.augment import AugmentConfig
 from minivit.checkpoint import read_checkpoint
-from minivit.checks import option_names
 from minivit.cli import ArgumentParser
 from minivit.config import PRESETS, ViTConfig
+from minivit.option_checks import option_names
 from minivit.training.options import (
     BACKENDS,
     FINETUNING,
