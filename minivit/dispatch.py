@@ -3,7 +3,7 @@
     reference  the plain array math of ``minivit/ops/``: what learners read and what
                the gradient checks prove.
     fast       the fastest available implementation with the same name, signature and
-               cache: ``minivit/kernels/cpu.py`` on NumPy, ``minivit/kernels/gpu.py`` on CuPy
+               cache: ``minivit/kernels/cpu.py`` on NumPy, ``minivit/kernels/gpu/`` on CuPy
                (and on its simulation). Each is tested against its reference. An operation
                without a fast kernel runs its reference.
     mine       a learner's own functions (``use_mine``): they replace the reference wherever
@@ -63,7 +63,6 @@ def _mode_from_environment() -> str:
 
 mode: str = _mode_from_environment()
 _mine: dict = {}  # name -> a learner's function (use_mine)
-_fast_tables: dict = {}  # backend name -> {name: fast function}
 
 
 def use(new_mode: str) -> str:
@@ -84,17 +83,9 @@ def reference(name: str):
 
 def fast_kernels(backend_name: str | None = None) -> dict:
     """{name: fast function} for a backend (the active one by default); empty where none can run."""
-    backend_name = backend_name or backend.name
-    if backend_name not in _fast_tables:
-        try:
-            if backend_name == "numpy":
-                from minivit.kernels.cpu import KERNELS
-            else:
-                from minivit.kernels.gpu import KERNELS
-        except ImportError:  # numba missing: the reference runs
-            KERNELS = {}
-        _fast_tables[backend_name] = KERNELS
-    return _fast_tables[backend_name]
+    from minivit.kernels import registry
+
+    return registry.kernels("cpu" if (backend_name or backend.name) == "numpy" else "gpu")
 
 
 def implementation(name: str):

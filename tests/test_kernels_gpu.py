@@ -1,4 +1,4 @@
-"""The GPU kernels (minivit/kernels/gpu.py and cuda/*.cu): every CUDA source compiles, and every
+"""The GPU kernels (minivit/kernels/gpu/: each module and its .cu): every CUDA source compiles, and every
 kernel computes what its reference computes.
 
 Without a GPU the kernels run on the simulated GPU ("cupy-sim"), where each CUDA kernel call
@@ -10,13 +10,18 @@ expf/erff and another order of summation.
 """
 
 import inspect
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from conftest import HAS_CUPY
 
 from minivit import augment, backend, dispatch, ops
-from minivit.kernels import gpu, nvrtc
+from minivit.kernels import gpu as gpu_package
+from minivit.kernels import nvrtc, registry
+from minivit.kernels.gpu.launch import CudaKernel
+
+gpu = SimpleNamespace(**registry.kernels("gpu"))  # every GPU kernel, by the name of the reference it replaces
 
 TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
 
@@ -62,9 +67,11 @@ def test_a_broken_source_fails_with_the_compilers_log():
 def test_every_kernel_the_python_side_launches_is_in_its_source():
     """Each CudaKernel's name is an entry point of its compiled file (read from the PTX)."""
     pytest.importorskip("cupy")
-    kernels = [value for value in vars(gpu).values() if isinstance(value, gpu.CudaKernel)]
-    kernels += [kernel for value in vars(gpu).values() if isinstance(value, dict)
-                for kernel in value.values() if isinstance(kernel, gpu.CudaKernel)]
+    kernels = []
+    for module in gpu_package.MODULES:
+        kernels += [value for value in vars(module).values() if isinstance(value, CudaKernel)]
+        kernels += [kernel for value in vars(module).values() if isinstance(value, dict)
+                    for kernel in value.values() if isinstance(kernel, CudaKernel)]
     assert len(kernels) >= 20
     entries = {name: nvrtc.kernel_names(name) for name in {kernel.file_name for kernel in kernels}}
     for kernel in kernels:
@@ -81,7 +88,7 @@ def test_an_elementwise_kernel_compiles_from_its_pieces():
 
 
 def test_every_kernel_has_its_references_name_and_signature():
-    for name, kernel in gpu.KERNELS.items():
+    for name, kernel in vars(gpu).items():
         assert kernel.__name__ == name
         assert inspect.signature(kernel) == inspect.signature(dispatch.reference(name)), name
         assert "Replaces" in (kernel.__doc__ or ""), name
