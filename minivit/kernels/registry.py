@@ -21,16 +21,17 @@ from __future__ import annotations
 import importlib
 import inspect
 
+from minivit import ops
+
 # The devices a kernel can run on, and the package that holds their kernels.
 PACKAGES = {"cpu": "minivit.kernels.cpu", "gpu": "minivit.kernels.gpu"}
 
 _table: dict[str, dict] = {device: {} for device in PACKAGES}  # device -> {operation name: kernel}
+_imported: set = set()  # the devices whose package has been imported
 
 
 def references() -> dict:
     """{name: reference function} for every operation a kernel may replace (``minivit.ops.OPERATIONS``)."""
-    from minivit import ops
-
     return {name: getattr(ops, name) for name in ops.OPERATIONS}
 
 
@@ -46,11 +47,18 @@ def _parameters(function) -> list[tuple]:
     return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
 
 
+def _arguments(function) -> str:
+    """The signature as a reader compares two: names and defaults, "(x, approximate='none')"."""
+    signature = inspect.signature(function)
+    return str(signature.replace(parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+                                 return_annotation=signature.empty))
+
+
 def check_signature(name: str, kernel, reference) -> None:
     """Raise TypeError unless ``kernel`` takes the arguments of ``reference`` (names, kinds, defaults)."""
     if _parameters(kernel) != _parameters(reference):
-        raise TypeError(f"{kernel.__module__}.{kernel.__qualname__}{inspect.signature(kernel)} cannot replace "
-                        f"{reference.__module__}.{name}{inspect.signature(reference)}: a kernel takes the "
+        raise TypeError(f"{kernel.__module__}.{kernel.__qualname__}{_arguments(kernel)} cannot replace "
+                        f"{reference.__module__}.{name}{_arguments(reference)}: a kernel takes the "
                         "reference's arguments, with the same names and defaults, and returns what it returns.")
 
 
@@ -94,10 +102,21 @@ def remove(name: str, device: str) -> None:
 def kernels(device: str) -> dict:
     """{operation name: kernel} for ``device``, its package imported (which registers its kernels);
     empty where the package cannot load (the CPU's needs numba)."""
-    if device not in PACKAGES:
-        raise ValueError(f"Unknown device {device!r}: choose one of {', '.join(PACKAGES)}.")
-    try:
-        importlib.import_module(PACKAGES[device])
-    except ImportError:
-        return {}
-    return dict(_table[device])
+    return dict(_loaded(device))
+
+
+def kernel(name: str, device: str):
+    """The ``device``'s kernel for operation ``name``, or None (what minivit.dispatch asks on every call)."""
+    return _loaded(device).get(name)
+
+
+def _loaded(device: str) -> dict:
+    if device not in _imported:
+        if device not in PACKAGES:
+            raise ValueError(f"Unknown device {device!r}: choose one of {', '.join(PACKAGES)}.")
+        try:
+            importlib.import_module(PACKAGES[device])
+        except ImportError:  # numba missing: the reference runs
+            _table[device].clear()
+        _imported.add(device)
+    return _table[device]
