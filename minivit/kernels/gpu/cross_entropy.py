@@ -11,6 +11,7 @@ from minivit.kernels.registry import replaces
 
 
 def _forward_stand_in(logits, labels, soft_targets, use_labels, log_probs, q, loss, B, K, smoothing):
+    # The kernel receives the labels or the soft targets, as use_labels says.
     targets = labels if use_labels else soft_targets
     value, (reference_log_probs, reference_q) = ops.cross_entropy_forward(logits, targets, float(smoothing))
     log_probs[...] = reference_log_probs
@@ -19,6 +20,7 @@ def _forward_stand_in(logits, labels, soft_targets, use_labels, log_probs, q, lo
 
 
 def _backward_stand_in(log_probs, q, dlogits, n, scale):
+    # The kernel receives dloss / B (scale), the reference dloss.
     dlogits[...] = ops.cross_entropy_backward(float(scale) * log_probs.shape[0], (log_probs, q))
 
 

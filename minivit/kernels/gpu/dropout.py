@@ -6,14 +6,15 @@ from __future__ import annotations
 import numpy as np
 
 from minivit import backend, ops
-from minivit.kernels.gpu.launch import WITH_HALF, compute, contiguous, grid, supported, typed
+from minivit.kernels.gpu.launch import WITH_HALF, Replay, compute, contiguous, grid, supported, typed
 from minivit.kernels.registry import replaces
 
 
 def _stand_in(x, uniform, out, mask, p, n):
-    keep = uniform >= float(p)  # what rng.random(x.shape) >= p gives in ops.dropout_forward
-    mask[...] = keep.astype(uniform.dtype) * (1.0 / (1.0 - float(p)))
-    out[...] = compute(x) * compute(mask)
+    # The kernel receives the reference's draws (uniform): the reference, replaying them, in float32 for float16.
+    result, reference_mask = ops.dropout_forward(compute(x), float(p), Replay(random=uniform), True)
+    out[...] = result
+    mask[...] = reference_mask
 
 
 DROPOUT_APPLY = typed("dropout.cu", "dropout_apply", _stand_in, WITH_HALF)

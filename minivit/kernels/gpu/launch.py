@@ -5,6 +5,7 @@
                                        with common.cuh in front, on first use)
     typed(file, name, stand_in)        {dtype: CudaKernel} for the builds ``name_f16/_f32/_f64``
     grid(n), row_grid(rows)            blocks for a grid-stride loop, for a warp per row
+    Replay(...)                        a generator that hands back draws already made (for stand-ins)
 
 On the simulated GPU (backend "cupy-sim") a launch runs the kernel's *stand-in* instead: a
 function of the kernel's own arguments that computes its outputs by calling the reference,
@@ -81,3 +82,19 @@ def compute(array):
 
 def contiguous(array):
     return backend.xp.ascontiguousarray(array)  # no copy (no launch) when it already is
+
+
+class Replay:
+    """A random generator that hands back draws already made: ``Replay(random=u).random(shape)`` is ``u``.
+
+    A kernel receives its random draws as arguments, where the reference makes them with its
+    generator; given a Replay of those draws, the reference computes what the kernel computes."""
+
+    def __init__(self, random=None, integers=None):
+        self._random, self._integers = random, integers
+
+    def random(self, *args, **kwargs):
+        return self._random
+
+    def integers(self, *args, **kwargs):
+        return self._integers

@@ -20,31 +20,25 @@ def _per_element(array, value, per_element):
     return array if per_element else float(value)
 
 
+def _skip(skip, has_skip):
+    return skip if has_skip else None
+
+
 def _adamw_stand_in(data, grad, exp_avg, exp_avg_sq, lr_scale, lr_scale_value, lr_scale_per_element, decay,
-                    decay_value, decay_per_element, lr, beta1, beta2, eps, bias_correction1, bias_correction2_sqrt,
-                    skip, has_skip, n):
-    # ops.adamw_update's arithmetic, with the bias corrections as the kernel receives them
-    xp = backend.xp
-    if has_skip and float(skip[0]) != 0.0:  # (a host read: only the simulation's stand-in does it)
-        return
-    lr_i = float(lr) * _per_element(lr_scale, lr_scale_value, lr_scale_per_element)
-    data *= 1.0 - lr_i * _per_element(decay, decay_value, decay_per_element)
-    exp_avg *= float(beta1)
-    exp_avg += (1.0 - float(beta1)) * grad
-    exp_avg_sq *= float(beta2)
-    exp_avg_sq += (1.0 - float(beta2)) * grad * grad
-    denom = xp.sqrt(exp_avg_sq) / float(bias_correction2_sqrt) + float(eps)
-    data -= (lr_i / float(bias_correction1)) * (exp_avg / denom)
+                    decay_value, decay_per_element, lr, beta1, beta2, eps, step, skip, has_skip, n):
+    ops.adamw_update(data, grad, exp_avg, exp_avg_sq, float(lr),
+                     _per_element(lr_scale, lr_scale_value, lr_scale_per_element),
+                     _per_element(decay, decay_value, decay_per_element), float(beta1), float(beta2), float(eps),
+                     int(step), _skip(skip, has_skip))
 
 
 def _sgd_stand_in(data, grad, momentum_buffer, lr_scale, lr_scale_value, lr_scale_per_element, decay, decay_value,
                   decay_per_element, lr, momentum, nesterov, first_step, skip, has_skip, n):
-    if has_skip and float(skip[0]) != 0.0:
-        return
+    # The kernel is told whether this is the first step, all the reference asks of its step.
     ops.sgd_update(data, grad, momentum_buffer, float(lr),
                    _per_element(lr_scale, lr_scale_value, lr_scale_per_element),
                    _per_element(decay, decay_value, decay_per_element), float(momentum), bool(nesterov),
-                   1 if first_step else 2)
+                   1 if first_step else 2, _skip(skip, has_skip))
 
 
 def _unscale_stand_in(grad, scale, out, found_inf, n):
@@ -56,19 +50,22 @@ def _update_loss_scale_stand_in(scale, growth_tracker, found_inf, growth_factor,
                           int(growth_interval))
 
 
+# Clipping is three kernels: the blocks' sums of squares, then the norm and the factor, then the scaling.
 def _squares_by_block_stand_in(g, block_sums, n):
+    # The reference's norm (with an infinite max_norm nothing is scaled, and g is a copy), squared, in
+    # block 0; the other blocks add nothing.
     block_sums[...] = 0.0
-    block_sums[0] = (g.astype(block_sums.dtype) ** 2).sum()
+    block_sums[0] = ops.clip_by_norm(g.astype(block_sums.dtype), math.inf) ** 2
 
 
 def _norm_and_scale_stand_in(block_sums, blocks, max_norm, norm, scale):
-    total = backend.xp.sqrt(block_sums.sum())
-    norm[...] = total
-    scale[...] = backend.xp.minimum(1.0, float(max_norm) / (total + 1e-6))
+    # The kernel's contract: the norm, and the factor ops.clip_by_norm scales by (its expression).
+    norm[...] = backend.xp.sqrt(block_sums.sum())
+    scale[...] = backend.xp.minimum(1.0, float(max_norm) / (norm + 1e-6))
 
 
 def _scale_by_stand_in(g, scale, n):
-    g *= scale[0]
+    g *= scale[0]  # the reference's in-place scaling, by the factor the previous kernel left on the device
 
 
 ADAMW_UPDATE = typed("optimizer.cu", "adamw_update", _adamw_stand_in)
@@ -117,9 +114,7 @@ def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, be
     ADAMW_UPDATE[data.dtype](grid(data.size), (data, grad, exp_avg, exp_avg_sq,
                                                *_rate_and_decay(data, lr_scale, weight_decay),
                                                np.float64(lr), np.float64(beta1), np.float64(beta2), np.float64(eps),
-                                               np.float64(1.0 - beta1**step),
-                                               np.float64(math.sqrt(1.0 - beta2**step)),
-                                               *_skip_arguments(data, skip), np.int64(data.size)))
+                                               np.int64(step), *_skip_arguments(data, skip), np.int64(data.size)))
 
 
 @replaces("sgd_update")

@@ -6,18 +6,15 @@ from __future__ import annotations
 import numpy as np
 
 from minivit import backend, ops
-from minivit.kernels.gpu.launch import CudaKernel, contiguous
+from minivit.kernels.gpu.launch import CudaKernel, Replay, contiguous
 from minivit.kernels.registry import replaces
 
 
 def _stand_in(images, choice, sign, level, posterize_step, solarize_threshold, out, C, H, W):
-    from minivit.ops.randaugment import RANDAUGMENT_OPS
-
-    xp = backend.xp
-    result = images
-    for index, op in enumerate(RANDAUGMENT_OPS.values()):  # one round of ops.rand_augment, given the draws
-        result = xp.where((choice == index)[:, None, None, None], op(images, sign, float(level)), result)
-    out[...] = result
+    # One round of the reference, replaying the round's draws: each image's operation (choice) and the
+    # uniform draw that gave its sign (below 0.5: -1).
+    drawn = Replay(integers=choice, random=backend.xp.where(sign < 0, 0.0, 1.0))
+    out[...] = ops.rand_augment(images, 1, 10.0 * float(level), drawn)
 
 
 RANDAUGMENT_ROUND = CudaKernel("randaugment.cu", "randaugment_round", _stand_in)

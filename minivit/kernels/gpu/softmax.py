@@ -12,11 +12,13 @@ from minivit.kernels.registry import replaces
 
 
 def _forward_stand_in(x, out, rows, N, scale):
+    # The kernel's contract: softmax(scale * x) over rows of N (attention folds its 1/sqrt(d) in).
     x = compute(x)
     out[...] = ops.softmax_forward(x.reshape(int(rows), int(N)) * float(scale))[0].reshape(out.shape)
 
 
 def _backward_stand_in(dprobs, probs, dx, rows, N, scale):
+    # The kernel's contract: the gradient with respect to x of softmax(scale * x), the reference's times scale.
     dprobs, probs = compute(dprobs), compute(probs)
     shape = (int(rows), int(N))
     dx[...] = (ops.softmax_backward(dprobs.reshape(shape), (probs.reshape(shape), -1)) * float(scale)).reshape(dx.shape)
