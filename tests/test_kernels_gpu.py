@@ -10,6 +10,7 @@ expf/erff and another order of summation.
 """
 
 import inspect
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -76,6 +77,23 @@ def test_every_kernel_the_python_side_launches_is_in_its_source():
     entries = {name: nvrtc.kernel_names(name) for name in {kernel.file_name for kernel in kernels}}
     for kernel in kernels:
         assert kernel.name in entries[kernel.file_name], f"{kernel.name} not in {kernel.file_name}"
+
+
+def test_each_cuda_source_sits_beside_the_module_that_launches_it():
+    """kernels/gpu/<name>.cu is launched from kernels/gpu/<name>.py (one module per kernel, as llm.c keeps
+    one file per layer); the shared helpers (common.cuh) are the only other CUDA file."""
+    folder = nvrtc.CUDA_DIR
+    assert folder == Path(gpu_package.__file__).parent
+    assert {path.name for path in folder.iterdir() if path.suffix in (".cu", ".cuh")} == \
+        set(nvrtc.sources()) | {"common.cuh"}
+    for module in gpu_package.MODULES:
+        launched = {value.file_name for value in vars(module).values() if isinstance(value, CudaKernel)}
+        launched |= {kernel.file_name for value in vars(module).values() if isinstance(value, dict)
+                     for kernel in value.values() if isinstance(kernel, CudaKernel)}
+        own = module.__name__.rpartition(".")[2] + ".cu"
+        assert launched <= {own}, f"{module.__name__} launches kernels of {sorted(launched - {own})}"
+    for name in nvrtc.sources():
+        assert (folder / name).with_suffix(".py").exists(), f"{name} has no module beside it"
 
 
 def test_an_elementwise_kernel_compiles_from_its_pieces():
