@@ -89,6 +89,9 @@ def fast_kernels(backend_name: str | None = None) -> dict:
         try:
             if backend_name == "numpy":
                 from minivit.kernels.cpu import KERNELS
+                from minivit.kernels.tuning import tune_on_first_use
+
+                tune_on_first_use()  # the process settings the CPU kernels need, once (MINIVIT_TUNE=0 refuses)
             else:
                 from minivit.kernels.gpu import KERNELS
         except ImportError:  # numba missing: the reference runs
