@@ -48,6 +48,7 @@ REFERENCES = {
         "residual_forward", "residual_backward",
         "pool_forward", "pool_backward",
         "cross_entropy_forward", "cross_entropy_backward",
+        "linear_gelu_inference", "residual_layernorm_inference",  # inference only: no cache, no backward
     )},
     **{name: "minivit.ops" for name in ("adamw_update", "sgd_update", "clip_by_norm", "unscale_gradients",
                                         "update_loss_scale", "crop_flip_normalize", "rand_augment")},
@@ -152,6 +153,8 @@ pool_forward = _dispatcher("pool_forward")
 pool_backward = _dispatcher("pool_backward")
 cross_entropy_forward = _dispatcher("cross_entropy_forward")
 cross_entropy_backward = _dispatcher("cross_entropy_backward")
+linear_gelu_inference = _dispatcher("linear_gelu_inference")
+residual_layernorm_inference = _dispatcher("residual_layernorm_inference")
 adamw_update = _dispatcher("adamw_update")
 sgd_update = _dispatcher("sgd_update")
 clip_by_norm = _dispatcher("clip_by_norm")

@@ -27,6 +27,7 @@ from minivit.dispatch import (
     layernorm_forward,
     linear_backward,
     linear_forward,
+    residual_layernorm_inference,
 )
 
 # --- inference mode ---------------------------------------------------------------------------------
@@ -52,6 +53,13 @@ def no_grad():
 def grad_enabled() -> bool:
     """False inside ``no_grad()``."""
     return _keep_activations
+
+
+def inference(module) -> bool:
+    """True inside ``no_grad()`` with ``module`` and all its sub-modules in eval mode: no backward can
+    follow and dropout is off, so the forward may run the operations that exist for inference only
+    (``minivit/ops/linear_gelu.py``, ``residual_layernorm.py``: compositions a fast kernel fuses)."""
+    return not _keep_activations and not any(sub.training for sub in module.modules())
 
 
 # --- parameters --------------------------------------------------------------------------------------
@@ -281,6 +289,10 @@ class LayerNorm(Module):
         out, cache = layernorm_forward(x, self.weight.data, self.bias.data, self.eps)
         self._keep(cache)
         return out
+
+    def add_and_normalize(self, skip, branch):
+        """Inference only: (skip + branch, this LayerNorm of it), in one operation (nothing kept)."""
+        return residual_layernorm_inference(skip, branch, self.weight.data, self.bias.data, self.eps)
 
     def backward(self, dout):
         dx, dgamma, dbeta = layernorm_backward(dout, self._pop_cache())

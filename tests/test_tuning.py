@@ -72,8 +72,6 @@ def test_minivit_tune_0_leaves_the_process_alone():
     assert report["layer"] == "default", report
     assert list(report["done"]) == ["refused"], report["done"]
     assert ANNOUNCEMENT not in stderr, stderr
-    if len(os.sched_getaffinity(0)) >= 2:
-        assert report["spin"] > 0.03, f"MINIVIT_TUNE=0, yet OpenBLAS's workers sleep: {report['spin']:.3f} s"
 
 
 def test_the_reference_path_leaves_the_process_alone():
