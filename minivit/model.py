@@ -235,7 +235,7 @@ class ViTMLP(Module):
         self.approximate = APPROXIMATIONS[config.hidden_act]
 
     def forward(self, x):
-        if inference(self):  # fc1, its bias and the GELU as one operation (nothing kept for a backward)
+        if inference(self, "linear_gelu_inference"):  # fc1, its bias and the GELU in one (nothing kept)
             activated = linear_gelu_inference(x, self.fc1.weight.data, self.fc1._bias_data(), self.approximate)
             return self.fc2.forward(activated)
         hidden = self.fc1.forward(x)
@@ -261,7 +261,7 @@ class ViTLayer(Module):
         self.mlp_dropout = Dropout(config.hidden_dropout_prob, rng)
 
     def forward(self, hidden_states):
-        if inference(self):
+        if inference(self, "residual_layernorm_inference"):
             hidden_states, transformed = self.inference_branches(hidden_states,
                                                                  self.layernorm_before.forward(hidden_states))
             hidden_states, _ = residual_forward(hidden_states, transformed)
@@ -363,7 +363,7 @@ class ViTForImageClassification(Module):
         """
         self._check_pixel_values(pixel_values, interpolate_pos_encoding)
         hidden_states = self.embeddings.forward(pixel_values, interpolate_pos_encoding)  # (B, N+1, D)
-        if inference(self):  # no_grad and eval: the residual adds fused with the LayerNorms after them
+        if inference(self, "residual_layernorm_inference"):  # each residual add with the LayerNorm after it
             hidden_states = self.encoder.forward_and_normalize(hidden_states, self.layernorm)
         else:
             hidden_states = self.encoder.forward(hidden_states)

@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from minivit import backend
+from minivit import backend, dispatch
 from minivit.dispatch import (
     dropout_backward,
     dropout_forward,
@@ -55,11 +55,16 @@ def grad_enabled() -> bool:
     return _keep_activations
 
 
-def inference(module) -> bool:
-    """True inside ``no_grad()`` with ``module`` and all its sub-modules in eval mode: no backward can
-    follow and dropout is off, so the forward may run the operations that exist for inference only
-    (``minivit/ops/linear_gelu.py``, ``residual_layernorm.py``: compositions a fast kernel fuses)."""
-    return not _keep_activations and not any(sub.training for sub in module.modules())
+def inference(module, operation: str) -> bool:
+    """Whether ``module``'s forward runs ``operation``, one of the inference-only operations
+    (``minivit/ops/linear_gelu.py``, ``residual_layernorm.py``: compositions a fast kernel fuses):
+    inside ``no_grad()``, with ``module`` and all its sub-modules in eval mode (no backward can
+    follow, dropout is off), and where a fast kernel runs it. Elsewhere (the reference, a learner's
+    functions, a backend without that kernel) the forward runs the operations it composes, as in
+    training."""
+    if _keep_activations or any(sub.training for sub in module.modules()):
+        return False
+    return dispatch.implementation(operation) is not dispatch.reference(operation)
 
 
 # --- parameters --------------------------------------------------------------------------------------

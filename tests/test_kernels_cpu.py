@@ -304,23 +304,47 @@ def test_residual_forward(dtype, leading, width, contiguous):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch_size", [1, 40])
-def test_the_inference_forward_gives_the_training_forwards_logits_and_keeps_nothing(dtype, batch_size):
-    """Inside no_grad in eval mode the model runs the fused operations (fast kernels here); the logits
-    are those of the same forward outside no_grad, and no module keeps a cache."""
+def test_the_inference_forward_gives_the_training_forwards_logits_and_keeps_nothing(monkeypatch, dtype, batch_size):
+    """Inside no_grad in eval mode the model runs the fused kernels; the logits are those of the same
+    forward outside no_grad, and no module keeps a cache."""
     import minivit
 
     model = minivit.ViTForImageClassification("cifar-tiny", dtype=dtype).eval()
     pixel_values = normal(0, (batch_size, 3, 32, 32), dtype)
     calls = []
-    original = dispatch.implementation
-    try:
-        dispatch.implementation = lambda name: (calls.append(name), original(name))[1]
-        with minivit.no_grad():
-            fused = model.forward(pixel_values)
-    finally:
-        dispatch.implementation = original
+    for name in ("linear_gelu_inference", "residual_layernorm_inference", "residual_forward", "gelu_forward"):
+        monkeypatch.setitem(dispatch.fast_kernels("numpy"), name, counting(getattr(cpu, name), calls))
+    with minivit.no_grad():
+        fused = model.forward(pixel_values)
     assert calls.count("residual_layernorm_inference") == 2 * model.config.num_hidden_layers, calls
     assert calls.count("linear_gelu_inference") == model.config.num_hidden_layers, calls
     assert "residual_forward" not in calls and "gelu_forward" not in calls, calls
     assert all(module._cache is None for module in model.modules())
     assert_close(fused, model.forward(pixel_values), dtype, "logits", factor=4)
+
+
+def test_the_reference_mode_runs_the_plain_forward_at_inference_too(monkeypatch):
+    """No fast kernel, no fusion: inside no_grad the reference runs the operations the training forward
+    runs (the fused operations' references are only their tests' oracles)."""
+    import minivit
+
+    model = minivit.ViTForImageClassification("cifar-tiny", dtype="float64").eval()
+    pixel_values = normal(0, (2, 3, 32, 32), "float64")
+    calls = []
+    for name in ("linear_gelu_inference", "residual_layernorm_inference"):
+        monkeypatch.setattr(ops, name, counting(getattr(ops, name), calls))
+    previous = dispatch.use("reference")
+    try:
+        with minivit.no_grad():
+            logits = model.forward(pixel_values)
+        np.testing.assert_array_equal(logits, model.forward(pixel_values))
+    finally:
+        dispatch.use(previous)
+    assert calls == []
+
+
+def counting(function, calls):
+    def counted(*args, **kwargs):
+        calls.append(function.__name__)
+        return function(*args, **kwargs)
+    return counted
