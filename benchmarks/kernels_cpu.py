@@ -38,6 +38,8 @@ def cases(B: int) -> dict:
     gamma, beta = normal(D), normal(D)
     qkv, scores = normal(B, T, 3 * D), normal(B, H, T, T, scale=3.0)
     weight, bias = normal(D, 3 * D, scale=0.05), normal(3 * D)
+    fc1_weight, fc1_bias = normal(D, M, scale=0.05), normal(M)
+    branch = normal(B, T, D)
     ln_cache = ops.layernorm_forward(tokens, gamma, beta, 1e-12)[1]
     probs = ops.softmax_forward(scores)[0]
     attention_cache = ops.attention_heads_forward(qkv, H)[1]
@@ -45,14 +47,19 @@ def cases(B: int) -> dict:
     flat = [normal(size), normal(size), np.zeros(size, np.float32), np.zeros(size, np.float32)]
     decay = np.where(np.arange(size) % 4 == 0, 0.0, 0.05).astype(np.float32)
     return {
-        "linear_forward": ((tokens, weight, bias), "q/k/v product (8320, 192) @ (192, 576) + bias"),
-        "gelu_forward": ((hidden, "none"), "exact GELU on (128, 65, 768)"),
+        "linear_forward": ((tokens, weight, bias), f"q/k/v product ({B * T}, 192) @ (192, 576) + bias"),
+        "linear_gelu_inference": ((tokens, fc1_weight, fc1_bias, "none"),
+                                  f"inference: fc1 ({B * T}, 192) @ (192, 768) + bias, then GELU"),
+        "gelu_forward": ((hidden, "none"), f"exact GELU on ({B}, 65, 768)"),
         "gelu_backward": ((hidden, (hidden, "none")), "its backward"),
-        "layernorm_forward": ((tokens, gamma, beta, 1e-12), "LayerNorm on (128, 65, 192)"),
+        "layernorm_forward": ((tokens, gamma, beta, 1e-12), f"LayerNorm on ({B}, 65, 192)"),
         "layernorm_backward": ((tokens, ln_cache), "its backward"),
-        "softmax_forward": ((scores,), "softmax on (128, 3, 65, 65)"),
+        "residual_forward": ((tokens, branch), f"residual add on ({B}, 65, 192)"),
+        "residual_layernorm_inference": ((tokens, branch, gamma, beta, 1e-12),
+                                         f"inference: residual add, then LayerNorm, on ({B}, 65, 192)"),
+        "softmax_forward": ((scores,), f"softmax on ({B}, 3, 65, 65)"),
         "softmax_backward": ((scores, (probs, -1)), "its backward"),
-        "attention_heads_forward": ((qkv, H), "attention, 3 heads, from qkv (128, 65, 576)"),
+        "attention_heads_forward": ((qkv, H), f"attention, 3 heads, from qkv ({B}, 65, 576)"),
         "attention_heads_backward": ((tokens, attention_cache), "its backward"),
         "adamw_update": ((*flat, 1e-3, 1.0, decay, 0.9, 0.999, 1e-8, 2), "AdamW over 2.7M parameters"),
         "sgd_update": ((flat[0], flat[1], flat[2], 0.1, 1.0, decay, 0.9, False, 2), "SGD over 2.7M parameters"),

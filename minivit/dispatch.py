@@ -67,7 +67,23 @@ def reference(name: str):
 
 def fast_kernels(backend_name: str | None = None) -> dict:
     """{name: fast function} for a backend (the active one by default); empty where none can run."""
-    return registry.kernels(_device(backend_name or backend.name))
+    device = _device(backend_name or backend.name)
+    if device == "cpu":
+        _tune_once()
+    return registry.kernels(device)
+
+
+_tuned = False  # whether the CPU kernels' first use has tuned the process (or MINIVIT_TUNE=0 refused)
+
+
+def _tune_once() -> None:
+    """The process settings the CPU kernels need, applied on their first use (minivit.kernels.tuning)."""
+    global _tuned
+    if not _tuned:
+        from minivit.kernels.tuning import tune_on_first_use
+
+        tune_on_first_use()
+        _tuned = True
 
 
 def _device(backend_name: str) -> str:
@@ -88,8 +104,11 @@ def implementation(name: str):
 
 def _fast_or_reference(name: str):
     if mode == "fast":
-        kernel = registry.kernel(name, _device(backend.name))
+        device = _device(backend.name)
+        kernel = registry.kernel(name, device)
         if kernel is not None:
+            if device == "cpu" and not _tuned:
+                _tune_once()
             return kernel
     return reference(name)
 

@@ -30,6 +30,7 @@ from minivit.dispatch import (
     interpolate_position_forward,
     linear_backward,
     linear_forward,
+    linear_gelu_inference,
     pool_backward,
     pool_forward,
     position_add_backward,
@@ -37,7 +38,17 @@ from minivit.dispatch import (
     residual_backward,
     residual_forward,
 )
-from minivit.nn import Dropout, FlatParameters, LayerNorm, Linear, Module, add_side_by_side, new_parameter, side_by_side
+from minivit.nn import (
+    Dropout,
+    FlatParameters,
+    LayerNorm,
+    Linear,
+    Module,
+    add_side_by_side,
+    inference,
+    new_parameter,
+    side_by_side,
+)
 from minivit.ops.gelu import APPROXIMATIONS
 from minivit.ops.patches import patch_grid_size
 
@@ -224,6 +235,9 @@ class ViTMLP(Module):
         self.approximate = APPROXIMATIONS[config.hidden_act]
 
     def forward(self, x):
+        if inference(self, "linear_gelu_inference"):  # fc1, its bias and the GELU in one (nothing kept)
+            activated = linear_gelu_inference(x, self.fc1.weight.data, self.fc1._bias_data(), self.approximate)
+            return self.fc2.forward(activated)
         hidden = self.fc1.forward(x)
         activated, cache = gelu_forward(hidden, self.approximate)
         self._keep(cache)
@@ -247,11 +261,24 @@ class ViTLayer(Module):
         self.mlp_dropout = Dropout(config.hidden_dropout_prob, rng)
 
     def forward(self, hidden_states):
+        if inference(self, "residual_layernorm_inference"):
+            hidden_states, transformed = self.inference_branches(hidden_states,
+                                                                 self.layernorm_before.forward(hidden_states))
+            hidden_states, _ = residual_forward(hidden_states, transformed)
+            return hidden_states
         attended = self.attention.forward(self.layernorm_before.forward(hidden_states))
         hidden_states, _ = residual_forward(hidden_states, self.attention_dropout.forward(attended))
         transformed = self.mlp.forward(self.layernorm_after.forward(hidden_states))
         hidden_states, _ = residual_forward(hidden_states, self.mlp_dropout.forward(transformed))
         return hidden_states
+
+    def inference_branches(self, hidden_states, normed):
+        """Inference (``nn.inference``): the block, given ``normed`` = layernorm_before(hidden_states).
+        Returns (the stream after the attention's residual, the MLP's output): the caller adds the
+        second with the LayerNorm that follows it (the next block's, or the model's last) in one pass."""
+        attended = self.attention.forward(normed)
+        hidden_states, normed = self.layernorm_after.add_and_normalize(hidden_states, attended)
+        return hidden_states, self.mlp.forward(normed)
 
     def backward(self, dout):
         # Second residual: the gradient goes both around and through the MLP branch.
@@ -274,6 +301,18 @@ class ViTEncoder(Module):
         for layer in self.layers:
             hidden_states = layer.forward(hidden_states)
         return hidden_states
+
+    def forward_and_normalize(self, hidden_states, final_layernorm: LayerNorm):
+        """Inference (``nn.inference``): final_layernorm(forward(hidden_states)), each residual add done
+        with the LayerNorm that follows it (``LayerNorm.add_and_normalize``)."""
+        if not self.layers:
+            return final_layernorm.forward(hidden_states)
+        normed = self.layers[0].layernorm_before.forward(hidden_states)
+        next_layernorms = [layer.layernorm_before for layer in self.layers[1:]] + [final_layernorm]
+        for layer, next_layernorm in zip(self.layers, next_layernorms):
+            hidden_states, transformed = layer.inference_branches(hidden_states, normed)
+            hidden_states, normed = next_layernorm.add_and_normalize(hidden_states, transformed)
+        return normed
 
     def backward(self, dout):
         for layer in reversed(self.layers):
@@ -324,8 +363,11 @@ class ViTForImageClassification(Module):
         """
         self._check_pixel_values(pixel_values, interpolate_pos_encoding)
         hidden_states = self.embeddings.forward(pixel_values, interpolate_pos_encoding)  # (B, N+1, D)
-        hidden_states = self.encoder.forward(hidden_states)
-        hidden_states = self.layernorm.forward(hidden_states)
+        if inference(self, "residual_layernorm_inference"):  # each residual add with the LayerNorm after it
+            hidden_states = self.encoder.forward_and_normalize(hidden_states, self.layernorm)
+        else:
+            hidden_states = self.encoder.forward(hidden_states)
+            hidden_states = self.layernorm.forward(hidden_states)
         pooled, pool_cache = pool_forward(hidden_states, self.config.pooling)  # (B, D)
         self._keep((pool_cache, pooled.shape[0]))
         return self.classifier.forward(pooled)

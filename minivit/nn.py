@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from minivit import backend
+from minivit import backend, dispatch
 from minivit.dispatch import (
     dropout_backward,
     dropout_forward,
@@ -27,6 +27,7 @@ from minivit.dispatch import (
     layernorm_forward,
     linear_backward,
     linear_forward,
+    residual_layernorm_inference,
 )
 
 # --- inference mode ---------------------------------------------------------------------------------
@@ -52,6 +53,18 @@ def no_grad():
 def grad_enabled() -> bool:
     """False inside ``no_grad()``."""
     return _keep_activations
+
+
+def inference(module, operation: str) -> bool:
+    """Whether ``module``'s forward runs ``operation``, one of the inference-only operations
+    (``minivit/ops/linear_gelu.py``, ``residual_layernorm.py``: compositions a fast kernel fuses):
+    inside ``no_grad()``, with ``module`` and all its sub-modules in eval mode (no backward can
+    follow, dropout is off), and where a fast kernel runs it. Elsewhere (the reference, a learner's
+    functions, a backend without that kernel) the forward runs the operations it composes, as in
+    training."""
+    if _keep_activations or any(sub.training for sub in module.modules()):
+        return False
+    return dispatch.implementation(operation) is not dispatch.reference(operation)
 
 
 # --- parameters --------------------------------------------------------------------------------------
@@ -281,6 +294,10 @@ class LayerNorm(Module):
         out, cache = layernorm_forward(x, self.weight.data, self.bias.data, self.eps)
         self._keep(cache)
         return out
+
+    def add_and_normalize(self, skip, branch):
+        """Inference only: (skip + branch, this LayerNorm of it), in one operation (nothing kept)."""
+        return residual_layernorm_inference(skip, branch, self.weight.data, self.bias.data, self.eps)
 
     def backward(self, dout):
         dx, dgamma, dbeta = layernorm_backward(dout, self._pop_cache())

@@ -193,27 +193,27 @@ def test_a_second_kernel_for_one_operation_is_refused():
 
 def test_registering_a_kernel_is_all_it_takes_for_dispatch_to_run_it():
     """A toy kernel for an operation that has none: registered, the model runs it; removed, the reference."""
-    assert "residual_forward" not in registry.kernels("cpu")
+    assert "position_add_forward" not in registry.kernels("cpu")
     calls = []
 
-    @registry.replaces("residual_forward", device="cpu")
-    def residual_forward(skip, branch):
-        calls.append(skip.shape)
-        return ops.residual_forward(skip, branch)
+    @registry.replaces("position_add_forward", device="cpu")
+    def position_add_forward(tokens, position_embeddings):
+        calls.append(tokens.shape)
+        return ops.position_add_forward(tokens, position_embeddings)
 
     try:
-        assert dispatch.implementation("residual_forward") is residual_forward
+        assert dispatch.implementation("position_add_forward") is position_add_forward
         model = minivit.ViTForImageClassification(minivit.ViTConfig(**SMALL), dtype="float64")
         step(model)
-        assert len(calls) == 2  # one layer: the residual after attention and after the MLP
+        assert len(calls) == 1  # the embeddings add the position embeddings once per forward
         previous = dispatch.use("reference")
         try:
-            assert dispatch.implementation("residual_forward") is ops.residual_forward
+            assert dispatch.implementation("position_add_forward") is ops.position_add_forward
         finally:
             dispatch.use(previous)
     finally:
-        registry.remove("residual_forward", "cpu")
-    assert dispatch.implementation("residual_forward") is ops.residual_forward
+        registry.remove("position_add_forward", "cpu")
+    assert dispatch.implementation("position_add_forward") is ops.position_add_forward
 
 
 # --- the hook ----------------------------------------------------------------------------------------------

@@ -18,8 +18,9 @@ pytest.importorskip("numba")
 from minivit.kernels import cpu, registry  # noqa: E402
 
 TOLERANCE = {"float32": 5e-6, "float64": 1e-12}
-# (leading shape, last axis): odd sizes, one row, one column, a (B, H, T, T)-like stack
-SHAPES = [((37,), 53), ((1,), 7), ((5,), 1), ((2, 3, 5), 65)]
+# (leading shape, last axis): odd sizes, one row, one column, a (B, H, T, T)-like stack; all of these
+# run the loops' serial twins but the last, large enough for the parallel loops (cpu_loops.sized)
+SHAPES = [((37,), 53), ((1,), 7), ((5,), 1), ((2, 3, 5), 65), ((2, 301), 129)]
 
 
 def normal(seed, shape, dtype, scale=1.0):
@@ -239,3 +240,112 @@ def test_map_rows_gives_the_same_bits_as_one_pass(monkeypatch):
     whole = np.tanh(x) * 2 + x
     blocked = cpu.map_rows(lambda rows: np.tanh(rows) * 2 + rows, x, block_elements=4096)
     np.testing.assert_array_equal(blocked, whole)
+
+
+def test_the_last_shape_runs_the_parallel_loops_and_the_others_their_serial_twins():
+    from minivit.kernels import cpu_loops
+
+    sizes = [np.prod(leading) * width for leading, width in SHAPES]
+    assert max(sizes[:-1]) < cpu_loops.PARALLEL_FROM <= sizes[-1]
+    assert cpu_loops.sized(cpu_loops.layernorm_forward, sizes[-1]) is cpu_loops.layernorm_forward
+    twin = cpu_loops.sized(cpu_loops.layernorm_forward, sizes[0])
+    assert twin is not cpu_loops.layernorm_forward
+    assert twin.py_func.__code__ is cpu_loops.layernorm_forward.py_func.__code__  # the same source
+    assert twin is cpu_loops.sized(cpu_loops.layernorm_forward, 1)  # compiled once
+
+
+# --- inference-only fused operations (ops/linear_gelu.py, ops/residual_layernorm.py) --------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("leading,d_in,d_out", [((37,), 13, 53), ((1,), 7, 1), ((2, 65), 24, 96), ((2, 301), 16, 129)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_gelu_inference(dtype, leading, d_in, d_out, with_bias):
+    x = normal(0, (*leading, d_in), dtype)
+    weight, bias = normal(1, (d_in, d_out), dtype), normal(2, (d_out,), dtype) if with_bias else None
+    for x_view in (x, strided(x)):
+        for approximate in ("none", "tanh"):
+            fused = cpu.linear_gelu_inference(x_view, weight, bias, approximate)
+            assert_close(fused, ops.linear_gelu_inference(x_view, weight, bias, approximate), dtype,
+                         f"linear + gelu {approximate}", factor=2)
+            # and the reference is the composition it says it is
+            expected = ops.gelu_forward(ops.linear_forward(x_view, weight, bias)[0], approximate)[0]
+            np.testing.assert_array_equal(ops.linear_gelu_inference(x_view, weight, bias, approximate), expected)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("leading,width", SHAPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_residual_layernorm_inference(dtype, leading, width, contiguous):
+    skip = normal(0, (*leading, width), dtype, scale=3.0) + 1
+    branch = normal(1, skip.shape, dtype)
+    gamma, beta = normal(2, (width,), dtype), normal(3, (width,), dtype)
+    if not contiguous:
+        skip, branch = strided(skip), strided(branch)
+    hidden, normed = cpu.residual_layernorm_inference(skip, branch, gamma, beta, 1e-5)
+    expected_hidden, expected_normed = ops.residual_layernorm_inference(skip, branch, gamma, beta, 1e-5)
+    np.testing.assert_array_equal(hidden, expected_hidden)  # one addition either way
+    assert_close(normed, expected_normed, dtype, "residual + layernorm")
+    composed = ops.layernorm_forward(ops.residual_forward(skip, branch)[0], gamma, beta, 1e-5)[0]
+    np.testing.assert_array_equal(expected_normed, composed)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("leading,width", SHAPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_residual_forward(dtype, leading, width, contiguous):
+    skip, branch = normal(0, (*leading, width), dtype), normal(1, (*leading, width), dtype)
+    if not contiguous:
+        skip, branch = strided(skip), strided(branch)
+    out, cache = cpu.residual_forward(skip, branch)
+    np.testing.assert_array_equal(out, ops.residual_forward(skip, branch)[0])
+    assert cache is None and out.dtype == skip.dtype
+    broadcast = cpu.residual_forward(skip, branch[..., :1])[0]  # broadcasting: the reference
+    np.testing.assert_array_equal(broadcast, skip + branch[..., :1])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size", [1, 40])
+def test_the_inference_forward_gives_the_training_forwards_logits_and_keeps_nothing(monkeypatch, dtype, batch_size):
+    """Inside no_grad in eval mode the model runs the fused kernels; the logits are those of the same
+    forward outside no_grad, and no module keeps a cache."""
+    import minivit
+
+    model = minivit.ViTForImageClassification("cifar-tiny", dtype=dtype).eval()
+    pixel_values = normal(0, (batch_size, 3, 32, 32), dtype)
+    calls = []
+    watched = ("linear_gelu_inference", "residual_layernorm_inference", "residual_forward", "gelu_forward")
+    with dispatch.wrap(lambda name, function: counting(function, calls, name), names=watched), minivit.no_grad():
+        fused = model.forward(pixel_values)
+    assert calls.count("residual_layernorm_inference") == 2 * model.config.num_hidden_layers, calls
+    assert calls.count("linear_gelu_inference") == model.config.num_hidden_layers, calls
+    assert "residual_forward" not in calls and "gelu_forward" not in calls, calls
+    assert all(module._cache is None for module in model.modules())
+    assert_close(fused, model.forward(pixel_values), dtype, "logits", factor=4)
+
+
+def test_the_reference_mode_runs_the_plain_forward_at_inference_too(monkeypatch):
+    """No fast kernel, no fusion: inside no_grad the reference runs the operations the training forward
+    runs (the fused operations' references are only their tests' oracles)."""
+    import minivit
+
+    model = minivit.ViTForImageClassification("cifar-tiny", dtype="float64").eval()
+    pixel_values = normal(0, (2, 3, 32, 32), "float64")
+    calls = []
+    for name in ("linear_gelu_inference", "residual_layernorm_inference"):
+        monkeypatch.setattr(ops, name, counting(getattr(ops, name), calls))
+    previous = dispatch.use("reference")
+    try:
+        with minivit.no_grad():
+            logits = model.forward(pixel_values)
+        np.testing.assert_array_equal(logits, model.forward(pixel_values))
+    finally:
+        dispatch.use(previous)
+    assert calls == []
+
+
+def counting(function, calls, name=None):
+    def counted(*args, **kwargs):
+        calls.append(name or function.__name__)
+        return function(*args, **kwargs)
+    return counted

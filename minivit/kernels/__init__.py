@@ -6,7 +6,8 @@
     gpu/          CuPy arrays: one module per kernel beside its CUDA source (gelu.py, gelu.cu, ...),
                   compiled by NVRTC; launch.py holds what they share
     nvrtc.py      the CUDA sources compiled (with or without a GPU)
-    tuning.py     tune_process(): process settings the CPU kernels need to be fast;
+    tuning.py     tune_process(): process settings the CPU kernels need to be fast, applied on
+                  their first use (MINIVIT_TUNE=0 refuses);
                   limit_threads(n): a process's share of the cores (a distributed rank's)
 
 Each fast function declares the reference it replaces (``@replaces``), has its name,

@@ -17,7 +17,11 @@ cifar-tiny, batch 128; see the README's kernel table):
     softmax;
   * elementwise chains without a compiled loop run in cache-sized blocks on all cores
     (``map_rows``);
-  * the optimizer's update as one pass over one flat buffer of all parameters.
+  * the optimizer's update as one pass over one flat buffer of all parameters;
+  * at inference (``no_grad``, eval mode) two fused passes: the MLP's bias and GELU over
+    fc1's product in place (``linear_gelu_inference``), and each residual add with the
+    LayerNorm that follows it (``residual_layernorm_inference``), keeping no xhat;
+  * small arrays (a batch of one image) on the calling thread alone (``cpu_loops.sized``).
 """
 
 from __future__ import annotations
@@ -178,7 +182,7 @@ def gelu_forward(x, approximate: str = "none"):
         return ops.gelu_forward(x, approximate)
     out = np.empty(x.shape, dtype=x.dtype)
     loop = loops.gelu_forward_float32 if x.dtype == np.float32 else loops.gelu_forward_float64
-    loop(_rows(x), out.reshape(-1, x.shape[-1]))
+    loops.sized(loop, x.size)(_rows(x), out.reshape(-1, x.shape[-1]))
     return out, (x, approximate)
 
 
@@ -196,8 +200,23 @@ def gelu_backward(dout, cache):
         return ops.gelu_backward(dout, cache)
     dx = np.empty(x.shape, dtype=x.dtype)
     loop = loops.gelu_backward_float32 if x.dtype == np.float32 else loops.gelu_backward_float64
-    loop(_rows(dout.astype(x.dtype, copy=False)), _rows(x), dx.reshape(-1, x.shape[-1]))
+    loops.sized(loop, x.size)(_rows(dout.astype(x.dtype, copy=False)), _rows(x), dx.reshape(-1, x.shape[-1]))
     return dx
+
+
+@replaces("linear_gelu_inference")
+def linear_gelu_inference(x, weight, bias=None, approximate: str = "none"):
+    """Replaces ops.linear_gelu_inference: BLAS's product, then the bias and the exact GELU in one
+    compiled pass over it, in place (not three passes, and no second array); otherwise the
+    kernels above one after the other."""
+    if (approximate != "none" or x.dtype not in (np.float32, np.float64) or weight.dtype != x.dtype
+            or (bias is not None and bias.dtype != x.dtype)):
+        return gelu_forward(linear_forward(x, weight, bias)[0], approximate)[0]
+    hidden = x.reshape(-1, x.shape[-1]) @ weight  # (M, D_out), a new C-ordered array
+    loop = loops.bias_gelu_float32 if x.dtype == np.float32 else loops.bias_gelu_float64
+    loops.sized(loop, hidden.size)(hidden, np.zeros(weight.shape[1], x.dtype) if bias is None else
+                                   np.ascontiguousarray(bias))
+    return hidden.reshape(*x.shape[:-1], weight.shape[1])
 
 
 # --- LayerNorm -------------------------------------------------------------------------------------
@@ -209,7 +228,8 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-12):
     rows = _rows(x)
     out, xhat = np.empty_like(rows), np.empty_like(rows)
     rstd = np.empty((rows.shape[0], 1), dtype=x.dtype)
-    loops.layernorm_forward(rows, np.ascontiguousarray(gamma), np.ascontiguousarray(beta), eps, out, xhat, rstd)
+    loops.sized(loops.layernorm_forward, rows.size)(rows, np.ascontiguousarray(gamma), np.ascontiguousarray(beta),
+                                                    eps, out, xhat, rstd)
     return out.reshape(x.shape), (xhat.reshape(x.shape), rstd.reshape(*x.shape[:-1], 1), gamma)
 
 
@@ -221,9 +241,41 @@ def layernorm_backward(dout, cache):
     dx = np.empty(dout.shape, dtype=dout.dtype)
     dgamma_parts = np.zeros((32, D), dtype=np.float64)  # 32 blocks of rows, summed in float64
     dbeta_parts = np.zeros((32, D), dtype=np.float64)
-    loops.layernorm_backward(_rows(dout), _rows(xhat), _rows(rstd), np.ascontiguousarray(gamma),
-                             dx.reshape(-1, D), dgamma_parts, dbeta_parts)
+    loops.sized(loops.layernorm_backward, dout.size)(_rows(dout), _rows(xhat), _rows(rstd), np.ascontiguousarray(gamma),
+                                                     dx.reshape(-1, D), dgamma_parts, dbeta_parts)
     return dx, dgamma_parts.sum(axis=0).astype(dout.dtype), dbeta_parts.sum(axis=0).astype(dout.dtype)
+
+
+@replaces("residual_layernorm_inference")
+def residual_layernorm_inference(skip, branch, gamma, beta, eps: float = 1e-12):
+    """Replaces ops.residual_layernorm_inference: the residual add and the LayerNorm of its result in
+    one pass over the rows, no xhat written; other dtypes or shapes: residual then layernorm above."""
+    if (skip.shape != branch.shape or skip.dtype != branch.dtype or skip.dtype not in (np.float32, np.float64)
+            or gamma.dtype != skip.dtype or beta.dtype != skip.dtype):
+        hidden = residual_forward(skip, branch)[0]
+        return hidden, layernorm_forward(hidden, gamma, beta, eps)[0]
+    hidden, normed = np.empty(skip.shape, dtype=skip.dtype), np.empty(skip.shape, dtype=skip.dtype)
+    D = skip.shape[-1]
+    loops.sized(loops.residual_layernorm, skip.size)(_rows(skip), _rows(branch), np.ascontiguousarray(gamma),
+                                                     np.ascontiguousarray(beta), eps, hidden.reshape(-1, D),
+                                                     normed.reshape(-1, D))
+    return hidden, normed
+
+
+# --- residual --------------------------------------------------------------------------------------
+
+
+@replaces("residual_forward")
+def residual_forward(skip, branch):
+    """Replaces ops.residual_forward: the sum with its rows over the cores (NumPy adds on one core);
+    broadcasting or mixed dtypes: the reference."""
+    if skip.shape != branch.shape or skip.dtype != branch.dtype or skip.dtype not in (np.float32, np.float64) \
+            or skip.size < loops.PARALLEL_FROM:
+        return ops.residual_forward(skip, branch)
+    out = np.empty(skip.shape, dtype=skip.dtype)
+    D = skip.shape[-1]
+    loops.add_rows(_rows(skip), _rows(branch), out.reshape(-1, D))
+    return out, None
 
 
 # --- softmax ---------------------------------------------------------------------------------------
@@ -237,14 +289,15 @@ def _softmax_last_axis(x, scale: float = 1.0):
     """softmax(scale * x) over the last axis: the compiled loop for float32, blocks of rows otherwise."""
     if x.dtype == np.float32:
         probs = np.empty(x.shape, dtype=x.dtype)
-        loops.softmax_rows_float32(_rows(x), np.float32(scale), probs.reshape(-1, x.shape[-1]))
+        loops.sized(loops.softmax_rows_float32, x.size)(_rows(x), np.float32(scale), probs.reshape(-1, x.shape[-1]))
         return probs
     return map_rows(_softmax_rows, x * scale if scale != 1.0 else x)
 
 
 def _softmax_backward_last_axis(dprobs, probs, scale: float = 1.0):
     dx = np.empty(probs.shape, dtype=probs.dtype)
-    loops.softmax_backward_rows(_rows(dprobs), _rows(probs), scale, dx.reshape(-1, probs.shape[-1]))
+    loops.sized(loops.softmax_backward_rows, probs.size)(_rows(dprobs), _rows(probs), scale,
+                                                         dx.reshape(-1, probs.shape[-1]))
     return dx
 
 
@@ -327,8 +380,9 @@ def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, be
     size, real = data.shape[0], data.dtype.type  # scalars in the data's precision: float32 math stays float32
     lr_scale = np.broadcast_to(np.asarray(lr_scale, dtype=data.dtype), (size,))
     weight_decay = np.broadcast_to(np.asarray(weight_decay, dtype=data.dtype), (size,))
-    loops.adamw_update(data, grad, exp_avg, exp_avg_sq, lr_scale, weight_decay, real(lr), real(beta1), real(beta2),
-                       real(eps), real(1.0 - beta1**step), real(math.sqrt(1.0 - beta2**step)))
+    loops.sized(loops.adamw_update, size)(data, grad, exp_avg, exp_avg_sq, lr_scale, weight_decay, real(lr),
+                                          real(beta1), real(beta2), real(eps), real(1.0 - beta1**step),
+                                          real(math.sqrt(1.0 - beta2**step)))
 
 
 @replaces("sgd_update")
@@ -342,8 +396,8 @@ def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum
     size, real = data.shape[0], data.dtype.type  # scalars in the data's precision: float32 math stays float32
     lr_scale = np.broadcast_to(np.asarray(lr_scale, dtype=data.dtype), (size,))
     weight_decay = np.broadcast_to(np.asarray(weight_decay, dtype=data.dtype), (size,))
-    loops.sgd_update(data, grad, momentum_buffer, lr_scale, weight_decay, real(lr), real(momentum), nesterov,
-                     step == 1)
+    loops.sized(loops.sgd_update, size)(data, grad, momentum_buffer, lr_scale, weight_decay, real(lr),
+                                        real(momentum), nesterov, step == 1)
 
 
 @replaces("clip_by_norm")

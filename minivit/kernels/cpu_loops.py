@@ -4,11 +4,16 @@ Each loop restates the reference chain it replaces (``minivit/ops/``). Arrays ar
 as contiguous (rows, columns) matrices, rows being independent, so ``numba.prange``
 hands them to the cores. ``kernels/cpu.py`` prepares the arrays and says which
 reference each loop replaces; the tests compare every loop with its reference.
+
+Small arrays (a batch of one image: 65 tokens) run each loop's serial twin instead
+(``sized``): handing a few microseconds of work to the other cores costs more than
+the work, since the workers sleep between loops and must be woken.
 """
 
 from __future__ import annotations
 
 import math
+import types as python_types
 
 import numba
 import numpy as np
@@ -29,6 +34,35 @@ _P = _F32(0.3275911)
 _A1, _A2, _A3, _A4, _A5 = (_F32(a) for a in (0.254829592, -0.284496736, 1.421413741, -1.453152027,
                                              1.061405429))
 _ONE, _HALF, _SQRT_HALF32, _INV_SQRT_2PI32 = _F32(1.0), _F32(0.5), _F32(_SQRT_HALF), _F32(_INV_SQRT_2PI)
+
+
+# --- the parallel loop or its serial twin, by size ---------------------------------------------
+
+PARALLEL_FROM = 1 << 16  # elements: below this, a loop runs on the calling thread alone
+_serial_twins: dict = {}
+
+
+def sized(loop, elements: int):
+    """``loop`` (a parallel loop of this module) for ``elements`` values of work or more; below, its
+    serial twin: the same source compiled without threads (``numba.prange`` runs as ``range``)."""
+    if elements >= PARALLEL_FROM:
+        return loop
+    name = loop.py_func.__qualname__
+    if name not in _serial_twins:
+        _serial_twins[name] = _serial_twin(loop)
+    return _serial_twins[name]
+
+
+def _serial_twin(loop):
+    source = loop.py_func
+    twin = python_types.FunctionType(source.__code__, source.__globals__, source.__name__ + "_serial",
+                                     source.__defaults__, source.__closure__)
+    twin.__qualname__ = source.__qualname__ + "_serial"  # its own file in numba's cache
+    options = {key: value for key, value in loop.targetoptions.items()
+               if key not in ("parallel", "nopython", "boundscheck")}
+    # NumPy's error model (a division by zero gives inf, as in NumPy) lets the compiler vectorise
+    # the divisions; the parallel loops get it too, where numba hands the rows to the threads.
+    return numba.njit(cache=True, error_model="numpy", **options)(twin)
 
 
 # --- exp in float32, in a form the compiler can vectorise ----------------------------------------
@@ -122,6 +156,26 @@ def gelu_backward_float64(dout, x, dx):
             dx[row, col] = dout[row, col] * (cdf + value * pdf)
 
 
+# --- bias and GELU over a matrix product, in place (inference: the MLP's fc1 and its activation) ---
+
+@numba.njit(parallel=True, fastmath=FAST, cache=True)
+def bias_gelu_float32(hidden, bias):
+    """hidden = GELU(hidden + bias), in place: the product's rows read and written once."""
+    for row in numba.prange(hidden.shape[0]):
+        for col in range(hidden.shape[1]):
+            value = hidden[row, col] + bias[col]
+            cdf, _ = _phi32(value)
+            hidden[row, col] = value * cdf
+
+
+@numba.njit(parallel=True, cache=True)
+def bias_gelu_float64(hidden, bias):
+    for row in numba.prange(hidden.shape[0]):
+        for col in range(hidden.shape[1]):
+            value = hidden[row, col] + bias[col]
+            hidden[row, col] = value * 0.5 * (1.0 + math.erf(value * _SQRT_HALF))
+
+
 # --- LayerNorm -----------------------------------------------------------------------------------
 
 @numba.njit(parallel=True, fastmath=FAST, cache=True)
@@ -143,6 +197,36 @@ def layernorm_forward(x, gamma, beta, eps, out, xhat, rstd):
             normalized = (x[row, col] - mean) * r
             xhat[row, col] = normalized
             out[row, col] = normalized * gamma[col] + beta[col]
+
+
+@numba.njit(parallel=True, fastmath=FAST, cache=True)
+def residual_layernorm(skip, branch, gamma, beta, eps, hidden, normed):
+    """hidden = skip + branch (the residual stream), normed = LayerNorm(hidden): one pass over the
+    rows, no xhat kept (inference)."""
+    D = skip.shape[1]
+    for row in numba.prange(skip.shape[0]):
+        mean = 0.0
+        for col in range(D):
+            value = skip[row, col] + branch[row, col]
+            hidden[row, col] = value
+            mean += value
+        mean /= D
+        var = 0.0
+        for col in range(D):
+            centered = hidden[row, col] - mean
+            var += centered * centered
+        var /= D
+        r = 1.0 / math.sqrt(var + eps)
+        for col in range(D):
+            normed[row, col] = (hidden[row, col] - mean) * r * gamma[col] + beta[col]
+
+
+@numba.njit(parallel=True, cache=True)
+def add_rows(a, b, out):
+    """out = a + b (the residual connection), rows over the cores."""
+    for row in numba.prange(a.shape[0]):
+        for col in range(a.shape[1]):
+            out[row, col] = a[row, col] + b[row, col]
 
 
 @numba.njit(parallel=True, fastmath=FAST, cache=True)

@@ -1,10 +1,15 @@
-"""Process settings that make the CPU kernels faster: one explicit call, ``tune_process()``.
+"""Process settings that make the CPU kernels fast, applied on their first use.
 
-Importing minivit changes nothing in the process. The training and benchmark command
-lines call ``tune_process()`` first thing; a notebook or a script may call it too. It
-works the same whether NumPy was imported before minivit or not.
+Importing minivit changes nothing in the process. The first time the engine runs an
+operation with the CPU fast kernels on (``minivit.dispatch``, fast mode, NumPy arrays:
+the first model forward, whatever came before it), ``tune_on_first_use()`` applies the
+settings below once and says so in one line (logger "minivit" at INFO where logging is
+configured to show it, else one line on stderr). ``MINIVIT_TUNE=0`` in the environment refuses them:
+the process is left as it is, automatically or when ``tune_process()`` is called. Applied or
+refused, it works the same whether NumPy or torch was imported before minivit or not.
 
-What it sets, and why (each measured on 2 cores, cifar-tiny, batch 128):
+What it sets, and why (without them the kernels' threads and BLAS's wait for each other's
+cores: a batch-1 forward is many times slower, a training step markedly slower; issue 24):
 
 1. OpenBLAS's worker threads sleep soon after a matrix product. By default they spin
    for about 2^28 cycles (~0.1 s) waiting for the next product, taking the cores from
@@ -23,19 +28,58 @@ What it sets, and why (each measured on 2 cores, cifar-tiny, batch 128):
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import sys
 
 OPENBLAS_THREAD_TIMEOUT = 8  # 2^8 cycles of spinning before a worker sleeps (OpenBLAS clamps to 4..30)
+REFUSE_VARIABLE = "MINIVIT_TUNE"
+
+_done: dict | None = None  # what tune_process() did, once it ran (or was refused)
+
+
+def refused() -> bool:
+    """True when the environment says MINIVIT_TUNE=0 (or false, no, off): leave the process alone."""
+    return os.environ.get(REFUSE_VARIABLE, "").strip().lower() in ("0", "false", "no", "off")
 
 
 def tune_process() -> dict:
-    """Apply the three settings above to this process; returns what was done, setting by setting."""
-    return {
-        "openblas_thread_timeout": _openblas_sleep_sooner(),
-        "numba_threading_layer": _numba_workqueue(),
-        "malloc": _keep_freed_memory(),
-    }
+    """Apply the three settings above to this process (once; later calls return the first answer);
+    returns what was done, setting by setting. ``MINIVIT_TUNE=0`` refuses: nothing is changed."""
+    global _done
+    if _done is None:
+        if refused():
+            _done = {"refused": f"{REFUSE_VARIABLE}={os.environ[REFUSE_VARIABLE]}: process left as it is"}
+        else:
+            _done = {
+                "openblas_thread_timeout": _openblas_sleep_sooner(),
+                "numba_threading_layer": _numba_workqueue(),
+                "malloc": _keep_freed_memory(),
+            }
+    return dict(_done)
+
+
+def tune_on_first_use() -> None:
+    """What ``minivit.dispatch`` calls when the CPU fast kernels are first used: ``tune_process()``,
+    said once. Nothing happens (and nothing is said) when the process was tuned already, or when
+    MINIVIT_TUNE=0 refuses."""
+    if _done is not None:
+        return
+    done = tune_process()
+    if "refused" not in done:
+        _say_once(f"minivit: set this process up for the CPU kernels (OpenBLAS threads sleep after "
+                  f"2^{OPENBLAS_THREAD_TIMEOUT} cycles; numba threading layer: {done['numba_threading_layer']}; "
+                  f"malloc keeps freed memory). {REFUSE_VARIABLE}=0 leaves the process alone.")
+
+
+def _say_once(message: str) -> None:
+    """One line: to the "minivit" logger where the program configured logging to show it (INFO and a
+    handler), else to stderr (what a notebook or a terminal shows without any configuration)."""
+    logger = logging.getLogger("minivit")
+    if logger.isEnabledFor(logging.INFO) and logger.hasHandlers():
+        logger.info(message)
+    else:
+        print(message, file=sys.stderr, flush=True)
 
 
 def limit_threads(count: int) -> dict:
@@ -50,6 +94,7 @@ def limit_threads(count: int) -> dict:
     """
     from minivit.kernels import cpu
 
+    tune_on_first_use()  # before numba's threads start (numba.set_num_threads starts them)
     cpu.set_num_threads(count)
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MINIVIT_NUM_THREADS"):
         os.environ[variable] = str(count)  # for libraries loaded from now on

@@ -9,7 +9,9 @@ Backward functions return gradients; they never accumulate into parameters.
 The modules in ``minivit.model`` hold the parameters and do the accumulating.
 
 Besides the pairs: the optimizers' updates (updates.py) and the input's normalisation
-(pixels.py), plain elementwise math too.
+(pixels.py), plain elementwise math too; and two compositions the model runs at inference
+only (no cache, no backward), so that a fast kernel can fuse them: linear_gelu.py and
+residual_layernorm.py.
 
 This package is the reference: plain array math through ``minivit.backend.xp``, what
 the gradient checks prove. Faster implementations with the same names live in
@@ -42,12 +44,14 @@ from minivit.ops.gelu import gelu_backward, gelu_forward
 from minivit.ops.interpolate import interpolate_position_backward, interpolate_position_forward
 from minivit.ops.layernorm import layernorm_backward, layernorm_forward
 from minivit.ops.linear import linear_backward, linear_forward
+from minivit.ops.linear_gelu import linear_gelu_inference
 from minivit.ops.losses import cross_entropy_backward, cross_entropy_forward
 from minivit.ops.patches import col2im, im2col, patch_grid_size
 from minivit.ops.pixels import crop_flip_normalize, normalize
 from minivit.ops.pooling import pool_backward, pool_forward
 from minivit.ops.randaugment import rand_augment
 from minivit.ops.residual import residual_backward, residual_forward
+from minivit.ops.residual_layernorm import residual_layernorm_inference
 from minivit.ops.softmax import softmax_backward, softmax_forward
 from minivit.ops.updates import adamw_update, clip_by_norm, sgd_update, unscale_gradients, update_loss_scale
 
@@ -76,6 +80,7 @@ __all__ = [
     "layernorm_forward",
     "linear_backward",
     "linear_forward",
+    "linear_gelu_inference",
     "merge_heads",
     "multi_head_attention_backward",
     "multi_head_attention_forward",
@@ -88,6 +93,7 @@ __all__ = [
     "rand_augment",
     "residual_backward",
     "residual_forward",
+    "residual_layernorm_inference",
     "sgd_update",
     "softmax_backward",
     "softmax_forward",

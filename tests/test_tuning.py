@@ -1,0 +1,100 @@
+"""The CPU kernels' process settings (minivit/kernels/tuning.py): applied on the first use of the fast
+kernels, not on import; said once; refused with MINIVIT_TUNE=0. Each case runs in a fresh interpreter,
+as a notebook or a script starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("numba")
+
+FIRST_USE = """
+import json, resource, sys, time
+first = sys.argv[1]
+if first == "torch":
+    import torch  # noqa: F401
+import numpy as np
+import minivit
+import numba
+from minivit.kernels import tuning
+
+def cpu_seconds_while_asleep():
+    a = np.random.default_rng(0).random((400, 400))
+    a @ a  # wakes OpenBLAS's worker threads
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    time.sleep(0.1)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+model = minivit.ViTForImageClassification("cifar-tiny").eval()
+after_build = {"tuned": tuning._done is not None, "layer": numba.config.THREADING_LAYER}
+images = np.zeros((1, 3, 32, 32), dtype="float32")
+with minivit.no_grad():
+    model.forward(images)
+    model.forward(images)
+print(json.dumps({"after_build": after_build, "layer": numba.config.THREADING_LAYER, "done": tuning._done,
+                  "spin": min(cpu_seconds_while_asleep() for _ in range(3))}))
+"""
+
+ANNOUNCEMENT = "minivit: set this process up for the CPU kernels"
+
+
+def run_first_use(first: str, **environment) -> tuple[dict, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_THREAD_TIMEOUT", "MINIVIT_KERNELS", "MINIVIT_TUNE", "NUMBA_THREADING_LAYER")}
+    env.update(environment)
+    result = subprocess.run([sys.executable, "-c", FIRST_USE, first], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout), result.stderr
+
+
+@pytest.mark.parametrize("first", ["numpy", "torch"])
+def test_the_first_forward_tunes_the_process_and_says_so_once(first):
+    if first == "torch":
+        pytest.importorskip("torch")
+    report, stderr = run_first_use(first)
+    assert report["after_build"] == {"tuned": False, "layer": "default"}, \
+        f"building a model must change nothing yet: {report['after_build']}"
+    assert report["layer"] == "workqueue", report
+    assert "refused" not in report["done"], report["done"]
+    assert stderr.count(ANNOUNCEMENT) == 1, f"expected the settings said once on stderr; got:\n{stderr}"
+    if len(os.sched_getaffinity(0)) >= 2:  # one core: OpenBLAS runs no worker threads to spin
+        assert report["spin"] < 0.02, f"OpenBLAS's workers still spin: {report['spin']:.3f} s of CPU while asleep"
+
+
+def test_minivit_tune_0_leaves_the_process_alone():
+    report, stderr = run_first_use("numpy", MINIVIT_TUNE="0")
+    assert report["layer"] == "default", report
+    assert list(report["done"]) == ["refused"], report["done"]
+    assert ANNOUNCEMENT not in stderr, stderr
+
+
+def test_the_reference_path_leaves_the_process_alone():
+    """MINIVIT_KERNELS=reference runs no fast kernel, so nothing needs tuning."""
+    report, stderr = run_first_use("numpy", MINIVIT_KERNELS="reference")
+    assert report["layer"] == "default" and report["done"] is None, report
+    assert ANNOUNCEMENT not in stderr, stderr
+
+
+LOGGED = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s %(message)s")
+import numpy as np
+import minivit
+model = minivit.ViTForImageClassification("cifar-tiny").eval()
+with minivit.no_grad():
+    model.forward(np.zeros((2, 3, 32, 32), dtype="float32"))
+"""
+
+
+def test_the_announcement_goes_to_the_minivit_logger_where_logging_shows_it():
+    env = {k: v for k, v in os.environ.items() if k not in ("MINIVIT_KERNELS", "MINIVIT_TUNE")}
+    result = subprocess.run([sys.executable, "-c", LOGGED], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("minivit " + ANNOUNCEMENT) == 1, result.stdout
+    assert ANNOUNCEMENT not in result.stderr, result.stderr
