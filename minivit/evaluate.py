@@ -2,7 +2,9 @@
 
 Prints the accuracy and the accuracy of each class, and draws the confusion
 matrix next to the checkpoint (or at --figure). ``--json`` prints one JSON
-object instead: {"accuracy", "per_class", "confusion_matrix", ...}.
+object instead: {"accuracy", "per_class", "confusion_matrix", ...}. A --figure that
+already exists is replaced only with --overwrite; the default figure beside a checkpoint
+in a run folder is that run's own and is refreshed (``minivit.outputs``).
 
 ``evaluate_model`` is the loop that training validates with: loss, accuracy and
 predictions over a data set, batch by batch, in eval mode and keeping no
@@ -29,6 +31,7 @@ from minivit.data import SPLITS, Dataset, load_split
 from minivit.nn import no_grad
 from minivit.ops import cross_entropy_forward
 from minivit.option_checks import whole_number_problem
+from minivit.outputs import check_new_files, in_run_folder
 
 
 def evaluate_model(model, images: np.ndarray, labels: np.ndarray, mean, std, batch_size: int = 500) -> dict:
@@ -103,12 +106,14 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=500, help="images per forward pass (default 500)")
     parser.add_argument("--backend", default="numpy", choices=backend.BACKENDS)
     parser.add_argument("--figure", help="where to draw the confusion matrix (default: beside the checkpoint)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a --figure that already exists")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
-def figure_path(figure: str | None, checkpoint: str, split: str) -> Path:
-    """The confusion matrix's file; its folder must exist (checked before any work)."""
+def figure_path(figure: str | None, checkpoint: str, split: str, overwrite: bool = False) -> Path:
+    """The confusion matrix's file; its folder must exist, and a file there is replaced only with
+    ``overwrite`` or when it is the default beside a checkpoint in a run folder (checked before any work)."""
     path = Path(figure) if figure else Path(checkpoint).with_name(f"confusion-{split}.png")
     if figure is not None and (not figure.strip() or path.is_dir()):
         raise ValueError(f"--figure {figure!r} must name a file, such as confusion.png.")
@@ -120,6 +125,8 @@ def figure_path(figure: str | None, checkpoint: str, split: str) -> Path:
     if path.suffix and path.suffix[1:].lower() not in image_formats():
         raise ValueError(f"--figure {path}: {path.suffix} is no image format matplotlib writes; use one of "
                          f"{', '.join('.' + name for name in image_formats())}.")
+    own_output = figure is None and in_run_folder(path)
+    check_new_files([path], "--figure", overwrite or own_output)
     return path
 
 
@@ -132,7 +139,7 @@ def _main(argv) -> int:
     problem = whole_number_problem("--batch-size", args.batch_size, 1)
     if problem:
         raise ValueError(problem + ".")
-    figure = figure_path(args.figure, args.checkpoint, args.split)
+    figure = figure_path(args.figure, args.checkpoint, args.split, args.overwrite)
     backend.use(args.backend)
     result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.split, args.batch_size)
 
