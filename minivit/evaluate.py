@@ -76,13 +76,15 @@ def data_for_model(dataset: Dataset, meta: dict, source: str) -> Dataset:
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, split: str = "test",
-                        batch_size: int = 500) -> dict:
+                        batch_size: int = 500, progress: bool = True) -> dict:
+    """The accuracy, loss, per-class accuracy and confusion matrix of a checkpoint on a split
+    (``progress``: a bar while the split is first decoded, and a line about its cache)."""
     model = load_checkpoint(checkpoint)  # refuses non-finite weights
     meta = model.checkpoint_meta
     if "mean" not in meta or "class_names" not in meta:
         raise CheckpointError(f"{checkpoint} has no normalisation statistics or class names: it was not written "
                               "by minivit.train.")
-    dataset = data_for_model(load_split(data_dir, split, image_size=model.config.image_size), meta,
+    dataset = data_for_model(load_split(data_dir, split, image_size=model.config.image_size, progress=progress), meta,
                              f"The {split} split of {data_dir}")
     if len(dataset) == 0:
         raise ValueError(f"The {split} split of {data_dir} has no images of the model's classes.")
@@ -141,7 +143,8 @@ def _main(argv) -> int:
         raise ValueError(problem + ".")
     figure = figure_path(args.figure, args.checkpoint, args.split, args.overwrite)
     backend.use(args.backend)
-    result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.split, args.batch_size)
+    # a terminal sees the first load's progress; a pipe (--json read by a script) gets the result alone
+    result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.split, args.batch_size, sys.stderr.isatty())
 
     from minivit.plots import confusion_matrix_figure
 

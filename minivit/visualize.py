@@ -274,7 +274,8 @@ def _main(argv) -> int:
     if "mean" not in meta or "class_names" not in meta:
         raise CheckpointError(f"{args.checkpoint} has no normalisation statistics: it was not written "
                               "by minivit.train.")
-    test = data_for_model(load_split(args.data_dir, "test", image_size=model.config.image_size), meta,
+    test = data_for_model(load_split(args.data_dir, "test", image_size=model.config.image_size,
+                                     progress=sys.stderr.isatty()), meta,
                           f"The test split of {args.data_dir}")
     if len(test) == 0:
         raise ValueError(f"The test split of {args.data_dir} has no images of the model's classes.")

@@ -34,9 +34,11 @@ def resolve_data_dir(data_dir: str | None, download: bool) -> str:
         raise
 
 
-def load_training_images(data_dir: str, image_size: int, classes: list[str] | None) -> Dataset:
-    """The train split at ``image_size``; with ``classes``, only those, relabelled in their order."""
-    dataset = load_split(data_dir, "train", image_size=image_size)
+def load_training_images(data_dir: str, image_size: int, classes: list[str] | None,
+                         progress: bool = True) -> Dataset:
+    """The train split at ``image_size``; with ``classes``, only those, relabelled in their order.
+    ``progress``: a bar while the first load decodes, and a line about the cache it writes."""
+    dataset = load_split(data_dir, "train", image_size=image_size, progress=progress)
     return dataset.select_classes(classes) if classes else dataset
 
 
