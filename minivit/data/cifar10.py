@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import pickle
+import shutil
 import tarfile
 import time
 import urllib.error
@@ -111,11 +112,24 @@ def download(url: str, destination: Path, expected_md5: str) -> Path:
 
 
 def download_cifar10(root: str | Path, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5) -> Path:
-    """Make sure ``root/cifar-10-batches-py`` exists, downloading and extracting if needed."""
+    """Make sure ``root/cifar-10-batches-py`` exists, downloading and extracting if needed.
+
+    A download or extraction that fails leaves nothing behind: the folders it made are removed.
+    """
     root = Path(root)
     batches = root / "cifar-10-batches-py"
     if (batches / "data_batch_1").is_file():
         return batches
+    made = [folder for folder in (batches, root, *root.parents) if not folder.exists()]  # innermost first
+    try:
+        return _download_and_extract(root, batches, url, md5)
+    except BaseException:
+        for folder in made:
+            shutil.rmtree(folder, ignore_errors=True)  # only folders this call made
+        raise
+
+
+def _download_and_extract(root: Path, batches: Path, url: str, md5: str) -> Path:
     archive = root / "cifar-10-python.tar.gz"
     if not archive.is_file() or md5sum(archive) != md5:
         try:

@@ -18,8 +18,14 @@ from minivit import backend
 from minivit.config import ViTConfig
 from minivit.data import DataError, Dataset, download_cifar10, find_data, load_split, stratified_split
 
+DOWNLOAD_WITH_DATA_DIR = ("--download fetches CIFAR-10 into ./data, and --data-dir names data you already have: "
+                          "give one of them (--data-dir DIR alone, or --download alone).")
+
 
 def resolve_data_dir(data_dir: str | None, download: bool) -> str:
+    """--data-dir, checked; or ./data, downloaded with --download (not both: DOWNLOAD_WITH_DATA_DIR)."""
+    if data_dir is not None and download:
+        raise ValueError(DOWNLOAD_WITH_DATA_DIR)
     if data_dir is not None:
         find_data(data_dir)  # raises DataError with instructions
         return data_dir
@@ -29,7 +35,7 @@ def resolve_data_dir(data_dir: str | None, download: bool) -> str:
         return str(default)
     except DataError:
         if download:
-            download_cifar10(default)
+            download_cifar10(default)  # a failed download leaves nothing behind
             return str(default)
         raise
 
