@@ -274,3 +274,17 @@ def test_a_jupyter_kernel_is_recognised(monkeypatch):
     assert not wording.in_notebook()
     monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=ZMQInteractiveShell))
     assert wording.in_notebook() and wording.wording() is wording.NOTEBOOK
+
+
+def test_in_a_notebook_the_cache_line_shows_no_machine_path(tmp_path, monkeypatch, capsys):
+    """A notebook's outputs are committed and shared: no absolute path of the machine in them."""
+    import re
+
+    from minivit.data import wording
+
+    monkeypatch.setattr(wording, "in_notebook", lambda: True)
+    write_image_folder(tmp_path, per_class=2, size=8, test_per_class=1)
+    load_split(tmp_path, "train")
+    error = capsys.readouterr().err
+    assert "cached 6 decoded images" in error and "python -m minivit.data DATA_DIR --clear-cache" in error
+    assert str(tmp_path) not in error and not re.search(r"(?<![\w.~$])/(tmp|home|root|work)/", error)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from minivit.atomic import atomic_write, readable_like
+from minivit.data import wording
 from minivit.data.dataset import DataError, check_images, check_labels
 
 CACHE_FORMAT = 2
@@ -76,9 +77,11 @@ def size_text(num_bytes: int) -> str:
 def announce(path: Path, images: np.ndarray, seconds: float, data_dir: str | Path) -> None:
     """The one line that says a cache was written: what, how big, where, and how to move or remove it."""
     _, _, height, width = images.shape
-    print(f"cached {len(images):,} decoded images at {height}x{width} ({size_text(path.stat().st_size)}) in {path} "
-          f"after {seconds:.1f} s of decoding; later loads read the cache. Elsewhere: {CACHE_DIR_VARIABLE}=DIR; "
-          f"remove: python -m minivit.data {data_dir} --clear-cache", file=sys.stderr, flush=True)
+    folder = "DATA_DIR" if wording.in_notebook() else data_dir  # a notebook's outputs show no machine's paths
+    print(f"cached {len(images):,} decoded images at {height}x{width} ({size_text(path.stat().st_size)}) in "
+          f"{wording.shown(path)} after {seconds:.1f} s of decoding; later loads read the cache. Elsewhere: "
+          f"{CACHE_DIR_VARIABLE}=DIR; remove: python -m minivit.data {folder} --clear-cache", file=sys.stderr,
+          flush=True)
 
 
 def source_record(files: list[Path], root: Path, **settings) -> str:

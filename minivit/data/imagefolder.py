@@ -24,6 +24,7 @@ import numpy as np
 
 from minivit.data.cache import announce, cache_file, read_cache, source_record, write_cache
 from minivit.data.dataset import DataError, Dataset
+from minivit.data.wording import shown
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
@@ -149,7 +150,7 @@ def _decode_all(files: list[tuple[Path, int]], split_dir: Path, keep, image_size
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         decoded = pool.map(lambda item: _decode(item[0], keep, image_size), files)  # Pillow decodes without the GIL
         return list(tqdm(decoded, total=len(files), unit="image", file=sys.stderr, disable=not progress,
-                         desc=f"decoding {split_dir} (first load; cached for the next)"))
+                         desc=f"decoding {shown(split_dir)} (first load; cached for the next)"))
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:

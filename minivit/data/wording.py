@@ -3,12 +3,15 @@ command line; in a notebook, where there are no flags, ``MINIVIT_DATA_DIR`` (the
 ``lessons/lesson_support.py``) and the lessons' download into ``data/``.
 
     wording()      the Wording that fits the caller now (a Jupyter kernel, or anything else)
+    shown(path)    a path as a message shows it: whole on the command line; in a notebook, whose
+                   outputs are kept and shared, relative to the notebook's folder or as .../parent/name
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -39,3 +42,13 @@ def in_notebook() -> bool:
 
 def wording() -> Wording:
     return NOTEBOOK if in_notebook() else COMMAND_LINE
+
+
+def shown(path) -> str:
+    path = Path(path)
+    if not in_notebook():
+        return str(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return f".../{path.parent.name}/{path.name}"
