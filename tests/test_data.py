@@ -288,3 +288,16 @@ def test_in_a_notebook_the_cache_line_shows_no_machine_path(tmp_path, monkeypatc
     error = capsys.readouterr().err
     assert "cached 6 decoded images" in error and "python -m minivit.data DATA_DIR --clear-cache" in error
     assert str(tmp_path) not in error and not re.search(r"(?<![\w.~$])/(tmp|home|root|work)/", error)
+
+
+def test_resizing_on_load_shows_progress_and_equals_pillow(tmp_path, capsys):
+    folder = write_cifar_batches(tmp_path, per_batch=4, test_size=4)
+    at_40 = load_split(tmp_path, "test", image_size=40)
+    assert "resizing 32x32 to 40x40" in capsys.readouterr().err
+    raw = pickle.loads((folder / "test_batch").read_bytes())[b"data"][0].reshape(3, 32, 32).transpose(1, 2, 0)
+    from PIL import Image
+
+    expected = np.asarray(Image.fromarray(raw).resize((40, 40), Image.BICUBIC)).transpose(2, 0, 1)
+    np.testing.assert_array_equal(at_40.images[0], expected)
+    load_split(tmp_path, "test", image_size=40, progress=False)
+    assert capsys.readouterr().err == ""

@@ -101,7 +101,7 @@ def load_image_folder(root: str | Path, split: str, image_size: int | None = Non
     native_record = source_record(sources, root, split=split, image_size=None, class_names=class_names)
     cached = read_cache(native, native_record)
     if cached is not None:
-        return _at_size(Dataset(cached[0], cached[1], class_names), image_size)
+        return at_size(Dataset(cached[0], cached[1], class_names), image_size, progress)
     sized = cache_file(root, f".minivit-cache-{split}-{image_size}.npz") if image_size else None
     sized_record = source_record(sources, root, split=split, image_size=image_size, class_names=class_names)
     cached = read_cache(sized, sized_record) if sized is not None else None
@@ -127,7 +127,7 @@ def load_image_folder(root: str | Path, split: str, image_size: int | None = Non
         if progress:
             announce(cache, images, time.perf_counter() - start, root)
     dataset = Dataset(images, labels, class_names)
-    return _at_size(dataset, image_size) if at_stored_size else dataset
+    return at_size(dataset, image_size, progress) if at_stored_size else dataset
 
 
 def _stored_size(path: Path) -> tuple[int, int]:
@@ -163,8 +163,19 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(picture, dtype=np.uint8).transpose(2, 0, 1)
 
 
-def _at_size(dataset: Dataset, image_size: int | None) -> Dataset:
-    return dataset.resized(image_size) if image_size else dataset
+def at_size(dataset: Dataset, image_size: int | None, progress: bool = True) -> Dataset:
+    """``dataset`` with every image resized to image_size x image_size (Pillow's bicubic, as decoding
+    at that size would give), on all cores, with a progress bar on stderr; unchanged when they are."""
+    if not image_size or dataset.images.shape[2:] == (image_size, image_size):
+        return dataset
+    from tqdm import tqdm
+
+    _, _, height, width = dataset.images.shape
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:  # Pillow resizes without the GIL
+        resized = pool.map(lambda image: _resize(image, image_size), dataset.images)
+        images = list(tqdm(resized, total=len(dataset), unit="image", file=sys.stderr, disable=not progress,
+                           desc=f"resizing {height}x{width} to {image_size}x{image_size}"))
+    return Dataset(np.stack(images), dataset.labels, dataset.class_names)
 
 
 def _remove_old_caches(folder: Path, split: str, keep: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from minivit.data.cache import cache_file
 from minivit.data.cifar10 import load_cifar10
 from minivit.data.dataset import DataError, Dataset
-from minivit.data.imagefolder import load_image_folder
+from minivit.data.imagefolder import at_size, load_image_folder
 from minivit.data.wording import wording
 
 SPLITS = ("train", "test")
@@ -48,6 +48,5 @@ def load_split(data_dir: str | Path, split: str, image_size: int | None = None, 
         raise ValueError(f"Unknown split {split!r}: use one of {', '.join(SPLITS)}.")
     layout, path = find_data(data_dir)
     if layout == "cifar10":
-        dataset = load_cifar10(path, split, progress=progress)
-        return dataset.resized(image_size) if image_size else dataset
+        return at_size(load_cifar10(path, split, progress=progress), image_size, progress)
     return load_image_folder(path, split, image_size=image_size, progress=progress)
