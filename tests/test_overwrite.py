@@ -130,12 +130,14 @@ def test_the_transformers_export_refuses_a_folder_holding_another_export(tmp_pat
 @pytest.mark.parametrize("script,flags", [
     ("benchmarks/plot_cpu_training.py", []),
     ("benchmarks/finetune_demo.py", ["--data-dir", "no-such-data", "--pretrain-budget", "1"]),
+    ("benchmarks/cpu_training_budget.py", ["--data-dir", "no-such-data", "--preset", "cifar-cpu"]),
 ])
 def test_benchmark_scripts_keep_the_committed_results(script, flags):
     """They write the repository's figures and results: only with --overwrite, checked before any work."""
-    committed = {path: path.read_bytes() for path in (ROOT / "figures").glob("*.png")}
+    committed = {path: path.read_bytes() for path in [*(ROOT / "figures").glob("*.png"),
+                                                      *(ROOT / "benchmarks" / "results").glob("*.json")]}
     run = subprocess.run([sys.executable, str(ROOT / script), *flags], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert run.returncode != 0
     assert "already exist" in run.stderr and "--overwrite" in run.stderr, run.stderr
-    assert {path: path.read_bytes() for path in (ROOT / "figures").glob("*.png")} == committed
+    assert {path: path.read_bytes() for path in committed} == committed
