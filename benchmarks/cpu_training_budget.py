@@ -10,6 +10,8 @@ Runs, one after the other on this machine:
      evaluated on the same test split.
 Both sides start from the same initial weights and see the same batches (--seed).
 Prints both sides and writes them to benchmarks/results/cpu-training-<preset>-<budget>s[-seed<N>].json.
+The run folders (runs/bench-*) and that file are replaced only with --overwrite, checked before any
+training: the file is the repository's committed result.
 """
 
 from __future__ import annotations
@@ -32,8 +34,29 @@ def seed_suffix(args) -> str:
     return f"-seed{args.seed}" if args.seed else ""
 
 
+def run_folder(args, side: str) -> Path:
+    return ROOT / "runs" / f"bench-{side}-{args.preset}-{int(args.budget)}s{seed_suffix(args)}"
+
+
+def results_file(args) -> Path:
+    return ROOT / "benchmarks" / "results" / f"cpu-training-{args.preset}-{int(args.budget)}s{seed_suffix(args)}.json"
+
+
+def check_nothing_is_replaced(args) -> None:
+    """The results file and the run folders this would replace: refused without --overwrite."""
+    sides = [side for side in ("minivit", "torch") if args.only in (None, side)]
+    folders = [run_folder(args, side) for side in sides]
+    if args.resume:  # minivit's run continues; the torch side starts over
+        folders = [folder for folder in folders if "bench-minivit" not in folder.name]
+    existing = [path for path in [results_file(args), *folders] if path.exists()]
+    if existing and not args.overwrite:
+        raise SystemExit(f"error: {', '.join(str(path.relative_to(ROOT)) for path in existing)} already exist(s): "
+                         "nothing was run. Pass --overwrite to replace them (the results file is the "
+                         "repository's).")
+
+
 def run_minivit(args) -> dict:
-    out = ROOT / "runs" / f"bench-minivit-{args.preset}-{int(args.budget)}s{seed_suffix(args)}"
+    out = run_folder(args, "minivit")
     command = [sys.executable, "-m", "minivit.train", "--preset", args.preset, "--time-budget", str(args.budget),
                "--data-dir", args.data_dir, "--out", str(out), "--no-progress", "--seed", str(args.seed)]
     if args.resume and (out / "checkpoint-last.npz").exists():
@@ -58,7 +81,7 @@ def run_torch(args) -> dict:
 
     from minivit.train import RECIPES, TrainConfig
 
-    out = ROOT / "runs" / f"bench-torch-{args.preset}-{int(args.budget)}s{seed_suffix(args)}"
+    out = run_folder(args, "torch")
     if out.exists():
         shutil.rmtree(out)
     config = TrainConfig(preset=args.preset, out=str(out), data_dir=args.data_dir, time_budget=args.budget,
@@ -82,9 +105,13 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="initial weights, data order, augmentation")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--only", choices=["minivit", "torch"])
+    parser.add_argument("--overwrite", action="store_true", help="replace the run folders and the results file")
     args = parser.parse_args()
+    check_nothing_is_replaced(args)
 
     from machine import describe
+
+    from minivit.atomic import atomic_write_text
 
     started = time.strftime("%Y-%m-%d %H:%M")
     results = {}
@@ -105,8 +132,8 @@ def main():
     for side, r in results.items():
         print(f"| {side} | {r['steps']} | {r['epochs']:.2f} | {r['images_per_second']:.0f} | "
               f"{100 * r['val_accuracy']:.2f}% | {100 * r['test_accuracy']:.2f}% |")
-    out = ROOT / "benchmarks" / "results" / f"cpu-training-{args.preset}-{int(args.budget)}s{seed_suffix(args)}.json"
-    out.write_text(json.dumps({"machine": machine, "preset": args.preset, "seed": args.seed,
+    out = results_file(args)
+    atomic_write_text(out, json.dumps({"machine": machine, "preset": args.preset, "seed": args.seed,
                                "budget_seconds": args.budget, "started": started, "command": " ".join(sys.argv),
                                "results": results}, indent=2))
     print(f"\nwritten to {out.relative_to(ROOT)}")

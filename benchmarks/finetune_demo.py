@@ -11,7 +11,8 @@
 
 Both 2 and 3 are then evaluated on the 5,000 test images of their five classes, from
 their last checkpoint (the validation images, 2% of the training split, only draw the
-curves). Writes benchmarks/results/finetune-demo.{json,md} and figures/finetune-demo.png.
+curves). Writes benchmarks/results/finetune-demo.{json,md} and figures/finetune-demo.png: the
+repository's committed results, so replacing them needs --overwrite (checked before any training).
 Every step is the command line a user would type; the commands are in the results.
 """
 
@@ -26,6 +27,8 @@ import time
 from pathlib import Path
 
 from machine import describe
+
+from minivit.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 PRETRAIN_CLASSES = "airplane,automobile,bird,cat,deer"
@@ -58,12 +61,21 @@ def main() -> int:
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--runs", default="runs/finetune-demo")
     parser.add_argument("--skip-pretrain", action="store_true", help="reuse the pretraining run in --runs")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace benchmarks/results/finetune-demo.{json,md} and figures/finetune-demo.png")
     args = parser.parse_args()
     data_dir = os.path.relpath(Path(args.data_dir).resolve(), ROOT)
     os.chdir(ROOT)  # every path below, and in the recorded commands, is relative to the repository
     runs = Path(args.runs)
     python = sys.executable
     pretrain_dir, finetune_dir, scratch_dir = runs / "pretrain", runs / "finetune", runs / "scratch"
+    out = Path("benchmarks") / "results"
+    outputs = [out / "finetune-demo.json", out / "finetune-demo.md", Path("figures") / "finetune-demo.png"]
+    existing = [str(path) for path in outputs if path.exists()]
+    if existing and not args.overwrite:
+        raise SystemExit(f"error: the demonstration writes the repository's results, and {', '.join(existing)} "
+                         "already exist: nothing was run. Pass --overwrite to replace them with this machine's "
+                         "measurement.")
     for folder in (finetune_dir, scratch_dir) + (() if args.skip_pretrain else (pretrain_dir,)):
         if folder.exists():
             raise SystemExit(f"{folder} exists: remove it (or pass --runs) to run the demonstration afresh.")
@@ -98,22 +110,21 @@ def main() -> int:
                          "epochs": rows[-1]["epoch"], "final_train_loss": rows[-1]["train_loss"],
                          "val_accuracy_curve": [row["val_accuracy"] for row in rows]}
 
-    out = Path("benchmarks") / "results"
-    (out / "finetune-demo.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(outputs[0], json.dumps(results, indent=2) + "\n")
     table = [
         "| | test accuracy (5 new classes, 5,000 images) |",
         "|---|---|",
         f"| finetuned from the 5-class pretraining | {100 * results['finetune']['test_accuracy']:.2f}% |",
         f"| from scratch, same images and recipe | {100 * results['scratch']['test_accuracy']:.2f}% |",
     ]
-    (out / "finetune-demo.md").write_text(
+    atomic_write_text(outputs[1],
         "# Pretrain on five CIFAR-10 classes, finetune on the other five (100 images per class, 48 px)\n\n"
         f"{results['machine']}\n\n"
         f"Pretraining: {results['pretrain']['epochs']:.1f} epochs, validation accuracy "
         f"{100 * results['pretrain']['val_accuracy']:.2f}% on its five classes.\n\n"
         + "\n".join(table) + "\n\nCommands:\n\n"
         + "\n".join(f"    python {command}" for command in results["commands"].values()) + "\n")
-    figure(results, Path("figures") / "finetune-demo.png")
+    figure(results, outputs[2])
     print("\n".join(table))
     return 0
 

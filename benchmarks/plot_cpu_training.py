@@ -32,7 +32,12 @@ def main():
     parser.add_argument("--preset", default="cifar-cpu")
     parser.add_argument("--budget", type=int, default=600)
     parser.add_argument("--long", help="a longer run folder of the same preset, drawn against time")
+    parser.add_argument("--overwrite", action="store_true", help="replace the committed figure")
     args = parser.parse_args()
+    out = ROOT / "figures" / f"cpu-training-{args.preset}.png"
+    if out.exists() and not args.overwrite:
+        raise SystemExit(f"error: {out.relative_to(ROOT)} already exists (a committed figure): nothing was drawn. "
+                         "Pass --overwrite to replace it.")
     sides = {"minivit (NumPy)": f"bench-minivit-{args.preset}-{args.budget}s",
              "transformers (PyTorch CPU)": f"bench-torch-{args.preset}-{args.budget}s"}
     fig, axes = plt.subplots(1, 3 if args.long else 2, figsize=(15 if args.long else 10, 3.6))
@@ -67,7 +72,6 @@ def main():
     fig.suptitle(f"{args.preset}, {args.budget} s of training on the same 2-core CPU"
                  + (" (right: and a longer run)" if args.long else ""))
     fig.tight_layout()
-    out = ROOT / "figures" / f"cpu-training-{args.preset}.png"
     out.parent.mkdir(exist_ok=True)
     fig.savefig(out, dpi=100)
     print(f"wrote {out.relative_to(ROOT)}")

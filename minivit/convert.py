@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np  # host side: conversion works on NumPy dicts
 
 from minivit.atomic import atomic_write_path, atomic_write_text
+from minivit.outputs import check_new_files
 from minivit.weight_readers import read_json, read_npz, read_safetensors, read_torch_file
 
 # (minivit pattern, transformers 5.x pattern, transformers 4.x pattern); {i} is a layer index.
@@ -384,12 +385,22 @@ def load_hf_pretrained(folder_or_name, dtype: str = "float32"):
     return load_pretrained(folder_or_name, dtype=dtype)
 
 
-def save_hf_pretrained(model, folder, class_names: list[str] | None = None) -> Path:
+EXPORT_FILES = ("model.safetensors", "config.json", "preprocessor_config.json")
+
+
+def save_hf_pretrained(model, folder, class_names: list[str] | None = None, overwrite: bool = False) -> Path:
     """Write ``model`` as a folder that ``transformers.ViTForImageClassification.from_pretrained``
-    loads: config.json and model.safetensors (transformers 5.x names, float32)."""
+    loads: config.json and model.safetensors (transformers 5.x names, float32).
+
+    A folder that already holds one of those files (another model's export) is refused, nothing
+    written, unless ``overwrite=True``.
+    """
     from safetensors.numpy import save_file
 
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"save_hf_pretrained: {folder} is a file; the export needs a folder.")
+    check_new_files([folder / name for name in EXPORT_FILES], "folder", overwrite, flag="overwrite=True")
     folder.mkdir(parents=True, exist_ok=True)
     config = model.config
     meta = model.checkpoint_meta

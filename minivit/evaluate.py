@@ -2,7 +2,9 @@
 
 Prints the accuracy and the accuracy of each class, and draws the confusion
 matrix next to the checkpoint (or at --figure). ``--json`` prints one JSON
-object instead: {"accuracy", "per_class", "confusion_matrix", ...}.
+object instead: {"accuracy", "per_class", "confusion_matrix", ...}. A --figure that
+already exists is replaced only with --overwrite; the default figure beside a checkpoint
+in a run folder is that run's own and is refreshed (``minivit.outputs``).
 
 ``evaluate_model`` is the loop that training validates with: loss, accuracy and
 predictions over a data set, batch by batch, in eval mode and keeping no
@@ -29,6 +31,7 @@ from minivit.data import SPLITS, Dataset, load_split
 from minivit.nn import no_grad
 from minivit.ops import cross_entropy_forward
 from minivit.option_checks import whole_number_problem
+from minivit.outputs import check_new_files, in_run_folder
 
 
 def evaluate_model(model, images: np.ndarray, labels: np.ndarray, mean, std, batch_size: int = 500) -> dict:
@@ -73,13 +76,15 @@ def data_for_model(dataset: Dataset, meta: dict, source: str) -> Dataset:
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, split: str = "test",
-                        batch_size: int = 500) -> dict:
+                        batch_size: int = 500, progress: bool = True) -> dict:
+    """The accuracy, loss, per-class accuracy and confusion matrix of a checkpoint on a split
+    (``progress``: a bar while the split is first decoded, and a line about its cache)."""
     model = load_checkpoint(checkpoint)  # refuses non-finite weights
     meta = model.checkpoint_meta
     if "mean" not in meta or "class_names" not in meta:
         raise CheckpointError(f"{checkpoint} has no normalisation statistics or class names: it was not written "
                               "by minivit.train.")
-    dataset = data_for_model(load_split(data_dir, split, image_size=model.config.image_size), meta,
+    dataset = data_for_model(load_split(data_dir, split, image_size=model.config.image_size, progress=progress), meta,
                              f"The {split} split of {data_dir}")
     if len(dataset) == 0:
         raise ValueError(f"The {split} split of {data_dir} has no images of the model's classes.")
@@ -103,12 +108,14 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=500, help="images per forward pass (default 500)")
     parser.add_argument("--backend", default="numpy", choices=backend.BACKENDS)
     parser.add_argument("--figure", help="where to draw the confusion matrix (default: beside the checkpoint)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a --figure that already exists")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
-def figure_path(figure: str | None, checkpoint: str, split: str) -> Path:
-    """The confusion matrix's file; its folder must exist (checked before any work)."""
+def figure_path(figure: str | None, checkpoint: str, split: str, overwrite: bool = False) -> Path:
+    """The confusion matrix's file; its folder must exist, and a file there is replaced only with
+    ``overwrite`` or when it is the default beside a checkpoint in a run folder (checked before any work)."""
     path = Path(figure) if figure else Path(checkpoint).with_name(f"confusion-{split}.png")
     if figure is not None and (not figure.strip() or path.is_dir()):
         raise ValueError(f"--figure {figure!r} must name a file, such as confusion.png.")
@@ -120,6 +127,8 @@ def figure_path(figure: str | None, checkpoint: str, split: str) -> Path:
     if path.suffix and path.suffix[1:].lower() not in image_formats():
         raise ValueError(f"--figure {path}: {path.suffix} is no image format matplotlib writes; use one of "
                          f"{', '.join('.' + name for name in image_formats())}.")
+    own_output = figure is None and in_run_folder(path)
+    check_new_files([path], "--figure", overwrite or own_output)
     return path
 
 
@@ -132,9 +141,10 @@ def _main(argv) -> int:
     problem = whole_number_problem("--batch-size", args.batch_size, 1)
     if problem:
         raise ValueError(problem + ".")
-    figure = figure_path(args.figure, args.checkpoint, args.split)
+    figure = figure_path(args.figure, args.checkpoint, args.split, args.overwrite)
     backend.use(args.backend)
-    result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.split, args.batch_size)
+    # a terminal sees the first load's progress; a pipe (--json read by a script) gets the result alone
+    result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.split, args.batch_size, sys.stderr.isatty())
 
     from minivit.plots import confusion_matrix_figure
 

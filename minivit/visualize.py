@@ -1,9 +1,10 @@
 """What a trained ViT has learned, drawn as the ViT paper draws it (Dosovitskiy et al. 2021, Fig. 7).
 
     python -m minivit.visualize --checkpoint runs/cifar-tiny/checkpoint-best.npz \\
-        --data-dir data/cifar10-jpg --out figures/
+        --data-dir data/cifar10-jpg
 
-writes four figures:
+writes four figures into the run's folder, ``runs/cifar-tiny/figures/`` (or into ``--out DIR``;
+a figure already there is replaced only with ``--overwrite``, except in the run's own folder):
 
     learned-filters.png      the principal components of the patch-embedding filters
     position-similarity.png  cosine similarity of each position embedding with all the others,
@@ -26,7 +27,10 @@ from minivit import backend
 from minivit.cli import ArgumentParser, run_command
 from minivit.nn import no_grad
 from minivit.option_checks import whole_number_problem
+from minivit.outputs import check_new_files, in_run_folder
 from minivit.plots import _new_figure, save_figure
+
+FIGURE_NAMES = ("learned-filters.png", "position-similarity.png", "attention-distance.png", "attention-rollout.png")
 
 # --- the analyses ---------------------------------------------------------------------------------
 
@@ -227,13 +231,13 @@ def draw_all(model, images: np.ndarray, labels: np.ndarray, class_names: list[st
     shown = [int(np.flatnonzero(labels == label)[0]) for label in range(len(class_names))
              if np.any(labels == label)][:num_rollout]
     rollout = attention_rollout(model, pixel_values[shown])
+    filters, positions, distance, rollout_figure = (out / name for name in FIGURE_NAMES)
     return [
-        draw_filter_components(components, explained, out / "learned-filters.png"),
-        draw_position_similarity(position_similarity(model), out / "position-similarity.png"),
-        draw_attention_distance(mean_attention_distance(model, pixel_values), out / "attention-distance.png",
+        draw_filter_components(components, explained, filters),
+        draw_position_similarity(position_similarity(model), positions),
+        draw_attention_distance(mean_attention_distance(model, pixel_values), distance,
                                 uniform_attention_distance(model.config)),
-        draw_attention_rollout(images[shown], rollout, out / "attention-rollout.png",
-                               [class_names[labels[i]] for i in shown]),
+        draw_attention_rollout(images[shown], rollout, rollout_figure, [class_names[labels[i]] for i in shown]),
     ]
 
 
@@ -249,29 +253,35 @@ def _main(argv) -> int:
     parser = ArgumentParser(prog="python -m minivit.visualize", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by minivit.train")
     parser.add_argument("--data-dir", required=True, help="the data set whose test images to look at")
-    parser.add_argument("--out", default="figures", help="folder for the four figures (default: figures)")
+    parser.add_argument("--out", help="folder for the four figures (default: figures/ beside the checkpoint)")
+    parser.add_argument("--overwrite", action="store_true", help="replace figures already in --out")
     parser.add_argument("--images", type=int, default=500, help="test images for the attention distances")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     problems = [whole_number_problem("--images", args.images, 1),
                 whole_number_problem("--seed", args.seed, 0, 2**32 - 1)]
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        problems.append(f"--out {args.out} is a file; the four figures need a folder")
+    out = Path(args.out) if args.out is not None else Path(args.checkpoint).parent / "figures"
+    if out.exists() and not out.is_dir():
+        problems.append(f"--out {out} is a file; the four figures need a folder")
     problems = [problem for problem in problems if problem]
     if problems:
         raise ValueError("; ".join(problems) + ".")
+    # the default folder of a checkpoint in a run folder is that run's own: its figures are refreshed
+    own_output = args.out is None and in_run_folder(args.checkpoint)
+    check_new_files([out / name for name in FIGURE_NAMES], "--out", args.overwrite or own_output)
     model = load_checkpoint(args.checkpoint)  # refuses non-finite weights
     meta = model.checkpoint_meta
     if "mean" not in meta or "class_names" not in meta:
         raise CheckpointError(f"{args.checkpoint} has no normalisation statistics: it was not written "
                               "by minivit.train.")
-    test = data_for_model(load_split(args.data_dir, "test", image_size=model.config.image_size), meta,
+    test = data_for_model(load_split(args.data_dir, "test", image_size=model.config.image_size,
+                                     progress=sys.stderr.isatty()), meta,
                           f"The test split of {args.data_dir}")
     if len(test) == 0:
         raise ValueError(f"The test split of {args.data_dir} has no images of the model's classes.")
     chosen = np.random.default_rng(args.seed).permutation(len(test))[:args.images]
     paths = draw_all(model, test.images[chosen], test.labels[chosen], test.class_names,
-                     np.array(meta["mean"], dtype=np.float32), np.array(meta["std"], dtype=np.float32), args.out)
+                     np.array(meta["mean"], dtype=np.float32), np.array(meta["std"], dtype=np.float32), out)
     for path in paths:
         print(path)
     return 0

@@ -1,4 +1,10 @@
-"""Decoded data sets cached as .npz files beside their source, and trusted only while they match it.
+"""Decoded data sets cached as .npz files, and trusted only while they match their source.
+
+Where: beside the data (a hidden ``.minivit-cache-<split>-native.npz`` in an image folder,
+``minivit-cache-<split>.npz`` in cifar-10-batches-py), or, with the environment variable
+``MINIVIT_CACHE_DIR`` set, under that folder in one sub-folder per data folder
+(``<name>-<hash of its path>/``). Each cache written is announced in one line with its size.
+``python -m minivit.data DIR`` lists a data folder's caches; ``--clear-cache`` removes them.
 
 A cache holds the images, the labels, the class names and a record of what it was
 made from: the name, size and modification time of every source file (hashed), and
@@ -14,15 +20,68 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from minivit.atomic import atomic_write, readable_like
+from minivit.data import wording
 from minivit.data.dataset import DataError, check_images, check_labels
 
 CACHE_FORMAT = 2
+CACHE_DIR_VARIABLE = "MINIVIT_CACHE_DIR"
+CACHE_PATTERNS = (".minivit-cache-*.npz", "minivit-cache-*.npz")  # beside the data
+
+
+def cache_dir() -> Path | None:
+    """The folder named by MINIVIT_CACHE_DIR, or None (caches sit beside the data)."""
+    setting = os.environ.get(CACHE_DIR_VARIABLE, "").strip()
+    return Path(setting).expanduser() if setting else None
+
+
+def cache_file(folder: str | Path, name: str) -> Path:
+    """Where the cache ``name`` of the data in ``folder`` lives: ``folder/name``, or with
+    MINIVIT_CACHE_DIR set, ``$MINIVIT_CACHE_DIR/<folder's name>-<hash of its path>/name``."""
+    folder = Path(folder)
+    shared = cache_dir()
+    if shared is None:
+        return folder / name
+    key = hashlib.sha256(str(folder.expanduser().resolve()).encode()).hexdigest()[:12]
+    return shared / f"{folder.expanduser().resolve().name}-{key}" / name.lstrip(".")
+
+
+def caches_of(folder: str | Path) -> list[Path]:
+    """The cache files of the data in ``folder`` (and in its cifar-10-batches-py), wherever they are."""
+    folder = Path(folder).expanduser()
+    found = set()
+    for place in (folder, folder / "cifar-10-batches-py"):
+        if place.is_dir():
+            found |= {path for pattern in CACHE_PATTERNS for path in place.glob(pattern)}
+            elsewhere = cache_file(place, "x").parent
+            if elsewhere != place and elsewhere.is_dir():
+                found |= set(elsewhere.glob("*.npz"))
+    return sorted(found)
+
+
+def size_text(num_bytes: int) -> str:
+    """'153.6 MB'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if num_bytes >= scale:
+            return f"{num_bytes / scale:.1f} {unit}"
+    return f"{num_bytes} bytes"
+
+
+def announce(path: Path, images: np.ndarray, seconds: float, data_dir: str | Path) -> None:
+    """The one line that says a cache was written: what, how big, where, and how to move or remove it."""
+    _, _, height, width = images.shape
+    folder = "DATA_DIR" if wording.in_notebook() else data_dir  # a notebook's outputs show no machine's paths
+    print(f"cached {len(images):,} decoded images at {height}x{width} ({size_text(path.stat().st_size)}) in "
+          f"{wording.shown(path)} after {seconds:.1f} s of decoding; later loads read the cache. Elsewhere: "
+          f"{CACHE_DIR_VARIABLE}=DIR; remove: python -m minivit.data {folder} --clear-cache", file=sys.stderr,
+          flush=True)
 
 
 def source_record(files: list[Path], root: Path, **settings) -> str:
@@ -61,6 +120,8 @@ def read_cache(path: Path, record: str | None):
 def write_cache(path: Path, images: np.ndarray, labels: np.ndarray, class_names: list[str], record: str) -> bool:
     """Write the cache atomically; False (and nothing written) where the folder is read-only."""
     try:
+        if cache_dir() is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         arrays = dict(images=images, labels=labels, class_names=np.array(class_names, dtype=str),
                       source=np.array(record))
         atomic_write(path, lambda file: np.savez(file, **arrays), mode=readable_like(path.parent))

@@ -12,7 +12,9 @@ import hashlib
 import io
 import os
 import pickle
+import shutil
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from minivit.atomic import atomic_write
-from minivit.data.cache import read_cache, source_record, write_cache
+from minivit.data.cache import announce, cache_file, read_cache, source_record, write_cache
 from minivit.data.dataset import DataError, Dataset, check_images, check_labels
+from minivit.data.wording import wording
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -109,11 +112,24 @@ def download(url: str, destination: Path, expected_md5: str) -> Path:
 
 
 def download_cifar10(root: str | Path, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5) -> Path:
-    """Make sure ``root/cifar-10-batches-py`` exists, downloading and extracting if needed."""
+    """Make sure ``root/cifar-10-batches-py`` exists, downloading and extracting if needed.
+
+    A download or extraction that fails leaves nothing behind: the folders it made are removed.
+    """
     root = Path(root)
     batches = root / "cifar-10-batches-py"
     if (batches / "data_batch_1").is_file():
         return batches
+    made = [folder for folder in (batches, root, *root.parents) if not folder.exists()]  # innermost first
+    try:
+        return _download_and_extract(root, batches, url, md5)
+    except BaseException:
+        for folder in made:
+            shutil.rmtree(folder, ignore_errors=True)  # only folders this call made
+        raise
+
+
+def _download_and_extract(root: Path, batches: Path, url: str, md5: str) -> Path:
     archive = root / "cifar-10-python.tar.gz"
     if not archive.is_file() or md5sum(archive) != md5:
         try:
@@ -122,7 +138,7 @@ def download_cifar10(root: str | Path, url: str = CIFAR10_URL, md5: str = CIFAR1
             raise DataError(
                 f"Could not download CIFAR-10 from {url} ({error}). Without network access, copy "
                 f"cifar-10-python.tar.gz (or its extracted cifar-10-batches-py) into {root} yourself, "
-                "or point --data-dir at a copy of CIFAR-10 or at an image folder."
+                f"or {wording().point_at} a copy of CIFAR-10 or at an image folder."
             ) from error
     safe_extract(archive, root)
     if not (batches / "data_batch_1").is_file():
@@ -151,8 +167,9 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def load_cifar10(batches_dir: str | Path, split: str) -> Dataset:
-    """Decode the batch files of ``split``; later loads read a cache checked against the batch files.
+def load_cifar10(batches_dir: str | Path, split: str, progress: bool = True) -> Dataset:
+    """Decode the batch files of ``split``; later loads read a cache checked against the batch files
+    (announced in one line when written, unless ``progress=False``).
 
     The cache alone serves the split when the batch files are gone.
     """
@@ -160,7 +177,7 @@ def load_cifar10(batches_dir: str | Path, split: str) -> Dataset:
     names = TRAIN_FILES if split == "train" else TEST_FILES
     sources = [batches_dir / name for name in names]
     present = [path for path in sources if path.is_file()]
-    cache = batches_dir / f"minivit-cache-{split}.npz"
+    cache = cache_file(batches_dir, f"minivit-cache-{split}.npz")
     record = source_record(present, batches_dir) if present else None
     cached = read_cache(cache, record)
     if cached is not None:
@@ -169,9 +186,11 @@ def load_cifar10(batches_dir: str | Path, split: str) -> Dataset:
     missing = [path.name for path in sources if path not in present]
     if missing:
         raise DataError(f"{batches_dir} lacks {', '.join(missing)}: the CIFAR-10 folder is incomplete. "
-                        "Download it again (--download) or point --data-dir at a complete copy.")
+                        f"{wording().get_again} or {wording().point_at} a complete copy.")
+    start = time.perf_counter()
     parts = [_read_batch(path) for path in sources]
     images = np.concatenate([images for images, _ in parts])
     labels = np.concatenate([labels for _, labels in parts])
-    write_cache(cache, images, labels, CIFAR10_CLASSES, record)
+    if write_cache(cache, images, labels, CIFAR10_CLASSES, record) and progress:
+        announce(cache, images, time.perf_counter() - start, batches_dir)
     return Dataset(images, labels, CIFAR10_CLASSES)

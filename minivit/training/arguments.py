@@ -20,6 +20,7 @@ from minivit.checkpoint import read_checkpoint
 from minivit.cli import ArgumentParser
 from minivit.config import PRESETS, ViTConfig
 from minivit.option_checks import option_names
+from minivit.training.data import DOWNLOAD_WITH_DATA_DIR
 from minivit.training.options import (
     BACKENDS,
     FINETUNING,
@@ -106,6 +107,8 @@ def config_from_args(argv=None, prog: str = "python -m minivit.train") -> tuple[
             augment[key] = value
         else:
             values[key] = value
+    if "download" in args and "data_dir" in args:
+        raise ValueError(DOWNLOAD_WITH_DATA_DIR)
     if resume:
         return _resumed_config(values, args, model, augment), True
     if recipe == FINETUNING and "init_from" not in values:

@@ -18,8 +18,14 @@ from minivit import backend
 from minivit.config import ViTConfig
 from minivit.data import DataError, Dataset, download_cifar10, find_data, load_split, stratified_split
 
+DOWNLOAD_WITH_DATA_DIR = ("--download fetches CIFAR-10 into ./data, and --data-dir names data you already have: "
+                          "give one of them (--data-dir DIR alone, or --download alone).")
+
 
 def resolve_data_dir(data_dir: str | None, download: bool) -> str:
+    """--data-dir, checked; or ./data, downloaded with --download (not both: DOWNLOAD_WITH_DATA_DIR)."""
+    if data_dir is not None and download:
+        raise ValueError(DOWNLOAD_WITH_DATA_DIR)
     if data_dir is not None:
         find_data(data_dir)  # raises DataError with instructions
         return data_dir
@@ -29,14 +35,16 @@ def resolve_data_dir(data_dir: str | None, download: bool) -> str:
         return str(default)
     except DataError:
         if download:
-            download_cifar10(default)
+            download_cifar10(default)  # a failed download leaves nothing behind
             return str(default)
         raise
 
 
-def load_training_images(data_dir: str, image_size: int, classes: list[str] | None) -> Dataset:
-    """The train split at ``image_size``; with ``classes``, only those, relabelled in their order."""
-    dataset = load_split(data_dir, "train", image_size=image_size)
+def load_training_images(data_dir: str, image_size: int, classes: list[str] | None,
+                         progress: bool = True) -> Dataset:
+    """The train split at ``image_size``; with ``classes``, only those, relabelled in their order.
+    ``progress``: a bar while the first load decodes, and a line about the cache it writes."""
+    dataset = load_split(data_dir, "train", image_size=image_size, progress=progress)
     return dataset.select_classes(classes) if classes else dataset
 
 

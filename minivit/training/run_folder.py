@@ -49,7 +49,7 @@ class RunFolder:
         self.path = Path(path).expanduser()
         self.option = option
         self._lock_file = None
-        self._made_folder = False
+        self._made_folders: list[Path] = []  # the run folder and the parents that claim() made, innermost first
 
     # --- names ---
     @property
@@ -90,11 +90,12 @@ class RunFolder:
         else:
             self._check_new()
         if not self.path.exists():
+            missing = [folder for folder in (self.path, *self.path.parents) if not folder.exists()]
             try:
                 self.path.mkdir(parents=True)
             except OSError as error:
                 raise RunFolderError(f"Cannot make the run folder {self.describe()}: {error}.") from error
-            self._made_folder = True
+            self._made_folders = missing
         self._lock()
         remove_stale_temporaries_in(self.path)
         return self
@@ -143,15 +144,19 @@ class RunFolder:
         self._lock_file = lock_file
 
     def release(self, failed: bool = False) -> None:
-        """Unlock. ``failed``: the run never started; a folder it made and left empty is removed."""
+        """Unlock. ``failed``: the run never started; the folders it made (``runs/`` of ``runs/x`` too)
+        and left empty are removed."""
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
-            if failed and self._made_folder:
+            if failed and self._made_folders:
                 lock = self.path / LOCK_NAME
                 if [entry.name for entry in self.path.iterdir()] == [LOCK_NAME]:
                     lock.unlink(missing_ok=True)
-                    self.path.rmdir()
+                    for folder in self._made_folders:
+                        if any(folder.iterdir()):
+                            break
+                        folder.rmdir()
 
     @property
     def locked(self) -> bool:

@@ -199,7 +199,8 @@ class Trainer:
     def _set_up_data(self, model_config: ViTConfig, saved, pretrained) -> None:
         config = self.config
         data_dir = resolve_data_dir(config.data_dir, config.download)
-        full_train = load_training_images(data_dir, model_config.image_size, config.classes)
+        shows_progress = config.progress and self.writes  # decoding bars and the cache's line: rank 0's
+        full_train = load_training_images(data_dir, model_config.image_size, config.classes, shows_progress)
         if saved is not None and full_train.class_names != saved[0]["class_names"]:
             raise DataError(f"The data in {data_dir} has the classes {', '.join(full_train.class_names)}, but the "
                             f"run in {self.run_dir} was trained on {', '.join(saved[0]['class_names'])}: resume "
@@ -222,7 +223,7 @@ class Trainer:
         if config.test_every_epoch:
             from minivit.data import load_split
 
-            test_set = load_split(data_dir, "test", image_size=model_config.image_size)
+            test_set = load_split(data_dir, "test", image_size=model_config.image_size, progress=shows_progress)
             if config.classes:
                 test_set = test_set.select_classes([name for name in config.classes if name in test_set.class_names])
             # labelled by name as the training classes: a test split that lacks a class keeps the others' labels
