@@ -69,9 +69,11 @@ class CudaKernel:
     def __call__(self, grid: int, args: tuple, block: int | tuple = BLOCK, shared_mem: int = 0) -> None:
         if backend.name == "cupy-sim":
             from minivit import sim
+            from minivit.sim import launches
 
-            with sim.kernel_launch(self.name):
-                self.stand_in(*args)
+            with sim.kernel_launch(self.name, record=launches.kernel(self.name, grid, block, args)):
+                if sim.counting.arithmetic():  # (recording costs only: the outputs stay as allocated)
+                    self.stand_in(*args)
             return
         self._function()((grid,), block if isinstance(block, tuple) else (block,), args, shared_mem=shared_mem)
 

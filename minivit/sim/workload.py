@@ -1,0 +1,79 @@
+"""One training step or one inference of a preset, recorded on the simulated GPU (launch by launch).
+
+    records = record_step("cifar-tiny", batch_size=512)            # list of sim.launches.Launch
+    records = record_step("cifar-tiny", 512, training=False)       # a forward under no_grad
+
+The step is the trainer's (``minivit.training.trainer.Trainer.train_step``) without the data
+and augmentation phases (a fixed batch on the device): zero_grad, forward, loss (cross-entropy
+with label smoothing, in float32), backward, clipping and AdamW, each in its named phase, and
+for float16 the loss scaler and the float32 master weights. The step reads nothing back to the
+host, so its launches do not depend on the values: it is recorded with the arithmetic of the
+products skipped (``sim.counting.costs_only``), which makes batch 512 take seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minivit import backend, profile
+
+
+def record_step(preset: str = "cifar-tiny", batch_size: int = 512, precision: str = "float32",
+                training: bool = True, num_labels: int = 10) -> list:
+    """The launches of one step (training) or one forward (inference) on backend "cupy-sim"."""
+    from minivit import no_grad, sim
+    from minivit.amp import LossScaler
+    from minivit.config import preset as preset_config
+    from minivit.dispatch import cross_entropy_backward, cross_entropy_forward
+    from minivit.model import ViTForImageClassification
+    from minivit.optim import AdamW
+    from minivit.sim.counting import costs_only
+
+    previous = backend.name
+    backend.use("cupy-sim")
+    try:
+        config = preset_config(preset)
+        config = type(config)(**{**config.__dict__, "num_labels": num_labels})
+        model = ViTForImageClassification(config, seed=0, dtype=precision)
+        host = np.random.default_rng(0)
+        images = backend.asarray(host.standard_normal((batch_size, config.num_channels, config.image_size,
+                                                       config.image_size)).astype(precision))
+        labels = backend.asarray(host.integers(0, num_labels, batch_size))
+        half = precision == "float16"
+        optimizer = AdamW(model.named_parameters(), lr=1e-3, master_weights=half)
+        scaler = LossScaler() if half else None
+
+        def step():
+            xp = backend.xp
+            model.train()
+            with profile.phase("zero_grad"):
+                optimizer.zero_grad()
+            with profile.phase("forward"):
+                logits = model.forward(images)
+            with profile.phase("loss"):
+                loss, cache = cross_entropy_forward(logits.astype(xp.float32, copy=False), labels, 0.1)
+                dlogits = cross_entropy_backward(1.0, cache)
+                if scaler is not None:
+                    dlogits = scaler.scale_loss_gradient(dlogits, precision)
+            with profile.phase("backward"):
+                model.backward(dlogits)
+            with profile.phase("clip"):
+                if scaler is not None:
+                    scaler.unscale(model.flat.grad, optimizer.master_grad)
+                optimizer.clip_gradients(1.0)
+            with profile.phase("optimizer"):
+                optimizer.step(skip=None if scaler is None else scaler.found_inf)
+                if scaler is not None:
+                    scaler.update()
+
+        def inference():
+            model.eval()
+            with no_grad(), profile.phase("forward"):
+                model.forward(images)
+
+        backend.reset_sim_counters()
+        with costs_only():
+            (step if training else inference)()
+        return sim.records()
+    finally:
+        backend.use(previous)
