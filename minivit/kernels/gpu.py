@@ -41,9 +41,11 @@ from minivit.kernels import nvrtc
 
 BLOCK = 256  # threads per block
 ROWS_PER_BLOCK = BLOCK // 32  # row kernels: one warp (32 threads) per row
+MAX_COLUMNS_PER_LANE = 32  # cuda/layernorm.cu's layernorm_backward_fused: rows of at most 1024
 _SUFFIX = {np.dtype(np.float16): "f16", np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 WITH_HALF = (np.dtype(np.float16), *FLOATS)  # kernels that store float16 and compute in float32
+HALF_AND_FLOAT = (np.dtype(np.float16), np.dtype(np.float32))  # kernels that compute in float32 only
 _modules: dict = {}  # (file, device) -> cupy.RawModule
 
 
@@ -138,6 +140,32 @@ def _layernorm_backward_params_stand_in(dout, xhat, dgamma, dbeta, rows, D):
     dbeta[...] = dout.reshape(shape).sum(axis=0)
 
 
+def _layernorm_backward_fused_stand_in(dout, xhat, rstd, gamma, dx, partial, rows, D):
+    # dx by the reference; each block's partial sums over the rows its warps walk (row // 8 % blocks)
+    xp = backend.xp
+    rows, D = int(rows), int(D)
+    blocks, threads = _layernorm_fused_launch(rows, D)
+    warps = threads // 32
+    _layernorm_backward_input_stand_in(dout, xhat, rstd, gamma, dx, rows, D)
+    dout, xhat = _compute(dout).reshape(rows, D), _compute(xhat).reshape(rows, D)
+    per_round = blocks * warps
+    padded = -(-rows // per_round) * per_round
+    both = xp.zeros((padded, 2, D), dtype=partial.dtype)
+    both[:rows, 0] = dout * xhat
+    both[:rows, 1] = dout
+    partial[...] = both.reshape(-1, blocks, warps, 2 * D).sum(axis=(0, 2))
+
+
+def _column_partial_sums_stand_in(rows_matrix, partial, rows, D, rows_per_part):
+    rows_per_part = int(rows_per_part)
+    for part in range(partial.shape[0]):  # the reference's sum over rows, part by part
+        partial[part] = _compute(rows_matrix[part * rows_per_part:(part + 1) * rows_per_part]).sum(axis=0)
+
+
+def _column_sums_finish_stand_in(partial, out, parts, D):
+    out[...] = partial.sum(axis=0)
+
+
 def _softmax_forward_stand_in(x, out, rows, N, scale):
     x = _compute(x)
     out[...] = ops.softmax_forward(x.reshape(int(rows), int(N)) * float(scale))[0].reshape(out.shape)
@@ -147,6 +175,17 @@ def _softmax_backward_stand_in(dprobs, probs, dx, rows, N, scale):
     dprobs, probs = _compute(dprobs), _compute(probs)
     shape = (int(rows), int(N))
     dx[...] = (ops.softmax_backward(dprobs.reshape(shape), (probs.reshape(shape), -1)) * float(scale)).reshape(dx.shape)
+
+
+def _attention_forward_fused_stand_in(qkv, context, probs, T, H, d, scale):
+    out, (attention, _) = ops.attention_heads_forward(_compute(qkv), int(H))
+    context[...] = out
+    probs[...] = attention.probs
+
+
+def _attention_backward_fused_stand_in(dcontext, q, k, v, probs, dqkv, T, H, d, scale):
+    attention = ops.AttentionCache(_compute(q), _compute(k), _compute(v), float(scale), _compute(probs), None)
+    dqkv[...] = ops.attention_heads_backward(_compute(dcontext), (attention, int(H)))
 
 
 def _cross_entropy_forward_stand_in(logits, labels, soft_targets, use_labels, log_probs, q, loss, B, K, smoothing):
@@ -243,8 +282,16 @@ LAYERNORM_BACKWARD_INPUT = _typed("layernorm.cu", "layernorm_backward_input", _l
                                   WITH_HALF)
 LAYERNORM_BACKWARD_PARAMS = _typed("layernorm.cu", "layernorm_backward_params", _layernorm_backward_params_stand_in,
                                    WITH_HALF)
+LAYERNORM_BACKWARD_FUSED = _typed("layernorm.cu", "layernorm_backward_fused", _layernorm_backward_fused_stand_in,
+                                  WITH_HALF)
+COLUMN_PARTIAL_SUMS = _typed("column_sums.cu", "column_partial_sums", _column_partial_sums_stand_in, WITH_HALF)
+COLUMN_SUMS_FINISH = _typed("column_sums.cu", "column_sums_finish", _column_sums_finish_stand_in, WITH_HALF)
 SOFTMAX_FORWARD = _typed("softmax.cu", "softmax_forward", _softmax_forward_stand_in, WITH_HALF)
 SOFTMAX_BACKWARD = _typed("softmax.cu", "softmax_backward", _softmax_backward_stand_in, WITH_HALF)
+ATTENTION_FORWARD_FUSED = _typed("attention.cu", "attention_forward_fused", _attention_forward_fused_stand_in,
+                                 HALF_AND_FLOAT)
+ATTENTION_BACKWARD_FUSED = _typed("attention.cu", "attention_backward_fused", _attention_backward_fused_stand_in,
+                                  HALF_AND_FLOAT)
 CROSS_ENTROPY_FORWARD = _typed("cross_entropy.cu", "cross_entropy_forward", _cross_entropy_forward_stand_in)
 CROSS_ENTROPY_BACKWARD = _typed("cross_entropy.cu", "cross_entropy_backward", _cross_entropy_backward_stand_in)
 ADAMW_UPDATE = _typed("optimizer.cu", "adamw_update", _adamw_stand_in)
@@ -257,6 +304,61 @@ RANDAUGMENT_ROUND = CudaKernel("randaugment.cu", "randaugment_round", _randaugme
 DROPOUT_APPLY = _typed("dropout.cu", "dropout_apply", _dropout_stand_in, WITH_HALF)
 UNSCALE_GRADIENTS = CudaKernel("optimizer.cu", "unscale_gradients_f16", _unscale_stand_in)
 UPDATE_LOSS_SCALE = CudaKernel("optimizer.cu", "update_loss_scale", _update_loss_scale_stand_in)
+
+
+# --- sums over rows, and the linear layer's backward ----------------------------------------------------
+
+COLUMN_BLOCK = (32, 8)  # column_sums.cu: 32 columns, 8 row lanes
+ROWS_PER_PART = 8 * 64  # pass one: 64 rows per thread
+
+
+def _accumulator(dtype):
+    """What partial sums are kept in: float32 for float16 storage, else the storage dtype."""
+    return backend.xp.float32 if dtype == np.float16 else dtype
+
+
+def column_sums(rows_matrix):
+    """(rows, D) -> (D,): the sum over the rows, in two passes (cuda/column_sums.cu), for the bias
+    gradient. CuPy's ``sum(axis=0)`` gives this D / 32 blocks with thousands of rows per thread."""
+    xp = backend.xp
+    rows, D = rows_matrix.shape
+    rows_matrix = _contiguous(rows_matrix)
+    parts = max(1, -(-rows // ROWS_PER_PART))
+    column_blocks = -(-D // 32)
+    partial = xp.empty((parts, D), dtype=_accumulator(rows_matrix.dtype))
+    out = xp.empty(D, dtype=rows_matrix.dtype)
+    COLUMN_PARTIAL_SUMS[rows_matrix.dtype](column_blocks * parts, (rows_matrix, partial, np.int32(rows), np.int32(D),
+                                                                   np.int32(ROWS_PER_PART)), block=COLUMN_BLOCK)
+    COLUMN_SUMS_FINISH[rows_matrix.dtype](column_blocks, (partial, out, np.int32(parts), np.int32(D)),
+                                          block=COLUMN_BLOCK)
+    return out
+
+
+TARGET_BLOCKS = 132  # about the SMs of an H100 or H200: a launch that moves megabytes should fill them
+
+
+def _layernorm_fused_launch(rows: int, D: int) -> tuple[int, int]:
+    """(blocks, threads per block) for layernorm_backward_fused: each warp walks up to ~96 / (D / 32)
+    rows (about 200 loads per thread), in at least TARGET_BLOCKS blocks where the rows allow
+    (blocks of two warps when there are few rows, e.g. the CLS rows of the final LayerNorm)."""
+    threads = BLOCK if -(-rows // ROWS_PER_BLOCK) >= TARGET_BLOCKS else 64
+    warps = threads // 32
+    rows_per_warp = max(1, min(96 // -(-D // 32), rows // (warps * TARGET_BLOCKS)))
+    return max(1, -(-rows // (warps * rows_per_warp))), threads
+
+
+def linear_backward(dout, cache, input_grad: bool = True):
+    """Replaces ops.linear_backward: the same two cuBLAS products (dx only when ``input_grad``), and the
+    bias gradient by ``column_sums`` (two launches) instead of CuPy's generic ``sum(axis=0)``."""
+    x, weight, has_bias = cache
+    if not (has_bias and _supported(dout, dtypes=WITH_HALF)):
+        return ops.linear_backward(dout, cache, input_grad)
+    D_in, D_out = weight.shape
+    x_rows = x.reshape(-1, D_in)  # (M, D_in)
+    dout_rows = dout.reshape(-1, D_out)  # (M, D_out)
+    dx = (dout_rows @ weight.T).reshape(*dout.shape[:-1], D_in) if input_grad else None
+    dweight = x_rows.T @ dout_rows  # (D_in, D_out)
+    return dx, dweight, column_sums(dout_rows)
 
 
 # --- GELU -------------------------------------------------------------------------------------------------
@@ -302,15 +404,28 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-12):
 
 
 def layernorm_backward(dout, cache):
-    """Replaces ops.layernorm_backward: two kernels, dx a warp per row, dgamma and dbeta by columns."""
+    """Replaces ops.layernorm_backward: dx and the blocks' partial dgamma, dbeta in one pass, their sum in
+    a second (cuda/layernorm.cu, cuda/column_sums.cu); rows wider than 1024 use the older two kernels."""
     xhat, rstd, gamma = cache
     if not _supported(dout, xhat, gamma, dtypes=WITH_HALF):
         return ops.layernorm_backward(dout, cache)
     xp = backend.xp
-    dout = _contiguous(dout)
+    dout, xhat, rstd = _contiguous(dout), _contiguous(xhat), _contiguous(rstd)  # (one token's rows: views)
     D = dout.shape[-1]
     rows = dout.size // D
     dx = xp.empty_like(dout)
+    if D <= 32 * MAX_COLUMNS_PER_LANE:
+        # one pass: dx and each block's partial dgamma, dbeta; a second adds the blocks' rows up
+        blocks, threads = _layernorm_fused_launch(rows, D)
+        accumulator = _accumulator(dout.dtype)
+        partial = xp.empty((blocks, 2 * D), dtype=accumulator)  # gamma's D, then beta's
+        both = xp.empty(2 * D, dtype=dout.dtype)
+        LAYERNORM_BACKWARD_FUSED[dout.dtype](blocks, (dout, xhat, rstd, _contiguous(gamma), dx, partial,
+                                                      np.int32(rows), np.int32(D)),
+                                             block=threads, shared_mem=2 * D * np.dtype(accumulator).itemsize)
+        COLUMN_SUMS_FINISH[dout.dtype](-(-2 * D // 32), (partial, both, np.int32(blocks), np.int32(2 * D)),
+                                       block=COLUMN_BLOCK)
+        return dx, both[:D], both[D:]
     dgamma, dbeta = xp.empty(D, dtype=dout.dtype), xp.empty(D, dtype=dout.dtype)
     LAYERNORM_BACKWARD_INPUT[dout.dtype](_row_grid(rows), (dout, xhat, rstd, _contiguous(gamma), dx, np.int32(rows),
                                                            np.int32(D)))
@@ -358,16 +473,51 @@ def softmax_backward(dprobs, cache):
 # --- attention --------------------------------------------------------------------------------------------
 
 
-def attention_heads_forward(qkv, num_heads: int, dropout_p: float = 0.0, rng=None, training: bool = False):
-    """Replaces ops.attention_heads_forward, with the same cache: 5 launches.
+ATTENTION_WARPS = 4  # cuda/attention.cu: WARPS
+ATTENTION_MAX_TOKENS = 32 * 4  # cuda/attention.cu: 32 x MAX_TOKENS_PER_LANE
+SHARED_MEMORY_LIMIT = 48 * 1024  # bytes a block may use without asking for more
 
-    One copy splits qkv into contiguous q, k and v for every head at once, two batched
-    cuBLAS products around one softmax kernel (the scale folded in), one copy merges the heads.
+
+def _fused_attention_shared_bytes(T: int, d: int) -> int:
+    """Shared memory of the fused kernels (float32 values): the larger of forward and backward."""
+    forward = 2 * T * (d + 1) + ATTENTION_WARPS * (d + T)
+    backward = T * (d + 1) + T * (T + 1) + ATTENTION_WARPS * d
+    return 4 * max(forward, backward)
+
+
+FUSED_ATTENTION = True  # False: always the batched products (benchmarks/gpu/suspects.py times both)
+
+
+def _fused_attention_fits(dtype, T: int, d: int) -> bool:
+    return (FUSED_ATTENTION and dtype in HALF_AND_FLOAT and T <= ATTENTION_MAX_TOKENS
+            and _fused_attention_shared_bytes(T, d) <= SHARED_MEMORY_LIMIT)
+
+
+def attention_heads_forward(qkv, num_heads: int, dropout_p: float = 0.0, rng=None, training: bool = False):
+    """Replaces ops.attention_heads_forward, with the same cache.
+
+    Fused (float32 and float16, when a head's keys and values fit in shared memory, as at
+    cifar-tiny's 65 tokens): one kernel, one block per (image, head), reading q, k and v where
+    they lie in qkv and writing the merged context and the probabilities (cuda/attention.cu);
+    the cache's q, k and v are views of qkv. Otherwise 5 launches: one copy splits qkv into
+    contiguous q, k and v for every head at once, two batched cuBLAS products around one softmax
+    kernel (the scale folded in), one copy merges the heads.
     """
     if (dropout_p and training) or not _supported(qkv, dtypes=WITH_HALF):
         return ops.attention_heads_forward(qkv, num_heads, dropout_p, rng, training)
     xp = backend.xp
     B, T, three_D = qkv.shape
+    d = three_D // 3 // num_heads
+    if _fused_attention_fits(qkv.dtype, T, d):
+        qkv = _contiguous(qkv)
+        context = xp.empty((B, T, three_D // 3), dtype=qkv.dtype)
+        probs = xp.empty((B, num_heads, T, T), dtype=qkv.dtype)
+        scale = 1.0 / math.sqrt(d)
+        ATTENTION_FORWARD_FUSED[qkv.dtype](B * num_heads, (qkv, context, probs, np.int32(T), np.int32(num_heads),
+                                                           np.int32(d), np.float32(scale)),
+                                           block=32 * ATTENTION_WARPS, shared_mem=_fused_attention_shared_bytes(T, d))
+        heads = qkv.reshape(B, T, 3, num_heads, d).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, d): views
+        return context, (ops.AttentionCache(heads[0], heads[1], heads[2], scale, probs, None), num_heads)
     D = three_D // 3
     d = D // num_heads
     heads = xp.ascontiguousarray(qkv.reshape(B, T, 3, num_heads, d).transpose(2, 0, 3, 1, 4))  # (3, B, H, T, d)
@@ -379,8 +529,20 @@ def attention_heads_forward(qkv, num_heads: int, dropout_p: float = 0.0, rng=Non
     return context, (ops.AttentionCache(q, k, v, scale, probs, None), num_heads)
 
 
+def _views_of_packed_qkv(q, k, v) -> bool:
+    """q, k and v (B, H, T, d) are the fused forward's views of one (B, T, 3D) array (q's memory
+    first, k's D values on, v's 2D on): the fused backward reads them there."""
+    B, H, T, d = q.shape
+    item = q.itemsize
+    packed = (T * 3 * H * d * item, d * item, 3 * H * d * item, item)
+    if not (q.strides == k.strides == v.strides == packed and q.dtype == k.dtype == v.dtype):
+        return False
+    return (k.data.ptr - q.data.ptr == H * d * item) and (v.data.ptr - q.data.ptr == 2 * H * d * item)
+
+
 def attention_heads_backward(dcontext, cache):
-    """Replaces ops.attention_heads_backward: 7 launches (two layout copies, four batched
+    """Replaces ops.attention_heads_backward. After the fused forward, one kernel (cuda/attention.cu)
+    writes dq, dk and dv into (B, T, 3D). Otherwise 7 launches (two layout copies, four batched
     products, one softmax-backward kernel with the scale folded in); dq, dk and dv are
     written into one (3, B, H, T, d) array and leave as one (B, T, 3D) copy."""
     attention, num_heads = cache
@@ -389,6 +551,14 @@ def attention_heads_backward(dcontext, cache):
         return ops.attention_heads_backward(dcontext, cache)
     xp = backend.xp
     B, T, D = dcontext.shape
+    if _fused_attention_fits(q.dtype, T, D // num_heads) and _views_of_packed_qkv(q, k, v):
+        dqkv = xp.empty((B, T, 3 * D), dtype=q.dtype)
+        ATTENTION_BACKWARD_FUSED[q.dtype](B * num_heads, (_contiguous(dcontext), q, k, v, probs, dqkv, np.int32(T),
+                                                          np.int32(num_heads), np.int32(D // num_heads),
+                                                          np.float32(scale)),
+                                          block=32 * ATTENTION_WARPS,
+                                          shared_mem=_fused_attention_shared_bytes(T, D // num_heads))
+        return dqkv
     dheads = xp.ascontiguousarray(dcontext.reshape(B, T, num_heads, D // num_heads).transpose(0, 2, 1, 3))
     dqkv_heads = xp.empty((3, *q.shape), dtype=q.dtype)  # (3, B, H, T, d)
     xp.matmul(probs.swapaxes(-1, -2), dheads, out=dqkv_heads[2])  # dV = P^T dout
@@ -580,6 +750,7 @@ def crop_flip_normalize(images, top, left, flip, padding: int, mean, std):
 
 # What each fast function replaces: {reference name: function}. minivit.dispatch reads this.
 KERNELS = {
+    "linear_backward": linear_backward,
     "gelu_forward": gelu_forward,
     "gelu_backward": gelu_backward,
     "layernorm_forward": layernorm_forward,
