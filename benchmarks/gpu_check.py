@@ -181,8 +181,12 @@ def stage_parity(args) -> dict:
 
 def stage_kernels(args) -> dict:
     """Every fast GPU kernel against its reference, on cifar-tiny-shaped inputs, float32 and float64."""
+    from types import SimpleNamespace
+
     from minivit import ops
-    from minivit.kernels import gpu
+    from minivit.kernels import registry
+
+    gpu = SimpleNamespace(**registry.kernels("gpu"))  # the GPU's kernels, by the reference each replaces
 
     backend.use(args.device_backend)
     xp = backend.xp
@@ -592,21 +596,14 @@ def _each_operation_a_phase():
     """Every dispatched operation runs inside profile.phase("op:<name>") (timed or counted like a phase)."""
     from minivit import dispatch, profile
 
-    choose = dispatch.implementation
-
-    def wrapped(name: str):
-        function = choose(name)
-
+    def in_phase(name: str, function):
         def run(*arguments, **keywords):
             with profile.phase(f"op:{name}"):
                 return function(*arguments, **keywords)
         return run
 
-    dispatch.implementation = wrapped
-    try:
+    with dispatch.wrap(in_phase):
         yield
-    finally:
-        dispatch.implementation = choose
 
 
 def _operation_table(step, steps: int, phases) -> str:

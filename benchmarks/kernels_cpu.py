@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
 
 from minivit import ops  # noqa: E402
-from minivit.kernels import cpu, tune_process  # noqa: E402
+from minivit.kernels import registry, tune_process  # noqa: E402
 
 
 def cases(B: int) -> dict:
@@ -83,7 +83,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, (arguments, what) in cases(args.batch_size).items():
         reference = median_seconds(getattr(ops, name), arguments, args.repeats)
-        fast = median_seconds(cpu.KERNELS[name], arguments, args.repeats)
+        fast = median_seconds(registry.kernels("cpu")[name], arguments, args.repeats)
         print(f"| {name} | {what} | {1000 * reference:.2f} | {1000 * fast:.2f} | {reference / fast:.1f}x |",
               flush=True)
 

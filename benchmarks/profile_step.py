@@ -2,8 +2,8 @@
 
     python benchmarks/profile_step.py [--preset cifar-tiny] [--batch-size 128] [--steps 3] [--kernels fast]
 
-Every operation the model, the loss and the optimizer run goes through minivit.dispatch, so timing
-``dispatch.implementation``'s choice times them all, each call once (a composite such as
+Every operation the model, the loss and the optimizer run goes through minivit.dispatch, so a wrapper
+put on every operation (``dispatch.wrap``) times them all, each call once (a composite such as
 attention_heads_forward calls its softmax directly, not through dispatch: no double counting). Runs a few
 training steps with the fast kernels (default) or the pure reference (--kernels reference), and
 prints the mean time per step of each operation, largest first, and what is left outside them.
@@ -47,8 +47,7 @@ def main():
     args = parser.parse_args()
     tune_process()
     dispatch.use(args.kernels)
-    choose = dispatch.implementation
-    dispatch.implementation = lambda name: timed(name, choose(name))  # every operation, timed
+    dispatch.wrap(timed)  # every operation, timed (for the rest of the process)
 
     model = minivit.ViTForImageClassification(args.preset)
     optimizer = optim.AdamW(model.named_parameters())

@@ -3,55 +3,40 @@
     reference  the plain array math of ``minivit/ops/``: what learners read and what
                the gradient checks prove.
     fast       the fastest available implementation with the same name, signature and
-               cache: ``minivit/kernels/cpu.py`` on NumPy, ``minivit/kernels/gpu.py`` on CuPy
-               (and on its simulation). Each is tested against its reference. An operation
-               without a fast kernel runs its reference.
+               cache: the kernel registered for it (``@replaces``, ``minivit/kernels/registry.py``)
+               in ``minivit/kernels/cpu.py`` on NumPy, in ``minivit/kernels/gpu/`` on CuPy (and on
+               its simulation). Each is tested against its reference. An operation without a
+               fast kernel runs its reference.
     mine       a learner's own functions (``use_mine``): they replace the reference wherever
                the engine uses it, and the fast kernels are off while they are in.
 
-The model (``minivit/model.py``, ``minivit/nn.py``), the optimizers and the augmentation
-call operations through this module only, by their reference names:
+The operations are ``minivit.ops.OPERATIONS``. The model (``minivit/model.py``,
+``minivit/nn.py``), the optimizers and the augmentation call them through this module only,
+by their reference names (each name here is made from that list):
 
     from minivit.dispatch import layernorm_forward
     out, cache = layernorm_forward(x, gamma, beta, eps)
 
 ``MINIVIT_KERNELS=reference`` (read at import) or ``minivit.dispatch.use("reference")``
 runs the pure reference everywhere; ``"fast"`` (the default) the fastest available.
+
+One hook changes what runs, for profilers and for a learner's functions alike:
+``wrap(wrapper)`` makes each call of an operation run ``wrapper(name, function)``, where
+``function`` is what would have run (a profiler times it, a learner's version stands in its
+place); a ``with`` block, or ``.remove()``, takes the wrapper out.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
 import sys
 
-from minivit import backend
+from minivit import backend, ops
+from minivit.kernels import registry
 
 MODES = ("fast", "reference")
-
-# Every operation the engine runs through this module, and the module holding its reference.
-REFERENCES = {
-    **{name: "minivit.ops" for name in (
-        "im2col", "col2im",
-        "linear_forward", "linear_backward",
-        "cls_concat_forward", "cls_concat_backward",
-        "position_add_forward", "position_add_backward",
-        "interpolate_position_forward", "interpolate_position_backward",
-        "dropout_forward", "dropout_backward",
-        "layernorm_forward", "layernorm_backward",
-        "gelu_forward", "gelu_backward",
-        "softmax_forward", "softmax_backward",
-        "attention_forward", "attention_backward",
-        "attention_heads_forward", "attention_heads_backward",
-        "multi_head_attention_forward", "multi_head_attention_backward",
-        "residual_forward", "residual_backward",
-        "pool_forward", "pool_backward",
-        "cross_entropy_forward", "cross_entropy_backward",
-    )},
-    **{name: "minivit.ops" for name in ("adamw_update", "sgd_update", "clip_by_norm", "unscale_gradients",
-                                        "update_loss_scale", "crop_flip_normalize", "rand_augment")},
-}
+OPERATIONS = ops.OPERATIONS  # every operation the engine runs through this module
 
 
 def _mode_from_environment() -> str:
@@ -62,8 +47,6 @@ def _mode_from_environment() -> str:
 
 
 mode: str = _mode_from_environment()
-_mine: dict = {}  # name -> a learner's function (use_mine)
-_fast_tables: dict = {}  # backend name -> {name: fast function}
 
 
 def use(new_mode: str) -> str:
@@ -76,33 +59,36 @@ def use(new_mode: str) -> str:
 
 
 def reference(name: str):
-    """The reference implementation of operation ``name``."""
-    if name not in REFERENCES:
-        raise ValueError(f"{name!r} is not an operation the engine dispatches; known: {', '.join(REFERENCES)}.")
-    return getattr(importlib.import_module(REFERENCES[name]), name)
+    """The reference implementation of operation ``name`` (``minivit.ops.<name>``)."""
+    if name not in OPERATIONS:
+        raise ValueError(f"{name!r} is not an operation the engine dispatches; known: {', '.join(OPERATIONS)}.")
+    return getattr(ops, name)
 
 
 def fast_kernels(backend_name: str | None = None) -> dict:
     """{name: fast function} for a backend (the active one by default); empty where none can run."""
-    backend_name = backend_name or backend.name
-    if backend_name not in _fast_tables:
-        try:
-            if backend_name == "numpy":
-                from minivit.kernels.cpu import KERNELS
-            else:
-                from minivit.kernels.gpu import KERNELS
-        except ImportError:  # numba missing: the reference runs
-            KERNELS = {}
-        _fast_tables[backend_name] = KERNELS
-    return _fast_tables[backend_name]
+    return registry.kernels(_device(backend_name or backend.name))
+
+
+def _device(backend_name: str) -> str:
+    return "cpu" if backend_name == "numpy" else "gpu"
 
 
 def implementation(name: str):
-    """The function that runs for operation ``name`` now: the learner's, the fast kernel, or the reference."""
-    if name in _mine:
-        return _mine[name]
-    if mode == "fast" and not _mine:
-        kernel = fast_kernels().get(name)
+    """The function that runs for operation ``name`` now: the fast kernel or the reference, as the
+    hooks in effect (a learner's functions, a profiler's wrapper) change it."""
+    if not _hooks:
+        return _fast_or_reference(name)
+    function = _replaced(name) if _replaces_any() else _fast_or_reference(name)
+    for hook in _hooks:
+        if not hook.replace and name in hook.names:
+            function = hook.wrapper(name, function)
+    return function
+
+
+def _fast_or_reference(name: str):
+    if mode == "fast":
+        kernel = registry.kernel(name, _device(backend.name))
         if kernel is not None:
             return kernel
     return reference(name)
@@ -113,69 +99,125 @@ def _dispatcher(name: str):
         return implementation(name)(*args, **kwargs)
 
     run.__name__ = run.__qualname__ = name
-    run.__doc__ = (f"{REFERENCES[name]}.{name}, or the fast kernel that replaces it "
+    run.__doc__ = (f"minivit.ops.{name}, or the fast kernel that replaces it "
                    "(minivit.dispatch chooses; same signature and cache).")
+    run.__signature__ = inspect.signature(reference(name))
     return run
 
 
-# The engine's entry points, one per operation.
-im2col = _dispatcher("im2col")
-col2im = _dispatcher("col2im")
-linear_forward = _dispatcher("linear_forward")
-linear_backward = _dispatcher("linear_backward")
-cls_concat_forward = _dispatcher("cls_concat_forward")
-cls_concat_backward = _dispatcher("cls_concat_backward")
-position_add_forward = _dispatcher("position_add_forward")
-position_add_backward = _dispatcher("position_add_backward")
-interpolate_position_forward = _dispatcher("interpolate_position_forward")
-interpolate_position_backward = _dispatcher("interpolate_position_backward")
-dropout_forward = _dispatcher("dropout_forward")
-dropout_backward = _dispatcher("dropout_backward")
-layernorm_forward = _dispatcher("layernorm_forward")
-layernorm_backward = _dispatcher("layernorm_backward")
-gelu_forward = _dispatcher("gelu_forward")
-gelu_backward = _dispatcher("gelu_backward")
-softmax_forward = _dispatcher("softmax_forward")
-softmax_backward = _dispatcher("softmax_backward")
-attention_forward = _dispatcher("attention_forward")
-attention_backward = _dispatcher("attention_backward")
-attention_heads_forward = _dispatcher("attention_heads_forward")
-attention_heads_backward = _dispatcher("attention_heads_backward")
-multi_head_attention_forward = _dispatcher("multi_head_attention_forward")
-multi_head_attention_backward = _dispatcher("multi_head_attention_backward")
-residual_forward = _dispatcher("residual_forward")
-residual_backward = _dispatcher("residual_backward")
-pool_forward = _dispatcher("pool_forward")
-pool_backward = _dispatcher("pool_backward")
-cross_entropy_forward = _dispatcher("cross_entropy_forward")
-cross_entropy_backward = _dispatcher("cross_entropy_backward")
-adamw_update = _dispatcher("adamw_update")
-sgd_update = _dispatcher("sgd_update")
-clip_by_norm = _dispatcher("clip_by_norm")
-unscale_gradients = _dispatcher("unscale_gradients")
-update_loss_scale = _dispatcher("update_loss_scale")
-crop_flip_normalize = _dispatcher("crop_flip_normalize")
-rand_augment = _dispatcher("rand_augment")
+# The engine's entry points, one per operation of minivit.ops.OPERATIONS, by its name.
+for _name in OPERATIONS:
+    globals()[_name] = _dispatcher(_name)
+del _name
+
+
+# --- the hook: profilers and a learner's functions ------------------------------------------------------
+
+
+class Hook:
+    """A wrapper in effect (what ``wrap`` returns): leaving a ``with`` block, or ``remove()``, takes it out."""
+
+    def __init__(self, wrapper, names, replace: bool):
+        self.wrapper, self.names, self.replace = wrapper, frozenset(names), replace
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.remove()
+        return False
+
+    def remove(self) -> None:
+        if self in _hooks:
+            _hooks.remove(self)
+            _reach_into_references()
+
+
+_hooks: list[Hook] = []  # in the order they were put in
+
+
+def wrap(wrapper, names=None, replace: bool = False) -> Hook:
+    """Make each call of an operation run ``wrapper(name, function)(...)`` (``function``: what runs
+    without this hook), for the operations ``names`` (all by default). A profiler times it:
+
+        with dispatch.wrap(lambda name, function: timed(name, function)):
+            ...  # every operation the model, the loss and the optimizer call is timed, once per call
+
+    ``replace=True`` puts the wrapper's function in the reference's place, as ``use_mine`` does:
+    the reference composites call it too (attention_heads_forward calls attention_forward), and the
+    fast kernels are off while it is in (a kernel does not make the reference's inner calls). A
+    profiler's wrapper (``replace=False``) sees what runs, the learner's function included, and
+    only the calls made through this module: a composite's inner calls are not counted twice.
+    """
+    names = OPERATIONS if names is None else ([names] if isinstance(names, str) else list(names))
+    unknown = [name for name in names if name not in OPERATIONS]
+    if unknown:
+        raise ValueError(f"wrap: {', '.join(map(repr, unknown))} is not one of the engine's operations; "
+                         f"known: {', '.join(OPERATIONS)}.")
+    hook = Hook(wrapper, names, replace)
+    _hooks.append(hook)
+    _reach_into_references()
+    return hook
+
+
+def _replaces_any() -> bool:
+    return any(hook.replace for hook in _hooks)
+
+
+def _replaced(name: str):
+    """The reference of ``name`` with the replacing hooks applied (the learner's function, if any)."""
+    function = reference(name)
+    for hook in _hooks:
+        if hook.replace and name in hook.names:
+            function = hook.wrapper(name, function)
+    return function
+
+
+_bound: dict = {}  # name -> what the ops modules' globals hold in the reference's place now
+
+
+def _reach_into_references() -> None:
+    """Point the references' own names inside the ops modules (the defining one included, so that
+    attention_heads_forward, which calls attention_forward in the same file, calls the replacement)
+    at the replacing hooks' functions, and back at the reference where none replaces it any more.
+    The package's names (``minivit.ops.softmax_backward``, ``dispatch.reference``) stay the
+    reference: the checks compare against them."""
+    replaced = {name: _replaced(name) for hook in _hooks if hook.replace for name in hook.names}
+    global _bound
+    for name in set(_bound) | set(replaced):
+        original = reference(name)
+        replacement = replaced.get(name, original)
+        for module_name, module in list(sys.modules.items()):
+            if module is None or not module_name.startswith("minivit.ops."):
+                continue
+            if getattr(module, name, None) in (original, _bound.get(name)):
+                setattr(module, name, replacement)
+    _bound = replaced
 
 
 # --- a learner's own functions ----------------------------------------------------------------------
 
 
-class _MineHandle:
-    """What use_mine returns: leaving a ``with`` block puts back what was in before it."""
+class _PutBack:
+    """What use_mine returns: leaving a ``with`` block puts back the learner's functions in before it."""
 
-    def __init__(self, previous: dict):
+    def __init__(self, previous: list[Hook]):
         self._previous = previous
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
-        _install(self._previous)
+        for hook in [hook for hook in _hooks if hook.replace and hook not in self._previous]:
+            hook.remove()
+        for hook in self._previous:
+            if hook not in _hooks:
+                _hooks.append(hook)
+        _reach_into_references()
         return False
 
 
-def use_mine(**functions) -> _MineHandle:
+def use_mine(**functions) -> _PutBack:
     """Put a learner's functions into the engine, by reference name, e.g.
 
         with dispatch.use_mine(softmax_backward=my_softmax_backward, layernorm_backward=my_layernorm_backward):
@@ -184,25 +226,29 @@ def use_mine(**functions) -> _MineHandle:
     Each function must take the reference's arguments and return what it returns (same
     cache). Inside, the reference composites that call an operation (attention calls the
     softmax; all heads call attention) call the learner's version too, and the fast kernels
-    are off. As a plain call
-    it stays in effect until ``use_mine()`` is called with no arguments.
+    are off (``wrap(..., replace=True)``). As a plain call it stays in effect until
+    ``use_mine()`` is called with no arguments.
     """
     for name, function in functions.items():
         _check_signature(name, function)
-    previous = dict(_mine)
-    _install({**_mine, **functions} if functions else {})
-    return _MineHandle(previous)
+    previous = [hook for hook in _hooks if hook.replace]
+    if functions:
+        wrap(lambda name, _reference: functions[name], functions, replace=True)
+    else:
+        for hook in previous:
+            hook.remove()
+    return _PutBack(previous)
 
 
 def mine() -> dict:
     """The learner's functions in effect now, by name."""
-    return dict(_mine)
+    return {name: _replaced(name) for hook in _hooks if hook.replace for name in hook.names}
 
 
 def _check_signature(name: str, function) -> None:
-    if name not in REFERENCES:
+    if name not in OPERATIONS:
         raise ValueError(f"use_mine: {name!r} is not one of the engine's operations. Choose from: "
-                         f"{', '.join(sorted(REFERENCES))}.")
+                         f"{', '.join(sorted(OPERATIONS))}.")
     if not callable(function):
         raise TypeError(f"use_mine: {name} must be a function; got {type(function).__name__}.")
     expected = inspect.signature(reference(name))
@@ -216,22 +262,4 @@ def _check_signature(name: str, function) -> None:
     needed = [p for p in expected.parameters.values() if p.default is p.empty]
     if len(required) > len(expected.parameters) or (len(positional) < len(needed) and not takes_varargs):
         raise TypeError(f"use_mine: your {name}{got} does not match the engine's {name}{expected}: it must take "
-                        f"the same arguments (see {REFERENCES[name]}) and return what it returns.")
-
-
-def _install(functions: dict) -> None:
-    """Make ``functions`` the learner's set: rebind the references' names inside the ops modules, the
-    defining one included (so every composite calls the learner's version: attention_heads_forward
-    calls attention_forward in the same file), and undo the bindings of names no longer in the set.
-    The package's own names (``minivit.ops.softmax_backward``, ``dispatch.reference``) stay the
-    reference: the checks compare against them."""
-    for name in set(_mine) | set(functions):
-        original = reference(name)
-        replacement = functions.get(name, original)
-        for module_name, module in list(sys.modules.items()):
-            if module is None or not module_name.startswith("minivit.ops."):
-                continue
-            if getattr(module, name, None) in (original, _mine.get(name)):
-                setattr(module, name, replacement)
-    _mine.clear()
-    _mine.update(functions)
+                        f"the same arguments (see minivit.ops.{name}) and return what it returns.")

@@ -23,7 +23,7 @@ HOST_SIDE = {"backend.py", "init.py", "convert.py", "checkpoint.py", "data", "pl
 HOST_SIDE |= {"visualize.py"}
 # minivit/kernels/cpu*.py hold the CPU's fast kernels, which take NumPy arrays by definition;
 # the references they replace (minivit/ops) stay backend-agnostic and are tested against them.
-# kernels/gpu.py and kernels/nvrtc.py hold CUDA kernels, which take CuPy arrays by definition.
+# kernels/gpu/ and kernels/nvrtc.py hold CUDA kernels, which take CuPy arrays by definition.
 # minivit/sim/ is the simulated GPU: it wraps NumPy arrays by definition.
 HOST_SIDE |= {"kernels", "sim"}
 # minivit/distributed moves buffers between processes: MPI takes NumPy arrays, NCCL CuPy's (CuPy's NCCL

@@ -1,4 +1,4 @@
-"""The GPU kernels (minivit/kernels/gpu.py and cuda/*.cu): every CUDA source compiles, and every
+"""The GPU kernels (minivit/kernels/gpu/: each module and its .cu): every CUDA source compiles, and every
 kernel computes what its reference computes.
 
 Without a GPU the kernels run on the simulated GPU ("cupy-sim"), where each CUDA kernel call
@@ -10,13 +10,20 @@ expf/erff and another order of summation.
 """
 
 import inspect
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from conftest import HAS_CUPY
 
 from minivit import augment, backend, dispatch, ops
-from minivit.kernels import gpu, nvrtc
+from minivit.kernels import gpu as gpu_package
+from minivit.kernels import nvrtc, registry
+from minivit.kernels.gpu.column_sums import column_sums
+from minivit.kernels.gpu.launch import CudaKernel
+
+gpu = SimpleNamespace(**registry.kernels("gpu"))  # every GPU kernel, by the name of the reference it replaces
 
 TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
 
@@ -62,13 +69,32 @@ def test_a_broken_source_fails_with_the_compilers_log():
 def test_every_kernel_the_python_side_launches_is_in_its_source():
     """Each CudaKernel's name is an entry point of its compiled file (read from the PTX)."""
     pytest.importorskip("cupy")
-    kernels = [value for value in vars(gpu).values() if isinstance(value, gpu.CudaKernel)]
-    kernels += [kernel for value in vars(gpu).values() if isinstance(value, dict)
-                for kernel in value.values() if isinstance(kernel, gpu.CudaKernel)]
+    kernels = []
+    for module in gpu_package.MODULES:
+        kernels += [value for value in vars(module).values() if isinstance(value, CudaKernel)]
+        kernels += [kernel for value in vars(module).values() if isinstance(value, dict)
+                    for kernel in value.values() if isinstance(kernel, CudaKernel)]
     assert len(kernels) >= 20
     entries = {name: nvrtc.kernel_names(name) for name in {kernel.file_name for kernel in kernels}}
     for kernel in kernels:
         assert kernel.name in entries[kernel.file_name], f"{kernel.name} not in {kernel.file_name}"
+
+
+def test_each_cuda_source_sits_beside_the_module_that_launches_it():
+    """kernels/gpu/<name>.cu is launched from kernels/gpu/<name>.py (one module per kernel, as llm.c keeps
+    one file per layer); the shared helpers (common.cuh) are the only other CUDA file."""
+    folder = nvrtc.CUDA_DIR
+    assert folder == Path(gpu_package.__file__).parent
+    assert {path.name for path in folder.iterdir() if path.suffix in (".cu", ".cuh")} == \
+        set(nvrtc.sources()) | {"common.cuh"}
+    for module in gpu_package.MODULES:
+        launched = {value.file_name for value in vars(module).values() if isinstance(value, CudaKernel)}
+        launched |= {kernel.file_name for value in vars(module).values() if isinstance(value, dict)
+                     for kernel in value.values() if isinstance(kernel, CudaKernel)}
+        own = module.__name__.rpartition(".")[2] + ".cu"
+        assert launched <= {own}, f"{module.__name__} launches kernels of {sorted(launched - {own})}"
+    for name in nvrtc.sources():
+        assert (folder / name).with_suffix(".py").exists(), f"{name} has no module beside it"
 
 
 def test_an_elementwise_kernel_compiles_from_its_pieces():
@@ -81,7 +107,7 @@ def test_an_elementwise_kernel_compiles_from_its_pieces():
 
 
 def test_every_kernel_has_its_references_name_and_signature():
-    for name, kernel in gpu.KERNELS.items():
+    for name, kernel in vars(gpu).items():
         assert kernel.__name__ == name
         assert inspect.signature(kernel) == inspect.signature(dispatch.reference(name)), name
         assert "Replaces" in (kernel.__doc__ or ""), name
@@ -154,7 +180,7 @@ def test_linear_backward(device, dtype, shape):
             if b is not None:
                 assert_close(a, b, dtype, what, factor=10)
     rows = normal(4, (1100, 200), dtype)  # three parts, 200 columns: seven blocks of 32 columns
-    assert_close(gpu.column_sums(rows), rows.sum(axis=0), dtype, "column sums", factor=10)
+    assert_close(column_sums(rows), rows.sum(axis=0), dtype, "column sums", factor=10)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

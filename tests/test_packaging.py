@@ -31,5 +31,5 @@ def test_each_extra_is_its_requirement_file(extra, file_name):
 
 def test_the_cuda_sources_ship_with_the_package():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    assert "cuda/*.cu" in data["minivit.kernels"]
-    assert list((ROOT / "minivit" / "kernels" / "cuda").glob("*.cu"))
+    assert "*.cu" in data["minivit.kernels.gpu"] and "*.cuh" in data["minivit.kernels.gpu"]
+    assert list((ROOT / "minivit" / "kernels" / "gpu").glob("*.cu"))

@@ -288,7 +288,7 @@ def gelu_kernel_parts():
 check_gelu_kernel(gelu_kernel_parts)
 
 # %% [markdown]
-# The engine's own GPU kernels are in `minivit/kernels/cuda/` (`gelu.cu` holds the forward and
+# The engine's own GPU kernels are in `minivit/kernels/gpu/` (`gelu.cu` holds the forward and
 # backward), next to the references they replace, each tested against its reference.
 #
 # ## The engine's fast kernels, beside their references
@@ -296,7 +296,7 @@ check_gelu_kernel(gelu_kernel_parts)
 # `minivit/dispatch.py` is the one place that chooses what runs for each operation: the reference
 # in `minivit/ops/` (the plain array math of lessons 2 to 5, which the gradient checks prove), or a
 # fast kernel with the same name, signature and cache, `minivit/kernels/cpu.py` on NumPy (loops
-# compiled with numba) and `minivit/kernels/gpu.py` with its CUDA C in `minivit/kernels/cuda/` on
+# compiled with numba) and `minivit/kernels/gpu/`, a module per kernel beside its CUDA C, on
 # CuPy. `dispatch.reference(name)` and `dispatch.fast_kernels(backend)[name]` hand you either.
 # Here is LayerNorm's forward, both ways, on this machine's CPU, on an activation of the model
 # above (for `cifar-tiny`: (128, 65, 192) in float32), timed with your `seconds_per_call`:
@@ -330,7 +330,7 @@ else:
 # whole new one. The fast kernel's loop takes one row of the activation at a time, small enough to
 # stay in the processor's fastest cache while it computes the row's mean, variance and output: it
 # reads the activation from memory once and writes `out` and `xhat` once. On the GPU,
-# `minivit/kernels/cuda/layernorm.cu` does the same with one warp (32 threads) per row.
+# `minivit/kernels/gpu/layernorm.cu` does the same with one warp (32 threads) per row.
 #
 # ## What else changes on a GPU
 #

@@ -30,6 +30,7 @@ import numpy as np
 
 from minivit import ops
 from minivit.kernels import cpu_loops as loops
+from minivit.kernels.registry import replaces
 
 # --- running work on all cores -------------------------------------------------------------------
 
@@ -152,6 +153,7 @@ def _rows(array):
 # --- linear ----------------------------------------------------------------------------------------
 
 
+@replaces("linear_forward")
 def linear_forward(x, weight, bias=None):
     """Replaces ops.linear_forward: one 2-D product over all rows, the bias added inside it (addmm)."""
     x_rows = x.reshape(-1, x.shape[-1])  # (M, D_in)
@@ -166,6 +168,7 @@ def _gelu_tanh_rows(x):
     return ops.gelu_forward(x, "tanh")[0]
 
 
+@replaces("gelu_forward")
 def gelu_forward(x, approximate: str = "none"):
     """Replaces ops.gelu_forward: exact GELU as one compiled loop (float32 erf by the A&S formula
     PyTorch's CPU kernel uses, error < 1.5e-7); the tanh form as the reference in blocks on all cores."""
@@ -183,6 +186,7 @@ def _gelu_tanh_backward_rows(dout, x):
     return ops.gelu_backward(dout, (x, "tanh"))
 
 
+@replaces("gelu_backward")
 def gelu_backward(dout, cache):
     """Replaces ops.gelu_backward: Phi(x) + x phi(x) recomputed in one compiled loop (one exp for both)."""
     x, approximate = cache
@@ -199,6 +203,7 @@ def gelu_backward(dout, cache):
 # --- LayerNorm -------------------------------------------------------------------------------------
 
 
+@replaces("layernorm_forward")
 def layernorm_forward(x, gamma, beta, eps: float = 1e-12):
     """Replaces ops.layernorm_forward: mean, variance and normalisation of a row in one loop."""
     rows = _rows(x)
@@ -208,6 +213,7 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-12):
     return out.reshape(x.shape), (xhat.reshape(x.shape), rstd.reshape(*x.shape[:-1], 1), gamma)
 
 
+@replaces("layernorm_backward")
 def layernorm_backward(dout, cache):
     """Replaces ops.layernorm_backward: dx, dgamma and dbeta in one pass over the rows."""
     xhat, rstd, gamma = cache
@@ -242,6 +248,7 @@ def _softmax_backward_last_axis(dprobs, probs, scale: float = 1.0):
     return dx
 
 
+@replaces("softmax_forward")
 def softmax_forward(x, axis: int = -1):
     """Replaces ops.softmax_forward: the last axis as one compiled loop (float32) or blocks of rows."""
     if axis not in (-1, x.ndim - 1):
@@ -249,6 +256,7 @@ def softmax_forward(x, axis: int = -1):
     return (probs := _softmax_last_axis(x)), (probs, axis)
 
 
+@replaces("softmax_backward")
 def softmax_backward(dprobs, cache):
     """Replaces ops.softmax_backward: y (dy - sum(dy y)) as one compiled loop over the rows."""
     probs, axis = cache
@@ -260,6 +268,7 @@ def softmax_backward(dprobs, cache):
 # --- attention -------------------------------------------------------------------------------------
 
 
+@replaces("attention_heads_forward")
 def attention_heads_forward(qkv, num_heads: int, dropout_p: float = 0.0, rng=None, training: bool = False):
     """Replaces ops.attention_heads_forward, with the same cache.
 
@@ -282,6 +291,7 @@ def attention_heads_forward(qkv, num_heads: int, dropout_p: float = 0.0, rng=Non
     return context, (ops.AttentionCache(q, k, v, scale, probs, None), num_heads)
 
 
+@replaces("attention_heads_backward")
 def attention_heads_backward(dcontext, cache):
     """Replaces ops.attention_heads_backward: dq, dk and dv written straight into their slices of
     one (B, T, 3D) array (the layout the forward read them from), the scale folded into the
@@ -305,6 +315,7 @@ def attention_heads_backward(dcontext, cache):
 # --- optimizers ------------------------------------------------------------------------------------
 
 
+@replaces("adamw_update")
 def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, beta1, beta2, eps, step,
                  skip=None):
     """Replaces ops.adamw_update: the whole update as one parallel pass (all arrays contiguous, 1-D)."""
@@ -320,6 +331,7 @@ def adamw_update(data, grad, exp_avg, exp_avg_sq, lr, lr_scale, weight_decay, be
                        real(eps), real(1.0 - beta1**step), real(math.sqrt(1.0 - beta2**step)))
 
 
+@replaces("sgd_update")
 def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum, nesterov, step, skip=None):
     """Replaces ops.sgd_update: the whole update as one parallel pass (all arrays contiguous, 1-D)."""
     arrays = (data, grad, momentum_buffer)
@@ -334,6 +346,7 @@ def sgd_update(data, grad, momentum_buffer, lr, lr_scale, weight_decay, momentum
                      step == 1)
 
 
+@replaces("clip_by_norm")
 def clip_by_norm(grad, max_norm: float):
     """Replaces ops.clip_by_norm: the squared norm as one BLAS dot product (all cores), then one scaling."""
     if grad.ndim != 1 or not grad.flags.c_contiguous or grad.dtype not in (np.float32, np.float64):
@@ -342,19 +355,3 @@ def clip_by_norm(grad, max_norm: float):
     grad *= min(1.0, max_norm / (float(norm) + 1e-6))
     return norm
 
-
-# What each fast function replaces: {reference name: function}. minivit.dispatch reads this.
-KERNELS = {
-    "linear_forward": linear_forward,
-    "gelu_forward": gelu_forward,
-    "gelu_backward": gelu_backward,
-    "layernorm_forward": layernorm_forward,
-    "layernorm_backward": layernorm_backward,
-    "softmax_forward": softmax_forward,
-    "softmax_backward": softmax_backward,
-    "attention_heads_forward": attention_heads_forward,
-    "attention_heads_backward": attention_heads_backward,
-    "adamw_update": adamw_update,
-    "sgd_update": sgd_update,
-    "clip_by_norm": clip_by_norm,
-}

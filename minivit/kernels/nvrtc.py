@@ -1,6 +1,6 @@
 """CUDA sources and their compilation (NVRTC, through CuPy), with or without a GPU.
 
-    sources()                      {file name: full source} of minivit's CUDA kernels (cuda/*.cu)
+    sources()                      {file name: full source} of minivit's CUDA kernels (gpu/*.cu)
     compile_check(source, name)    compile for sm_90 and raise CompileError with the compiler's log
     compile_elementwise(...)       an ElementwiseKernel's pieces as CUDA C, compiled the same way
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-CUDA_DIR = Path(__file__).resolve().parent / "cuda"
-OPTIONS = ("-std=c++17",)  # what gpu.py passes to CuPy's RawModule; the architecture is added per device
+CUDA_DIR = Path(__file__).resolve().parent / "gpu"  # each .cu beside the Python module that launches it
+OPTIONS = ("-std=c++17",)  # what gpu/launch.py passes to CuPy's RawModule; the architecture is added per device
 CHECK_ARCHITECTURE = "sm_90"  # the H100/H200 the GPU runs use
 
 
@@ -23,7 +23,7 @@ class CompileError(RuntimeError):
 
 
 def source(file_name: str) -> str:
-    """A kernel file with the shared helpers (cuda/common.cuh) in front, as it is compiled."""
+    """A kernel file with the shared helpers (gpu/common.cuh) in front, as it is compiled."""
     common = (CUDA_DIR / "common.cuh").read_text()
     return f"{common}\n#line 1 \"{file_name}\"\n{(CUDA_DIR / file_name).read_text()}"
 

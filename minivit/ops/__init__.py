@@ -14,6 +14,10 @@ Besides the pairs: the optimizers' updates (updates.py) and the input's normalis
 This package is the reference: plain array math through ``minivit.backend.xp``, what
 the gradient checks prove. Faster implementations with the same names live in
 ``minivit/kernels/``; ``minivit.dispatch`` chooses which one the model runs.
+
+``OPERATIONS`` (every name of ``__all__`` but the helpers) is the list of operations the engine
+runs through ``minivit.dispatch``: adding an operation is its file here, its import and its name
+in ``__all__``; the dispatcher, ``use_mine`` and the kernels' registry read the list from here.
 """
 
 from minivit.ops.attention import (
@@ -91,3 +95,10 @@ __all__ = [
     "unscale_gradients",
     "update_loss_scale",
 ]
+
+# Names above that are not operations of their own (a cache's type, layout helpers, a size): the
+# engine calls them directly, not through minivit.dispatch.
+HELPERS = ("AttentionCache", "merge_heads", "normalize", "patch_grid_size", "split_heads")
+
+# The operations minivit.dispatch runs (and a fast kernel may replace), by name.
+OPERATIONS = tuple(name for name in __all__ if name not in HELPERS)

@@ -2,7 +2,7 @@
 
     normalize             uint8 (or float) [0, 255] -> (x / 255 - mean) / std, per channel
     crop_flip_normalize   random crop, horizontal flip and normalisation in one operation
-                          (one kernel on a GPU: minivit/kernels/gpu.py)
+                          (one kernel on a GPU: minivit/kernels/gpu/augment.py)
 
 The random draws are made by ``minivit.augment``; these are the plain array math.
 """

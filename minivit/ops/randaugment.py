@@ -3,7 +3,7 @@
 Each operation takes float images in [0, 255] (B, C, H, W), a per-image sign (+1 or -1) and
 the magnitude scaled to [0, 1]; ranges follow RandAugment as timm sets them. ``rand_augment``
 gives every image one operation per round, chosen at random. ``minivit.augment`` draws the
-rest of the recipe; on a GPU one CUDA kernel per round replaces this (minivit/kernels/gpu.py).
+rest of the recipe; on a GPU one CUDA kernel per round replaces this (minivit/kernels/gpu/randaugment.py).
 """
 
 from __future__ import annotations

@@ -9,10 +9,11 @@ template <typename T>
 __device__ void adamw_update(T* data, const T* grad, T* exp_avg, T* exp_avg_sq,
                              const T* lr_scale, double lr_scale_value, int lr_scale_per_element,
                              const T* decay, double decay_value, int decay_per_element,
-                             double lr, double beta1, double beta2, double eps,
-                             double bias_correction1, double bias_correction2_sqrt,
+                             double lr, double beta1, double beta2, double eps, long long step,
                              const float* skip, int has_skip, long long n) {
     if (has_skip && skip[0] != 0.0f) return;
+    double bias_correction1 = 1.0 - pow(beta1, (double)step);                  // as the reference: from the step
+    double bias_correction2_sqrt = sqrt(1.0 - pow(beta2, (double)step));
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x) {
         T lr_i = T(lr) * (lr_scale_per_element ? lr_scale[i] : T(lr_scale_value));
         T wd_i = decay_per_element ? decay[i] : T(decay_value);
@@ -84,11 +85,9 @@ __device__ void scale_by(T* g, const T* scale, long long n) {
     extern "C" __global__ void adamw_update_##SUFFIX(T* data, const T* grad, T* exp_avg, T* exp_avg_sq,        \
             const T* lr_scale, double lr_scale_value, int lr_scale_per_element, const T* decay,                 \
             double decay_value, int decay_per_element, double lr, double beta1, double beta2, double eps,       \
-            double bias_correction1, double bias_correction2_sqrt, const float* skip, int has_skip,             \
-            long long n) {                                                                                      \
+            long long step, const float* skip, int has_skip, long long n) {                                     \
         adamw_update<T>(data, grad, exp_avg, exp_avg_sq, lr_scale, lr_scale_value, lr_scale_per_element, decay, \
-                        decay_value, decay_per_element, lr, beta1, beta2, eps, bias_correction1,                \
-                        bias_correction2_sqrt, skip, has_skip, n);                                              \
+                        decay_value, decay_per_element, lr, beta1, beta2, eps, step, skip, has_skip, n);        \
     }                                                                                                           \
     extern "C" __global__ void sgd_update_##SUFFIX(T* data, const T* grad, T* momentum_buffer, const T* lr_scale,\
             double lr_scale_value, int lr_scale_per_element, const T* decay, double decay_value,                \

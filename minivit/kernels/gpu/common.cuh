@@ -1,4 +1,4 @@
-// Helpers shared by minivit's CUDA kernels (included at the top of each source by gpu.py).
+// Helpers shared by minivit's CUDA kernels (included at the top of each source by minivit/kernels/nvrtc.py).
 // Math functions by type, so that one template serves float and double.
 
 // float16 storage: the raw 16 bits (NVRTC compiles without cuda_fp16.h), converted with the PTX
