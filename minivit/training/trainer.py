@@ -51,7 +51,6 @@ from minivit.checkpoint import CheckpointError, NonFiniteWeights, non_finite_nam
 from minivit.cli import RunFailed
 from minivit.config import ViTConfig
 from minivit.data import DataError
-from minivit.dispatch import cross_entropy_backward, cross_entropy_forward
 from minivit.distributed import Communicator, SingleProcess, connect, mark_raised_together
 from minivit.distributed.sharding import evaluate_sharded
 from minivit.evaluate import evaluate_model
@@ -67,6 +66,7 @@ from minivit.training.data import (
 )
 from minivit.training.options import RESUMABLE_CHANGES, TrainConfig
 from minivit.training.run_folder import RunFolder
+from minivit.training.step import TrainStep
 
 
 class TrainingDiverged(RunFailed):
@@ -248,6 +248,8 @@ class Trainer:
                                          freeze=config.freeze, layer_decay=config.layer_decay,
                                          master_weights=float16)
         self.scaler = LossScaler() if float16 else None
+        self.take_step = TrainStep(self.model, self.optimizer, label_smoothing=config.label_smoothing,
+                                   grad_clip=config.grad_clip, scaler=self.scaler, communicator=self.comm)
         self.trainable = [parameter for _, parameter in self.optimizer.named_parameters]
         self._set_up_random_streams()
 
@@ -408,11 +410,11 @@ class Trainer:
     def train_step(self):
         """One optimisation step; returns (loss, correct) as 0-d backend arrays (no host sync).
 
-        Each part runs inside a named ``profile.phase``: counted on the simulated GPU, timed
-        by ``profile.Profiler``, free otherwise.
+        The batch is drawn ("data") and augmented ("augment") here; the rest is the run's
+        ``TrainStep`` (minivit.training.step), at the schedule's learning rate. Each part runs
+        inside a named ``profile.phase``: counted on the simulated GPU, timed by
+        ``profile.Profiler``, free otherwise.
         """
-        xp = backend.xp
-        config = self.config
         with phase("data"):
             images, labels = self.batches.get(self.step)
             if self._device_stats is None or self._device_stats[0] is not self.mean:
@@ -421,38 +423,9 @@ class Trainer:
                                       backend.asarray(self.std, dtype="float32"))
             _, mean, std = self._device_stats
         with phase("augment"):
-            pixel_values, targets = augment_batch(images, labels, config.augment, mean, std,
+            pixel_values, targets = augment_batch(images, labels, self.config.augment, mean, std,
                                                   self.model.config.num_labels, self.augment_rng, self.host_rng)
-        self.model.train()
-        with phase("zero_grad"):
-            self.optimizer.zero_grad()
-        with phase("forward"):
-            logits = self.model.forward(pixel_values.astype(self.model.dtype, copy=False))
-        with phase("loss"):  # in float32, also when the model computes in float16 (in float64 for a float64 model)
-            loss_dtype = xp.float64 if self.model.dtype == "float64" else xp.float32
-            loss, loss_cache = cross_entropy_forward(logits.astype(loss_dtype, copy=False), targets,
-                                                     config.label_smoothing)
-            dlogits = cross_entropy_backward(1.0, loss_cache)
-            if self.scaler is not None:
-                dlogits = self.scaler.scale_loss_gradient(dlogits, self.model.dtype)
-        with phase("backward"):
-            self.model.backward(dlogits)
-        with phase("allreduce"):  # the shards' gradients averaged: the whole batch's gradient, on every rank
-            self.comm.allreduce_mean(self.model.flat.grad)
-        with phase("clip"):
-            if self.scaler is not None:  # float32 gradients for the master weights, the scale divided out
-                self.scaler.unscale(self.model.flat.grad, self.optimizer.master_grad)
-            if config.grad_clip > 0:
-                self.optimizer.clip_gradients(config.grad_clip)
-        with phase("optimizer"):
-            self.optimizer.lr = self.learning_rate(self.step)
-            self.optimizer.step(skip=None if self.scaler is None else self.scaler.found_inf)
-            if self.scaler is not None:
-                self.scaler.update()
-        with phase("metrics"):
-            hard_targets = targets if targets.ndim == 1 else xp.argmax(targets, axis=1)
-            correct = xp.sum(xp.argmax(logits, axis=1) == hard_targets)
-        return loss, correct
+        return self.take_step(pixel_values, targets, self.learning_rate(self.step))
 
     def run(self) -> dict:
         """Train until the end of the schedule or a stop (Ctrl-C, --time-budget, --max-steps); returns a summary."""
@@ -503,20 +476,17 @@ class Trainer:
         """Run one step of a tiny model of the same dtype before the clock starts: the CPU's compiled
         loops (numba, cached on disk after the first run) and the GPU's kernels (NVRTC) are built here,
         not inside the time budget. Its own model and generators: the run's state is untouched."""
-        from minivit.config import ViTConfig
         from minivit.optim import AdamW
 
         tiny = ViTForImageClassification(ViTConfig(image_size=8, patch_size=4, hidden_size=8, num_hidden_layers=1,
                                                    num_attention_heads=2, intermediate_size=16, num_labels=2,
                                                    hidden_act=self.model.config.hidden_act),
                                          dtype=self.model.dtype)
-        optimizer = AdamW(tiny.named_parameters(), master_weights=self.optimizer.master is not None)
-        pixels = backend.xp.zeros((2, 3, 8, 8), dtype=tiny.dtype)
-        logits = tiny.forward(pixels).astype(backend.xp.float32)
-        loss, cache = cross_entropy_forward(logits, backend.asarray(np.array([0, 1])), 0.1)
-        tiny.backward(cross_entropy_backward(1.0, cache).astype(tiny.dtype))
-        optimizer.clip_gradients(1.0)
-        optimizer.step()
+        float16 = self.optimizer.master is not None
+        optimizer = AdamW(tiny.named_parameters(), master_weights=float16)
+        take_step = TrainStep(tiny, optimizer, label_smoothing=0.1, grad_clip=1.0,
+                              scaler=LossScaler() if float16 else None)
+        take_step(backend.xp.zeros((2, 3, 8, 8), dtype="float32"), backend.asarray(np.array([0, 1])), 1e-3)
         backend.synchronize()
 
     def _train_until_stopped(self) -> str | None:
