@@ -168,6 +168,8 @@ def test_a_model_finetuned_from_a_cifar_cpu_checkpoint_is_labelled_cifar_cpu(cif
     assert json.loads((out / "train_config.json").read_text())["preset"] == "cifar-cpu"
     assert "cifar-cpu on numpy" in stderr and "cifar-tiny" not in stderr  # the progress bar's name
     assert "next: evaluate the finetuned model" in stderr
+    saved = json.loads((out / "train_config.json").read_text())  # resumed as a notebook would: the default preset
+    assert train(TrainConfig.from_dict({**saved, "preset": "cifar-tiny"}), resume=True)["finished"]
 
 
 def test_the_finetuning_help_shows_the_finetuning_recipe(capsys):
@@ -186,3 +188,18 @@ def test_a_note_names_no_flag_the_user_did_not_pass(data_dir, tmp_path, capsys):
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
     assert notes == ["note: a warmup of 3 epochs is more than half of this run's 2 epochs: the warmup is cut to "
                      "4 steps, half the schedule."]
+
+
+# --- 23.2: a resumed run reads its checkpoint once ---------------------------------------------------------
+
+def test_resuming_from_the_command_line_reads_the_checkpoint_once(data_dir, tmp_path, monkeypatch):
+    from minivit.training import resume
+
+    out = str(tmp_path / "run")
+    assert main(["--data-dir", str(data_dir), "--out", out, "--epochs", "2", "--max-steps", "4", *TINY_FLAGS]) == 0
+    reads = []
+    read = resume.read_checkpoint
+    monkeypatch.setattr(resume, "read_checkpoint", lambda path: reads.append(path) or read(path))
+    assert main(["--resume", "--out", out]) == 0
+    assert [path.name for path in reads] == ["checkpoint-last.npz"]
+    assert read_checkpoint(tmp_path / "run" / "checkpoint-last.npz")[0]["step"] == 8

@@ -76,8 +76,8 @@ def epoch_summary(row: dict) -> str:
 
 
 class CurvesPlotter:
-    """curves.png, redrawn at most every ``every`` seconds and at the end: a figure takes ~0.3 s, a lot
-    beside a GPU's 2-second epoch."""
+    """curves.png, redrawn at most every ``every`` seconds and at the end: drawing a figure (matplotlib)
+    can take longer than a whole epoch on a GPU."""
 
     def __init__(self, path: Path, title: str, every: float = 30.0):
         self.path, self.title, self.every = path, title, every

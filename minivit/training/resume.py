@@ -115,6 +115,8 @@ def check_continues(saved: SavedRun, requested: TrainConfig) -> None:
     for key in before:
         if key in RESUMABLE_CHANGES or before[key] == now.get(key):
             continue
+        if key == "preset" and before.get("init_from"):  # a finetuned model's preset is its source's (a label)
+            continue
         if isinstance(before[key], dict) and isinstance(now.get(key), dict):  # model, augment
             fields = sorted(set(before[key]) | set(now[key]), key=str)
             differences += [f"{key}.{field}: checkpoint {before[key].get(field)!r}, requested "
