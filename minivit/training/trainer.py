@@ -1,6 +1,6 @@
 """The training run: ``Trainer(config, resume).run()``.
 
-Setting up reads as six steps, in this order (``__init__`` and ``_set_up``):
+Setting up reads as these steps, in this order (``__init__`` and ``_set_up``):
 
     the run folder      checked and locked before anything else (minivit.training.run_folder)
     the starting point  rank 0 reads the run's checkpoint or the pretrained weights, once, and
@@ -11,6 +11,7 @@ Setting up reads as six steps, in this order (``__init__`` and ``_set_up``):
                         and the step that uses it (minivit.training.step.TrainStep)
     the random streams  dropout, augmentation and mixing (``_set_up_random_streams``)
     the schedule        warmup and cosine over the run (minivit.training.schedule)
+    step 0              the run's counters, history and divergence watch
     the resumption      weights, optimizer, step, clock, generators and logs from the checkpoint
 
 The loop (``_train_until_stopped``): take a step (``train_step``: draw a batch, augment it,
@@ -175,6 +176,7 @@ class Trainer:
         self._set_up_optimizer()
         self._set_up_random_streams()
         self._set_up_schedule()
+        self._start_at_step_0()
         if saved is not None:
             self._resume_from(saved)
 
@@ -271,6 +273,9 @@ class Trainer:
         self.total_steps = self.schedule.total_steps
         if note and self.writes:  # said (by rank 0), not silently done
             print(note, file=sys.stderr)
+
+    def _start_at_step_0(self) -> None:
+        """Where a new run stands (a resumed one then takes its checkpoint's place: ``_resume_from``)."""
         self.step = 0
         self.best_accuracy = -1.0
         self.elapsed = 0.0  # training seconds, summed over resumptions
