@@ -3,10 +3,9 @@
     records = record_step("cifar-tiny", batch_size=512)            # list of sim.launches.Launch
     records = record_step("cifar-tiny", 512, training=False)       # a forward under no_grad
 
-The step is the trainer's (``minivit.training.trainer.Trainer.train_step``) without the data
-and augmentation phases (a fixed batch on the device): zero_grad, forward, loss (cross-entropy
-with label smoothing, in float32), backward, clipping and AdamW, each in its named phase, and
-for float16 the loss scaler and the float32 master weights. The step reads nothing back to the
+The step is the training run's own (``minivit.training.step.TrainStep``, label smoothing 0.1,
+clipping at 1, AdamW; for float16 the loss scaler and float32 master weights) on a fixed batch
+on the device (the data and augmentation phases, the Trainer's, are left out). The step reads nothing back to the
 host, so its launches do not depend on the values: it is recorded with the arithmetic of the
 products skipped (``sim.counting.costs_only``), which makes batch 512 take seconds, not minutes.
 """
@@ -24,10 +23,10 @@ def record_step(preset: str = "cifar-tiny", batch_size: int = 512, precision: st
     from minivit import no_grad, sim
     from minivit.amp import LossScaler
     from minivit.config import preset as preset_config
-    from minivit.dispatch import cross_entropy_backward, cross_entropy_forward
     from minivit.model import ViTForImageClassification
     from minivit.optim import AdamW
     from minivit.sim.counting import costs_only
+    from minivit.training.step import TrainStep
 
     previous = backend.name
     backend.use("cupy-sim")
@@ -41,30 +40,11 @@ def record_step(preset: str = "cifar-tiny", batch_size: int = 512, precision: st
         labels = backend.asarray(host.integers(0, num_labels, batch_size))
         half = precision == "float16"
         optimizer = AdamW(model.named_parameters(), lr=1e-3, master_weights=half)
-        scaler = LossScaler() if half else None
+        take_step = TrainStep(model, optimizer, label_smoothing=0.1, grad_clip=1.0,
+                              scaler=LossScaler() if half else None)
 
         def step():
-            xp = backend.xp
-            model.train()
-            with profile.phase("zero_grad"):
-                optimizer.zero_grad()
-            with profile.phase("forward"):
-                logits = model.forward(images)
-            with profile.phase("loss"):
-                loss, cache = cross_entropy_forward(logits.astype(xp.float32, copy=False), labels, 0.1)
-                dlogits = cross_entropy_backward(1.0, cache)
-                if scaler is not None:
-                    dlogits = scaler.scale_loss_gradient(dlogits, precision)
-            with profile.phase("backward"):
-                model.backward(dlogits, input_grad=False)  # (the images need no gradient)
-            with profile.phase("clip"):
-                if scaler is not None:
-                    scaler.unscale(model.flat.grad, optimizer.master_grad)
-                optimizer.clip_gradients(1.0)
-            with profile.phase("optimizer"):
-                optimizer.step(skip=None if scaler is None else scaler.found_inf)
-                if scaler is not None:
-                    scaler.update()
+            take_step(images, labels, 1e-3)
 
         def inference():
             model.eval()
