@@ -12,14 +12,19 @@ products skipped (``sim.counting.costs_only``), which makes batch 512 take secon
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from minivit import backend, profile
 
 
 def record_step(preset: str = "cifar-tiny", batch_size: int = 512, precision: str = "float32",
-                training: bool = True, num_labels: int = 10) -> list:
-    """The launches of one step (training) or one forward (inference) on backend "cupy-sim"."""
+                training: bool = True, num_labels: int = 10, skip_arithmetic: bool = True) -> list:
+    """The launches of one step (training) or one forward (inference) on backend "cupy-sim".
+
+    ``skip_arithmetic``: record with the products' arithmetic skipped (``costs_only``); False computes
+    everything (tests/test_sim.py checks that both give the same launches)."""
     from minivit import no_grad, sim
     from minivit.amp import LossScaler
     from minivit.config import preset as preset_config
@@ -52,7 +57,7 @@ def record_step(preset: str = "cifar-tiny", batch_size: int = 512, precision: st
                 model.forward(images)
 
         backend.reset_sim_counters()
-        with costs_only():
+        with costs_only() if skip_arithmetic else contextlib.nullcontext():
             (step if training else inference)()
         return sim.records()
     finally:
