@@ -32,26 +32,28 @@ run over, and says so. A stage that fails is recorded and the next one runs. Wit
 same code runs every stage at toy size on the simulated GPU ("cupy-sim") and PyTorch on the CPU:
 the test suite runs it (tests/test_gpu_check.py), so that on the GPU the only job is to run it.
 
-The plan for the next GPU session (15 minutes of device time, every start and idle wait counted;
-on the first H200, 2026-11-26: the tests 134 s, the throughput rows about 160 s plus torch.compile's
-compilation, the machine's start a few minutes). Two calls, the first as soon as the machine is up,
-the second at once after it (no idle wait), each with the CIFAR-10 tarball carried
-(carry: [".carry/cifar10-jpg.tar.gz"]):
+The plan for the next GPU session. 15 minutes of device time, the machine's start (minutes), every
+idle wait and each call's transfers included; on the first H200 (2026-11-26) the tests took 134 s,
+the throughput rows about 160 s plus torch.compile's compilation. Two calls, the second at once after
+the first (no idle wait), each stage's files under $OUT:
 
-  call 1, correct and where the time goes (about 9 minutes; --deadline 540 leaves 60 s of the
-  10-minute command limit for the summary):
-    PYTHONPATH=. python3 benchmarks/gpu_check.py --out $OUT/check \\
-        --stages environment tests parity graphs suspects profile throughput --deadline 540
-  call 2, CIFAR-10 in five minutes (--train-budget 300 plus decoding, evaluation and the summary):
-    PYTHONPATH=. python3 benchmarks/gpu_check.py --out $OUT/train --data-tar .carry/cifar10-jpg.tar.gz \\
-        --stages training --train-budget 300 --deadline 420
+  call 1, correct and where the time goes (run's timeout_s 420):
+    PYTHONPATH=. python3 benchmarks/gpu_check.py --out $OUT/check \
+        --stages environment tests parity graphs suspects profile throughput --deadline 400
+  call 2, CIFAR-10 in five minutes (carry: [".carry/cifar10-jpg.tar.gz"]; run's timeout_s 390):
+    PYTHONPATH=. python3 benchmarks/gpu_check.py --out $OUT/train --data-tar .carry/cifar10-jpg.tar.gz \
+        --stages training --train-budget 300 --deadline 370
 
-Then, on the CPU (no device time): commit both folders under benchmarks/results/gpu-<device>-<date>/,
-and refit the cost model to everything measured:
+Within call 1 the stages run in the order of what steers the next work: the tests (every kernel on
+real CuPy), the suspects and the profile (where the time goes, beside the cost model), then the
+throughput rows, which take what the deadline leaves (torch.compile gets at most 150 s a batch size,
+and a stage with less than a minute left is skipped and says so). Then, on the CPU (no device time):
+commit both folders under benchmarks/results/gpu-<device>-<date>/ with the commands, and refit the
+cost model to everything measured:
     PYTHONPATH=. python3 benchmarks/gpu_cost_model.py --fit --measured <that folder>/check/results.json
-(copy the fitted constants into minivit/sim/cost.py's CONSTANTS, and cost-model-fit.json's rows say
-which suspects the model gets wrong). If the first call runs short of its deadline, throughput is the
-stage that gives way (the deadline skips it): suspects and profile steer the next fixes.
+(put the fitted constants into minivit/sim/cost.py's CONSTANTS; cost-model-fit.json holds the fit
+to the suspects' rows, and each row says which operation the model gets wrong). A session with time
+left after both calls spends it on the largest gap the tables show, measured before and after.
 """
 
 from __future__ import annotations
