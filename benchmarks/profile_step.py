@@ -2,6 +2,7 @@
 
     python benchmarks/profile_step.py [--preset cifar-tiny] [--batch-size 128] [--steps 3] [--kernels fast]
 
+The step is the training run's own (minivit.training.step.TrainStep, with gradient clipping at 1).
 Every operation the model, the loss and the optimizer run goes through minivit.dispatch, so a wrapper
 put on every operation (``dispatch.wrap``) times them all, each call once (a composite such as
 attention_heads_forward calls its softmax directly, not through dispatch: no double counting). Runs a few
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minivit  # noqa: E402
 from minivit import dispatch, optim  # noqa: E402
 from minivit.kernels import tune_process  # noqa: E402
+from minivit.training.step import TrainStep  # noqa: E402
 
 seconds = collections.defaultdict(float)
 
@@ -57,12 +59,10 @@ def main():
                                   config.image_size)).astype("float32")
     labels = rng.integers(0, config.num_labels, args.batch_size)
 
+    take_step = TrainStep(model, optimizer, grad_clip=1.0)  # the training run's step
+
     def step():
-        optimizer.zero_grad()
-        loss, cache = dispatch.cross_entropy_forward(model.forward(images), labels)
-        model.backward(dispatch.cross_entropy_backward(1.0, cache))
-        optim.clip_grad_norm(model.parameters(), 1.0)
-        optimizer.step()
+        take_step(images, labels, optimizer.lr)
 
     step()  # warm-up: kernels compile, memory is allocated
     seconds.clear()

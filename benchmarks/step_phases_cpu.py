@@ -3,7 +3,8 @@
     python benchmarks/step_phases_cpu.py [--preset cifar-cpu] [--data-dir DIR] [--steps 20]
 
 Runs the Trainer's own step (minivit.training.Trainer.train_step: drawing the batch, crop + flip
-+ normalise, forward, loss, backward, clipping, AdamW, the step's metrics) with the preset's
++ normalise, then the run's TrainStep from minivit.training.step: forward, loss, backward,
+clipping, AdamW, the step's metrics) with the preset's
 recipe and batch size, times each named phase with the CPU's clock (minivit.profile), and prints
 milliseconds per step by phase and the share outside the model: drawing and augmenting the
 batch, the metrics, and whatever the step's wall time holds beyond its phases. With --data-dir
@@ -29,7 +30,7 @@ from minivit.kernels import tune_process  # noqa: E402
 from minivit.training.options import RECIPES, TrainConfig  # noqa: E402
 from minivit.training.trainer import Trainer  # noqa: E402
 
-MODEL_PHASES = ("zero_grad", "forward", "loss", "backward", "clip", "optimizer")
+MODEL_PHASES = ("zero_grad", "forward", "loss", "backward", "allreduce", "clip", "optimizer")  # TrainStep's
 
 
 def main() -> None:

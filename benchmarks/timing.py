@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from minivit import no_grad
-from minivit.dispatch import cross_entropy_backward, cross_entropy_forward
+from minivit.training.step import TrainStep
 
 
 def median_seconds(function, steps: int, warmup: int, synchronize=None) -> float:
@@ -27,8 +27,11 @@ def median_seconds(function, steps: int, warmup: int, synchronize=None) -> float
 
 
 def minivit_step_functions(model, optimizer, images, labels):
-    """(inference, train_step) for a minivit model: a forward in eval mode; forward,
-    cross-entropy, backward and an optimizer step in training mode."""
+    """(inference, train_step) for a minivit model: a forward in eval mode; the training run's own
+    step (minivit.training.step.TrainStep: forward, cross-entropy, backward, an optimizer step and the
+    step's correct count) at the optimizer's learning rate, without clipping or label smoothing, as
+    the PyTorch side it is compared with."""
+    take_step = TrainStep(model, optimizer)
 
     def inference():
         model.eval()
@@ -36,10 +39,6 @@ def minivit_step_functions(model, optimizer, images, labels):
             model.forward(images)
 
     def train_step():
-        model.train()
-        optimizer.zero_grad()
-        loss, cache = cross_entropy_forward(model.forward(images), labels)
-        model.backward(cross_entropy_backward(1.0, cache))
-        optimizer.step()
+        take_step(images, labels, optimizer.lr)
 
     return inference, train_step

@@ -16,7 +16,15 @@ cores. What it costs, and how minivit pays it (as torch.amp does):
     (``Optimizer(master_weights=True)``); checkpoints hold the float32 weights.
   * The loss and its gradient are computed in float32 (the logits are cast).
 
-CuPy has no bfloat16 (the format that needs no loss scaling), so float16 it is.
+Why float16 and not bfloat16 (the format with float32's range, which needs no loss scaling):
+CuPy 14 computes in bfloat16 only where ml_dtypes is installed (it registers its ufunc loops
+then), and not in its batched products; NumPy (the CPU and the simulated GPU, where the tests
+run) needs ml_dtypes as well, and each of minivit's CUDA kernels would need a bfloat16 build
+(cuda/common.cuh loads and stores float16 by its bits). What it would buy is small: bfloat16
+moves the same bytes and runs the tensor cores at the same rate as float16, so the simulator's
+cost model (minivit.sim.cost) predicts the same step; the loss scaler it saves costs three small
+launches a step. So float16 it is, stored in float16 and accumulated in float32 (every kernel
+loads into float32; cuBLAS accumulates half products in float32), with float32 master weights.
 """
 
 from __future__ import annotations

@@ -32,9 +32,9 @@ FINETUNE_RECIPE = RECIPES[FINETUNING]  # the options the recipe sets (lesson 10 
 
 
 def main(argv=None) -> int:
-    """``python -m minivit.train --recipe finetune`` under its own name."""
+    """``python -m minivit.train --recipe finetune`` under its own name (its --help shows the recipe's defaults)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    return train_main(["--recipe", FINETUNING, *argv], prog="python -m minivit.finetune")
+    return train_main(argv, prog="python -m minivit.finetune", recipe=FINETUNING)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from minivit.nn import (
     Linear,
     Module,
     add_side_by_side,
+    backward_of_linear,
     inference,
     new_parameter,
     side_by_side,
@@ -95,8 +96,8 @@ class PatchProjection(Module):
         self._keep(cache)
         return out
 
-    def backward(self, dout):
-        dcols, dweight_2d, dbias = linear_backward(dout, self._pop_cache())  # dweight_2d: (C*p*p, D)
+    def backward(self, dout, input_grad: bool = True):
+        dcols, dweight_2d, dbias = backward_of_linear(dout, self._pop_cache(), input_grad)  # dweight_2d: (C*p*p, D)
         self.weight.grad += dweight_2d.T.reshape(self.weight.shape)
         self.bias.grad += dbias
         return dcols
@@ -121,10 +122,11 @@ class PatchEmbeddings(Module):
         self._keep(pixel_values.shape)
         return self.projection.forward(cols)  # (B, N, D)
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad: bool = True):
+        """The projection's gradients; the image's gradient (col2im) only when ``input_grad``."""
         image_shape = self._pop_cache()
-        dcols = self.projection.backward(dout)  # (B, N, C*p*p)
-        return col2im(dcols, image_shape, self.patch_size, self.stride)
+        dcols = self.projection.backward(dout, input_grad)  # (B, N, C*p*p), or None
+        return col2im(dcols, image_shape, self.patch_size, self.stride) if input_grad else None
 
 
 class ViTEmbeddings(Module):
@@ -158,7 +160,7 @@ class ViTEmbeddings(Module):
         self._keep((batch_size, interpolation))
         return self.dropout.forward(tokens)
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad: bool = True):
         batch_size, interpolation = self._pop_cache()
         dtokens = self.dropout.backward(dout)
         dtokens, dposition = position_add_backward(dtokens)
@@ -167,7 +169,7 @@ class ViTEmbeddings(Module):
         self.position_embeddings.grad += dposition
         dpatches, dcls = cls_concat_backward(dtokens, batch_size)
         self.cls_token.grad += dcls
-        return self.patch_embeddings.backward(dpatches)
+        return self.patch_embeddings.backward(dpatches, input_grad)
 
 
 class ViTSelfAttention(Module):
@@ -374,17 +376,23 @@ class ViTForImageClassification(Module):
 
     __call__ = forward
 
-    def backward(self, dlogits):
-        """dlogits (B, num_labels) -> dpixel_values (B, C, H, W); parameter gradients accumulate."""
+    def backward(self, dlogits, input_grad: bool = True):
+        """dlogits (B, num_labels) -> dpixel_values (B, C, H, W); parameter gradients accumulate.
+
+        input_grad: False when nothing needs the images' gradient (training): the patch
+            projection's input-gradient product and col2im are skipped, and None is returned.
+        """
         pool_cache, batch_size = self._pop_cache()
         expected = (batch_size, self.config.num_labels)
         if tuple(dlogits.shape) != expected:
             raise ValueError(f"dlogits must have the logits' shape {expected}; got {tuple(dlogits.shape)}.")
         dpooled = self.classifier.backward(dlogits)
-        dhidden = pool_backward(dpooled, pool_cache)
-        dhidden = self.layernorm.backward(dhidden)
+        if self.config.pooling == "cls":  # only the CLS rows carry gradient: the final LayerNorm runs on those
+            dhidden = pool_backward(self.layernorm.backward(dpooled, token=0), pool_cache)
+        else:
+            dhidden = self.layernorm.backward(pool_backward(dpooled, pool_cache))
         dhidden = self.encoder.backward(dhidden)
-        return self.embeddings.backward(dhidden)
+        return self.embeddings.backward(dhidden, input_grad)
 
     def attention_maps(self) -> list:
         """The last forward's attention probabilities, one (B, H, T, T) array per layer."""

@@ -261,6 +261,15 @@ class Module:
         return cache
 
 
+def backward_of_linear(dout, cache, input_grad: bool = True):
+    """``dispatch.linear_backward``, asking for no input gradient when none is needed; a learner's
+    own linear_backward (``use_mine``) is called as the reference's plain contract, (dout, cache)."""
+    if input_grad or "linear_backward" in dispatch.mine():
+        dx, dweight, dbias = linear_backward(dout, cache)
+        return (dx if input_grad else None), dweight, dbias
+    return linear_backward(dout, cache, input_grad=False)
+
+
 class Linear(Module):
     """out = x @ weight + bias, weight stored (in_features, out_features)."""
 
@@ -273,8 +282,9 @@ class Linear(Module):
         self._keep(cache)
         return out
 
-    def backward(self, dout):
-        dx, dweight, dbias = linear_backward(dout, self._pop_cache())
+    def backward(self, dout, input_grad: bool = True):
+        """Accumulates the parameters' gradients; returns dx (None when ``input_grad`` is False)."""
+        dx, dweight, dbias = backward_of_linear(dout, self._pop_cache(), input_grad)
         self.weight.grad += dweight
         if dbias is not None:
             self.bias.grad += dbias
@@ -299,8 +309,16 @@ class LayerNorm(Module):
         """Inference only: (skip + branch, this LayerNorm of it), in one operation (nothing kept)."""
         return residual_layernorm_inference(skip, branch, self.weight.data, self.bias.data, self.eps)
 
-    def backward(self, dout):
-        dx, dgamma, dbeta = layernorm_backward(dout, self._pop_cache())
+    def backward(self, dout, token: int | None = None):
+        """Accumulates dgamma, dbeta; returns dx. ``token``: ``dout`` (B, D) is the gradient of that
+        token only (the others' is zero, as after CLS pooling), and so is the dx returned: the
+        backward runs on those B rows, not all B x T (a zero row adds nothing to dgamma, dbeta and
+        has a zero dx)."""
+        cache = self._pop_cache()
+        if token is not None:
+            xhat, rstd, gamma = cache
+            cache = (xhat[:, token], rstd[:, token], gamma)  # (B, D), (B, 1)
+        dx, dgamma, dbeta = layernorm_backward(dout, cache)
         self.weight.grad += dgamma
         self.bias.grad += dbeta
         return dx

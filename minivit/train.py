@@ -12,10 +12,16 @@ with the same weights, bit for bit, as one that never stopped.
 The training code, a room per job:
 
     minivit/training/options.py       TrainConfig, its checks, the recipes
-    minivit/training/arguments.py  the parser (training, finetuning and resuming)
+    minivit/training/arguments.py     the parser (training, finetuning and resuming)
     minivit/training/run_folder.py    which folders a run may write into; its lock and logs
+    minivit/training/resume.py        what a run starts from: its checkpoint (read once, checked once)
+                                      or pretrained weights, as named fields (SavedRun, Pretrained)
     minivit/training/data.py          the training data: checked, split for validation, batched
-    minivit/training/trainer.py       the Trainer: setting up, the loop, checkpoints, NaN stops
+    minivit/training/step.py          TrainStep: one optimisation step (the trainer's and the benchmarks')
+    minivit/training/schedule.py      the learning rate: warmup and cosine, on the clock under a budget
+    minivit/training/divergence.py    NaN stops, finite divergence, a model stuck at chance
+    minivit/training/report.py        the progress bar, epoch lines, curves, the last words
+    minivit/training/trainer.py       the Trainer: the order of setting up, the loop, checkpoints
     minivit/evaluate.py               evaluation (also the validation of training)
     minivit/optim.py                  optimizers, schedule, and which parameters train how fast
     minivit/adapt.py                  pretrained weights adapted for finetuning
@@ -32,26 +38,29 @@ from minivit.distributed import connected, settle_failure
 from minivit.distributed.launch import launched_size
 from minivit.training.arguments import build_parser, config_from_args
 from minivit.training.options import RECIPES, RESUMABLE_CHANGES, TrainConfig
-from minivit.training.trainer import Trainer, TrainingDiverged
+from minivit.training.resume import SavedRun
+from minivit.training.trainer import SaveFailed, Trainer, TrainingDiverged
 
-__all__ = ["RECIPES", "RESUMABLE_CHANGES", "TrainConfig", "Trainer", "TrainingDiverged", "build_parser",
-           "config_from_args", "main", "train"]
+__all__ = ["RECIPES", "RESUMABLE_CHANGES", "SaveFailed", "TrainConfig", "Trainer", "TrainingDiverged",
+           "build_parser", "config_from_args", "main", "train"]
 
 
-def train(config: TrainConfig, resume: bool = False, on_step=None) -> dict:
-    """Train (or resume) a run; returns a summary dict. See the module docstring."""
+def train(config: TrainConfig, resume: bool | SavedRun = False, on_step=None) -> dict:
+    """Train (or resume) a run; returns a summary dict. See the module docstring. ``resume``: True, or
+    the run's checkpoint as ``config_from_args`` read it."""
     return Trainer(config, resume=resume, on_step=on_step).run()
 
 
-def main(argv=None, prog: str = "python -m minivit.train") -> int:
-    """The command line: prints the summary as one JSON line; errors as one ``error:`` line."""
+def main(argv=None, prog: str = "python -m minivit.train", recipe: str | None = None) -> int:
+    """The command line: prints the summary as one JSON line; errors as one ``error:`` line.
+    ``recipe``: the command's own recipe (``python -m minivit.finetune``'s), whose defaults --help shows."""
     from minivit.kernels import tune_process
 
     tune_process()  # the CPU kernels' process settings (importing minivit changes nothing)
 
     def run(arguments) -> int:
         try:
-            config, resume = config_from_args(arguments, prog)
+            config, resume = config_from_args(arguments, prog, recipe)
             _check_launch(config)
             result = train(config, resume=resume)
         except BaseException as error:

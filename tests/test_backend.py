@@ -24,8 +24,8 @@ HOST_SIDE |= {"visualize.py"}
 # minivit/kernels/cpu*.py hold the CPU's fast kernels, which take NumPy arrays by definition;
 # the references they replace (minivit/ops) stay backend-agnostic and are tested against them.
 # kernels/gpu/ and kernels/nvrtc.py hold CUDA kernels, which take CuPy arrays by definition.
-# minivit/sim.py is the simulated GPU: it wraps NumPy arrays by definition.
-HOST_SIDE |= {"kernels", "sim.py"}
+# minivit/sim/ is the simulated GPU: it wraps NumPy arrays by definition.
+HOST_SIDE |= {"kernels", "sim"}
 # minivit/distributed moves buffers between processes: MPI takes NumPy arrays, NCCL CuPy's (CuPy's NCCL
 # bindings, or their simulation's, which is host memory).
 HOST_SIDE |= {"distributed"}

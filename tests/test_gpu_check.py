@@ -22,16 +22,20 @@ def test_the_gpu_check_rehearses_every_stage(tmp_path):
                           str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert list(results) == ["environment", "tests", "parity", "kernels", "graphs", "throughput", "profile",
+    assert list(results) == ["environment", "tests", "parity", "graphs", "suspects", "profile", "throughput",
                              "training"]
     assert all(stage["status"] == "ok" for stage in results.values()), {k: v["status"] for k, v in results.items()}
     assert results["parity"]["result"]["float64"]["max_error"] < 1e-10
-    assert len(results["kernels"]["result"]) >= 20
-    sides = {row["side"] for row in results["throughput"]["result"]["rows"]}
-    assert {"minivit (CuPy)", "PyTorch eager"} <= sides
+    suspects = results["suspects"]["result"]["rows"]
+    assert {row["group"] for row in suspects} >= {"bias sum", "LayerNorm backward", "attention forward",
+                                                 "attention backward"}
+    assert all("error" not in row and row["predicted_ms"] > 0 for row in suspects), suspects
+    rows = results["throughput"]["result"]["rows"]
+    assert {"minivit (CuPy)", "PyTorch eager"} <= {row["side"] for row in rows}
+    assert all(row["predicted_train_ms"] > 0 for row in rows if row["side"].startswith("minivit"))
     training = results["training"]["result"]
     assert training["epochs"] > 0 and training["final_test_accuracy"] is not None
     assert all("test_accuracy" in row for row in training["curve"])
-    for name in ("summary.md", "environment.txt", "parity.json", "kernels.json", "throughput.json", "profile.md",
-                 "training.json", "training-curve.png", "gpu-tests.txt"):
+    for name in ("summary.md", "environment.txt", "parity.json", "suspects.md", "cost-model-fit.json",
+                 "throughput.json", "profile.md", "training.json", "training-curve.png", "gpu-tests.txt"):
         assert (tmp_path / name).is_file(), name

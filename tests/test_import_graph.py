@@ -141,3 +141,14 @@ def test_the_training_rooms_are_in_no_cycle():
     rooms |= {name for name in module_files() if name.startswith(("minivit.training", "minivit.data"))}
     for group in cycle_groups(import_graph()):
         assert not group & rooms, "in an import cycle: " + ", ".join(sorted(group))
+
+
+def test_the_trainer_holds_the_order_and_its_rooms_do_not_need_it():
+    """The Trainer imports its rooms (resume, schedule, step, report, divergence); none of them imports the Trainer,
+    so each can be read, tested and reused (the benchmarks take TrainStep) without it."""
+    graph = import_graph()
+    rooms = {"minivit.training.resume", "minivit.training.schedule", "minivit.training.step",
+             "minivit.training.report", "minivit.training.divergence"}
+    assert rooms <= graph["minivit.training.trainer"]
+    for room in rooms:
+        assert "minivit.training.trainer" not in graph[room], room

@@ -20,6 +20,7 @@ from conftest import HAS_CUPY
 from minivit import augment, backend, dispatch, ops
 from minivit.kernels import gpu as gpu_package
 from minivit.kernels import nvrtc, registry
+from minivit.kernels.gpu.column_sums import column_sums
 from minivit.kernels.gpu.launch import CudaKernel
 
 gpu = SimpleNamespace(**registry.kernels("gpu"))  # every GPU kernel, by the name of the reference it replaces
@@ -142,6 +143,44 @@ def test_layernorm(device, dtype, shape):
     for a, b, what in zip(gpu.layernorm_backward(dout, cache), ops.layernorm_backward(dout, expected_cache),
                           ("dx", "dgamma", "dbeta")):
         assert_close(a, b, dtype, what, factor=10)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(40, 65, 192), (3, 1300)])
+def test_layernorm_backward_over_many_rows_and_one_tokens_rows(device, dtype, shape):
+    # many rows: several blocks of partial sums (cuda/layernorm.cu's fused kernel, then column_sums.cu)
+    D = shape[-1]
+    x = normal(0, shape, dtype, 3.0) + 1.0
+    gamma, beta, dout = normal(1, (D,), dtype), normal(2, (D,), dtype), normal(3, shape, dtype)
+    _, cache = gpu.layernorm_forward(x, gamma, beta, 1e-5)
+    _, expected_cache = ops.layernorm_forward(x, gamma, beta, 1e-5)
+    for a, b, what in zip(gpu.layernorm_backward(dout, cache), ops.layernorm_backward(dout, expected_cache),
+                          ("dx", "dgamma", "dbeta")):
+        assert_close(a, b, dtype, what, factor=10)
+    if len(shape) == 3:  # one token's rows, as the final LayerNorm's backward after CLS pooling: strided views
+        token = tuple(part[:, 0] for part in cache[:2]) + (gamma,)
+        expected_token = tuple(part[:, 0] for part in expected_cache[:2]) + (gamma,)
+        for a, b, what in zip(gpu.layernorm_backward(dout[:, 0], token),
+                              ops.layernorm_backward(dout[:, 0], expected_token), ("dx", "dgamma", "dbeta")):
+            assert_close(a, b, dtype, f"token 0 {what}", factor=10)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(2, 1300, 192), (7, 5), (1, 576)])
+def test_linear_backward(device, dtype, shape):
+    # the bias gradient by column_sums.cu (two passes over parts of 512 rows), the products as the reference's
+    D_out = 24
+    x, weight, bias = normal(0, shape, dtype), normal(1, (shape[-1], D_out), dtype), normal(2, (D_out,), dtype)
+    dout = normal(3, (*shape[:-1], D_out), dtype)
+    _, cache = ops.linear_forward(x, weight, bias)
+    for input_grad in (True, False):
+        fast, expected = gpu.linear_backward(dout, cache, input_grad), ops.linear_backward(dout, cache, input_grad)
+        assert (fast[0] is None) == (not input_grad) == (expected[0] is None)
+        for a, b, what in zip(fast, expected, ("dx", "dweight", "dbias")):
+            if b is not None:
+                assert_close(a, b, dtype, what, factor=10)
+    rows = normal(4, (1100, 200), dtype)  # three parts, 200 columns: seven blocks of 32 columns
+    assert_close(column_sums(rows), rows.sum(axis=0), dtype, "column sums", factor=10)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -292,3 +331,37 @@ def test_float16_kernels_compute_in_float32(device, shape):
         fast, reference = backend.to_numpy(fast).astype(np.float32), backend.to_numpy(reference)
         scale = max(1.0, float(np.abs(reference).max()))
         np.testing.assert_allclose(fast, reference, rtol=0, atol=2e-3 * scale, err_msg=what)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("B,T,D,H", [(2, 65, 192, 3), (3, 17, 48, 12), (1, 90, 32, 1)])
+def test_fused_attention_is_one_launch_each_way_and_computes_the_reference(device, dtype, B, T, D, H):
+    # cuda/attention.cu: one block per (image, head); q, k, v read from qkv, dq, dk, dv written into it
+    xp = backend.xp
+    qkv, dcontext = normal(0, (B, T, 3 * D), dtype), normal(1, (B, T, D), dtype)
+    if device == "cupy-sim":
+        backend.reset_sim_counters()
+    context, cache = gpu.attention_heads_forward(qkv, H)
+    dqkv = gpu.attention_heads_backward(dcontext, cache)
+    if device == "cupy-sim":
+        kinds = backend.sim_counters()["by_kind"]
+        suffix = "f16" if dtype == "float16" else "f32"
+        assert kinds == {f"kernel:attention_forward_fused_{suffix}": 1, f"kernel:attention_backward_fused_{suffix}": 1}
+    qkv32, dcontext32 = qkv.astype(xp.float32), dcontext.astype(xp.float32)
+    expected, expected_cache = ops.attention_heads_forward(qkv32, H)
+    expected_dqkv = ops.attention_heads_backward(dcontext32, expected_cache)
+    tolerance = 2e-3 if dtype == "float16" else 10 * TOLERANCE["float32"]
+    compared = (("context", context, expected), ("probabilities", cache[0].probs, expected_cache[0].probs),
+                ("dqkv", dqkv, expected_dqkv))
+    for what, fast, reference in compared:
+        assert fast.dtype == np.dtype(dtype), what
+        fast, reference = backend.to_numpy(fast).astype(np.float32), backend.to_numpy(reference)
+        scale = max(1.0, float(np.abs(reference).max()))
+        np.testing.assert_allclose(fast, reference, rtol=0, atol=tolerance * scale, err_msg=what)
+
+
+def test_attention_too_long_for_shared_memory_takes_the_batched_products(device):
+    qkv = normal(0, (1, 200, 3 * 64), "float32")  # 200 tokens: more than the fused kernel holds
+    context, cache = gpu.attention_heads_forward(qkv, 2)
+    assert cache[0].q.flags.c_contiguous  # the split copy of the batched path, not views of qkv
+    assert_close(context, ops.attention_heads_forward(qkv, 2)[0], "float32", "context")

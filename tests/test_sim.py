@@ -44,10 +44,7 @@ def test_the_namespace_holds_only_what_cupy_implements():
     cupy = pytest.importorskip("cupy")
     import cupyx.scipy.special
 
-    public = [name for name in dir(sim) if not name.startswith("_") and name not in (
-        "annotations", "math", "numpy", "os", "sys", "Counter", "contextmanager",  # the module's own imports
-        "counters", "reset_counters", "phase", "kernel_launch",  # the simulation's own controls
-        "special")]
+    public = [name for name in dir(sim) if not name.startswith("_") and name not in sim.CONTROLS]
     missing = [name for name in public if not hasattr(cupy, name)]
     assert not missing, f"not in CuPy: {missing}"
     generator_methods = [name for name in dir(sim.random.default_rng(0)) if not name.startswith("_")]
@@ -121,3 +118,25 @@ def test_environment_variable_selects_the_simulation():
     out = subprocess.run([sys.executable, "-c", "from minivit import backend; print(backend.name)"], env=env,
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == "cupy-sim"
+
+
+def test_every_launch_is_recorded_with_its_phase_site_grid_and_bytes(xp):
+    from minivit.sim import cost
+
+    a = xp.ones((1000, 64), dtype=xp.float32)  # a fill: 64,000 elements, 128 threads a block
+    with sim.phase("forward"):
+        a * 2.0
+    fill, product = sim.records()
+    assert (fill.kind, fill.grid, fill.block, fill.bytes) == ("fill", 500, 128, 256_000)
+    assert product.phase == "forward" and "test_sim.py" in product.site and product.bytes == 512_000
+    assert cost.predict(sim.records(), "H200").device_ms > 0
+
+
+def test_recording_without_the_arithmetic_records_the_same_launches():
+    # a step reads nothing back, so its values cannot steer its launches: costs_only() may skip the products
+    from minivit.sim.workload import record_step
+
+    fast, full = (record_step("cifar-tiny", 2, skip_arithmetic=skip) for skip in (True, False))
+    describe = [(r.kind, r.phase, r.grid, r.block, r.bytes, r.serial) for r in fast]
+    assert describe == [(r.kind, r.phase, r.grid, r.block, r.bytes, r.serial) for r in full]
+    assert len(fast) > 300

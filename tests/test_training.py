@@ -1,5 +1,7 @@
 """Training end to end on tiny generated data: learning, resuming, interruption, NaN, budgets, errors."""
 
+import dataclasses
+import io
 import json
 import signal
 
@@ -12,6 +14,7 @@ import minivit.optim
 from minivit.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from minivit.data import DataError
 from minivit.train import TrainConfig, Trainer, TrainingDiverged, config_from_args, main, train
+from minivit.training.report import Progress
 
 TINY_MODEL = dict(image_size=8, patch_size=4, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                   intermediate_size=32, num_labels=3, hidden_dropout_prob=0.1,
@@ -119,18 +122,31 @@ def test_under_a_time_budget_the_progress_bar_measures_the_budget(data_dir, tmp_
     """Seconds of the budget, not the recipe's steps (a 40-second run once showed 31/17550 steps)."""
     train(tiny_config(data_dir, tmp_path / "budget", epochs=1000, time_budget=1.0, progress=True))
     shown = capsys.readouterr().err.replace("\r", "\n")
-    assert "s of the time budget" in shown and "left=" in shown
+    assert "% of the 1 s budget" in shown and "min left" in shown
     assert "/4000" not in shown  # 1000 epochs of 4 steps
     train(tiny_config(data_dir, tmp_path / "steps", epochs=2, progress=True))
     shown = capsys.readouterr().err.replace("\r", "\n")
-    assert "/8 " in shown and "s of the time budget" not in shown  # without a budget: the steps of the recipe
+    assert "/8 steps" in shown and "s budget" not in shown  # without a budget: the steps of the recipe
+
+
+@pytest.mark.parametrize("time_budget", [600.0, None])
+def test_at_80_columns_the_progress_bar_shows_loss_accuracy_and_images_per_second(time_budget):
+    """A terminal cuts a line at its edge: the numbers a user watches come first, the rest may go."""
+    shown = io.StringIO()
+    progress = Progress.open("vit-base-patch16-224 on cupy-sim", total_steps=17550, step=0, elapsed=0.0,
+                             time_budget=time_budget, file=shown, ncols=80)
+    progress.show(step=5851, elapsed=372.4, loss=1.23456, accuracy=0.5678, images_per_second=12345.6)
+    progress.close()
+    lines = [line for line in shown.getvalue().replace("\r", "\n").splitlines() if line.strip()]
+    assert lines and all(len(line) <= 80 for line in lines), lines
+    assert "loss 1.235 acc 0.568 12346 img/s" in lines[-1]
 
 
 def test_time_budget_schedule_runs_on_the_clock(data_dir, tmp_path):
     """Position on the schedule = max(step, elapsed / budget * total steps); no timing involved."""
     trainer = Trainer(tiny_config(data_dir, tmp_path / "run", epochs=1000, warmup_epochs=100, time_budget=100.0,
                                   min_lr=0.0))
-    total, warmup, lr = trainer.total_steps, trainer.warmup_steps, 3e-3  # 4000 and 400 steps
+    total, warmup, lr = trainer.total_steps, trainer.schedule.warmup_steps, 3e-3  # 4000 and 400 steps
     assert (total, warmup) == (4000, 400)
 
     def rate_at(step, elapsed):
@@ -143,7 +159,7 @@ def test_time_budget_schedule_runs_on_the_clock(data_dir, tmp_path):
     assert rate_at(3, 55.0) == pytest.approx(lr / 2)  # halfway down the cosine
     assert rate_at(3, 100.0) == pytest.approx(0.0, abs=1e-12)  # the budget spent: the end of the schedule
     assert rate_at(2200, 10.0) == pytest.approx(lr / 2)  # steps ahead of the clock count instead
-    trainer.config.time_budget = None
+    trainer.schedule = dataclasses.replace(trainer.schedule, time_budget=None)
     assert rate_at(2200, 99.0) == pytest.approx(lr / 2)  # without a budget, only steps count
 
 

@@ -19,8 +19,9 @@ def linear_forward(x, weight, bias=None):
     return out.reshape(*x.shape[:-1], D_out), (x, weight, bias is not None)
 
 
-def linear_backward(dout, cache):
-    """Returns (dx, dweight, dbias); dbias is None when the forward had no bias.
+def linear_backward(dout, cache, input_grad: bool = True):
+    """Returns (dx, dweight, dbias); dbias is None when the forward had no bias, dx None when
+    ``input_grad`` is False (nothing needs it: the patch projection's input is the image).
 
     out = x W + b, row by row, so:
         dx = dout W^T
@@ -31,7 +32,7 @@ def linear_backward(dout, cache):
     D_in, D_out = weight.shape
     x_rows = x.reshape(-1, D_in)  # (M, D_in): all leading axes are rows
     dout_rows = dout.reshape(-1, D_out)  # (M, D_out)
-    dx = (dout_rows @ weight.T).reshape(*dout.shape[:-1], D_in)  # (..., D_in)
+    dx = (dout_rows @ weight.T).reshape(*dout.shape[:-1], D_in) if input_grad else None  # (..., D_in)
     dweight = x_rows.T @ dout_rows  # (D_in, D_out)
     dbias = dout_rows.sum(axis=0) if has_bias else None
     return dx, dweight, dbias

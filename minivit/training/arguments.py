@@ -7,16 +7,18 @@
 A new run's options are its preset's recipe (or --recipe), overridden by the flags given.
 A resumed run's are its checkpoint's, overridden by the flags given: those in
 RESUMABLE_CHANGES may change; any other that differs is refused when the run starts.
---max-steps belongs to one session: a resumed run does not inherit it.
+--max-steps belongs to one session: a resumed run does not inherit it. The checkpoint is
+read here, once: ``config_from_args`` hands it to the Trainer (a ``SavedRun``), which checks it.
+``--help`` shows the defaults of the recipe the command runs (the finetuning command's own).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
 from minivit.augment import AugmentConfig
-from minivit.checkpoint import read_checkpoint
 from minivit.cli import ArgumentParser
 from minivit.config import PRESETS, ViTConfig
 from minivit.option_checks import option_names
@@ -29,6 +31,7 @@ from minivit.training.options import (
     SESSION_OPTIONS,
     TrainConfig,
 )
+from minivit.training.resume import SavedRun, read_saved_run
 from minivit.training.run_folder import RunFolder
 
 # TrainConfig fields whose flags are written out by hand below
@@ -40,17 +43,22 @@ def _class_list(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-def build_parser(prog: str = "python -m minivit.train") -> ArgumentParser:
+def build_parser(prog: str = "python -m minivit.train", recipe: str | None = None) -> ArgumentParser:
+    """The parser; its help gives the defaults of ``recipe`` (None: each preset's own recipe, cifar-tiny's shown)."""
+    defaults = {**dataclasses.asdict(TrainConfig()), **RECIPES[recipe or "cifar-tiny"]}
+    out_default = "runs/finetune" if recipe == FINETUNING else "runs/<preset>"
     parser = ArgumentParser(
         prog=prog, description="Train (or finetune) a minivit ViT on CIFAR-10 or an image folder.",
         argument_default=argparse.SUPPRESS)
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="the model's shape (default cifar-tiny)")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="the model's name and shape (default: that of --init-from's weights)"
+                        if recipe == FINETUNING else "the model's shape (default cifar-tiny)")
     parser.add_argument("--recipe", choices=sorted(RECIPES),
                         help="the training options: the preset's own by default; 'finetune' with --init-from")
     parser.add_argument("--data-dir", help="CIFAR-10 (cifar-10-batches-py or its parent) or an image folder "
                                            "with train/ and test/ (default: ./data)")
     parser.add_argument("--download", action="store_true", help="download CIFAR-10 into ./data if missing")
-    parser.add_argument("--out", help="run folder: new, empty, or this run's own (default runs/<preset>)")
+    parser.add_argument("--out", help=f"run folder: new, empty, or this run's own (default {out_default})")
     parser.add_argument("--backend", choices=BACKENDS)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
@@ -62,22 +70,28 @@ def build_parser(prog: str = "python -m minivit.train") -> ArgumentParser:
     finetune.add_argument("--freeze", help="name prefixes to hold fixed, comma-separated; 'backbone' = all but "
                                            "the classifier")
     finetune.add_argument("--layer-decay", type=float, help="layer-wise learning-rate decay in (0, 1]; default 1")
+    if recipe is None:
+        parser.epilog = ("Defaults shown are the cifar-tiny recipe's; each preset has its own recipe "
+                         "(minivit.training.options.RECIPES), and --recipe chooses another.")
     for item in dataclasses.fields(TrainConfig):
         if item.name in _SPECIAL_FIELDS:
             continue
+        default = defaults[item.name]
         if isinstance(item.default, bool):
             parser.add_argument(f"--{item.name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
-                                help=f"default: {item.default}")
+                                help=f"default: {default}")
             continue
         kind = float if item.name in ("time_budget",) else type(item.default) if item.default is not None else int
-        parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, help=f"default: {item.default}")
+        parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, help=f"default: {default}")
     augment = parser.add_argument_group("augmentation")
+    augment_defaults = dataclasses.asdict(RECIPES[recipe or "cifar-tiny"].get("augment", AugmentConfig()))
     for item in dataclasses.fields(AugmentConfig):
         flag = f"--{item.name.replace('_', '-')}"
         if isinstance(item.default, bool):
-            augment.add_argument(flag, action=argparse.BooleanOptionalAction)
+            augment.add_argument(flag, action=argparse.BooleanOptionalAction,
+                                 help=f"default: {augment_defaults[item.name]}")
         else:
-            augment.add_argument(flag, type=type(item.default), help=f"default: {item.default}")
+            augment.add_argument(flag, type=type(item.default), help=f"default: {augment_defaults[item.name]}")
     model = parser.add_argument_group("model (overrides the preset's ViTConfig)")
     for item in dataclasses.fields(ViTConfig):
         flag = f"--{item.name.replace('_', '-')}"
@@ -90,9 +104,13 @@ def build_parser(prog: str = "python -m minivit.train") -> ArgumentParser:
     return parser
 
 
-def config_from_args(argv=None, prog: str = "python -m minivit.train") -> tuple[TrainConfig, bool]:
-    """(TrainConfig, resume) from command-line arguments; see the module docstring."""
-    args = vars(build_parser(prog).parse_args(argv))
+def config_from_args(argv=None, prog: str = "python -m minivit.train",
+                     recipe: str | None = None) -> tuple[TrainConfig, SavedRun | bool]:
+    """(TrainConfig, resume) from command-line arguments; see the module docstring. ``resume`` is False
+    for a new run, or the run's checkpoint, read (true). ``recipe``: the command's own (its --help's defaults)."""
+    if recipe is not None:
+        argv = ["--recipe", recipe, *(sys.argv[1:] if argv is None else argv)]
+    args = vars(build_parser(prog, recipe).parse_args(argv))
     resume = args.pop("resume", False)
     preset = args.pop("preset", "cifar-tiny")
     recipe = args.pop("recipe", preset if preset in RECIPES else "cifar-tiny")
@@ -110,7 +128,7 @@ def config_from_args(argv=None, prog: str = "python -m minivit.train") -> tuple[
     if "download" in args and "data_dir" in args:
         raise ValueError(DOWNLOAD_WITH_DATA_DIR)
     if resume:
-        return _resumed_config(values, args, model, augment), True
+        return _resumed_config(values, args, model, augment)
     if recipe == FINETUNING and "init_from" not in values:
         raise ValueError(f"{prog} --recipe finetune needs --init-from SOURCE (a minivit checkpoint, a transformers "
                          "folder or hub name, a Google .npz or a timm file). See --help.")
@@ -121,13 +139,10 @@ def config_from_args(argv=None, prog: str = "python -m minivit.train") -> tuple[
     return TrainConfig(**{**values, "model": model, "augment": augment_config}), False
 
 
-def _resumed_config(values: dict, args: dict, model: dict, augment: dict) -> TrainConfig:
-    """The run's own options (from its checkpoint), with the ones given on the command line."""
-    run_folder = RunFolder(values["out"])
-    run_folder.check_resumable()
-    saved = TrainConfig.from_checkpoint_meta(read_checkpoint(run_folder.last_checkpoint)[0],
-                                             run_folder.last_checkpoint)
-    merged = saved.to_dict()
+def _resumed_config(values: dict, args: dict, model: dict, augment: dict) -> tuple[TrainConfig, SavedRun]:
+    """The run's own options (from its checkpoint), with the ones given on the command line; the checkpoint."""
+    saved = read_saved_run(RunFolder(values["out"]))
+    merged = saved.config.to_dict()
     defaults = TrainConfig()
     for key in SESSION_OPTIONS:
         merged[key] = getattr(defaults, key)
@@ -137,6 +152,6 @@ def _resumed_config(values: dict, args: dict, model: dict, augment: dict) -> Tra
     merged["model"] = {**merged["model"], **model}
     merged["augment"] = {**merged["augment"], **{key: value for key, value in augment.items() if key in args}}
     try:
-        return TrainConfig.from_dict(merged)
+        return TrainConfig.from_dict(merged), saved
     except ValueError as error:
         raise ValueError(f"Bad augmentation options: {option_names(str(error))}") from error

@@ -1,21 +1,30 @@
 """The training run: ``Trainer(config, resume).run()``.
 
-Setting up reads as five steps, in this order (``__init__``):
+Setting up reads as these steps, in this order (``__init__`` and ``_set_up``):
 
-    the run folder    checked and locked before anything else (minivit.training.run_folder)
-    the data          the train split, checked against the model, split for validation, batched
-    the model         fresh from the seed, or pretrained weights adapted (minivit.adapt)
-    the optimizer     over the parameters that train, at their rates (minivit.optim.build_optimizer)
-    the resumption    weights, optimizer, step, clock, generators and logs from checkpoint-last.npz
+    the run folder      checked and locked before anything else (minivit.training.run_folder)
+    the starting point  rank 0 reads the run's checkpoint or the pretrained weights, once, and
+                        checks them once (minivit.training.resume)
+    the data            the train split, checked against the model, split for validation, batched
+    the model           fresh from the seed, or pretrained weights adapted (minivit.adapt)
+    the optimizer       over the parameters that train, at their rates (minivit.optim.build_optimizer),
+                        and the step that uses it (minivit.training.step.TrainStep)
+    the random streams  dropout, augmentation and mixing (``_set_up_random_streams``)
+    the schedule        warmup and cosine over the run (minivit.training.schedule)
+    step 0              the run's counters, history and divergence watch
+    the resumption      weights, optimizer, step, clock, generators and logs from the checkpoint
 
-One step: draw a batch (a seeded permutation per epoch), augment it on the backend,
-forward, cross-entropy, backward, clip the gradient norm, set the learning rate (warmup,
-then cosine), optimizer step. After each epoch: validate, append a row to metrics.jsonl,
-redraw curves.png, write checkpoint-last.npz (and checkpoint-best.npz).
+The loop (``_train_until_stopped``): take a step (``train_step``: draw a batch, augment it,
+then the TrainStep), read the losses on the host every so often (``_drain``), and end each
+epoch (``_end_epoch``: validate, watch for divergence, checkpoint, log, draw). What the user
+sees (the progress bar, the epoch lines, the curves, the last words) is minivit.training.report.
 
 Nothing non-finite is kept: a NaN or infinite training loss, validation loss or weight
 stops the run before a checkpoint is written, and the message names the step and the
-checkpoint that really is the last good one.
+checkpoint that really is the last good one. A loss that stays finite but far above a
+guessing model's stops it the same way (minivit.training.divergence). A checkpoint or log
+that cannot be written (a full disk, a file-size limit) stops it naming the file, the step,
+the checkpoint that is intact, and the command that continues.
 
 A distributed run (``--distributed``, under ``mpiexec -n N``; see minivit.distributed) runs
 this same Trainer on every rank, with a communicator (``self.comm``; ``SingleProcess`` for
@@ -35,8 +44,9 @@ an ordinary run):
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import math
-import shlex
 import signal
 import sys
 import time
@@ -47,17 +57,17 @@ from minivit import backend
 from minivit.adapt import build_from_pretrained
 from minivit.amp import LossScaler
 from minivit.augment import augment_batch
-from minivit.checkpoint import CheckpointError, NonFiniteWeights, non_finite_names, read_checkpoint, save_checkpoint
+from minivit.checkpoint import CheckpointError, NonFiniteWeights, save_checkpoint
 from minivit.cli import RunFailed
 from minivit.config import ViTConfig
 from minivit.data import DataError
-from minivit.dispatch import cross_entropy_backward, cross_entropy_forward
 from minivit.distributed import Communicator, SingleProcess, connect, mark_raised_together
 from minivit.distributed.sharding import evaluate_sharded
 from minivit.evaluate import evaluate_model
 from minivit.model import ViTForImageClassification
-from minivit.optim import build_optimizer, warmup_cosine
+from minivit.optim import build_optimizer
 from minivit.profile import phase
+from minivit.training import report
 from minivit.training.data import (
     Batches,
     check_fits_model,
@@ -65,19 +75,39 @@ from minivit.training.data import (
     resolve_data_dir,
     split_for_validation,
 )
-from minivit.training.options import RESUMABLE_CHANGES, TrainConfig
+from minivit.training.divergence import DivergenceWatch, TrainingDiverged, stop_message
+from minivit.training.options import TrainConfig
+from minivit.training.resume import (
+    Pretrained,
+    SavedRun,
+    check_continues,
+    check_limits_leave_room,
+    check_same_ranks,
+    read_pretrained,
+    read_saved_run,
+)
 from minivit.training.run_folder import RunFolder
+from minivit.training.schedule import Schedule
+from minivit.training.step import TrainStep
+
+__all__ = ["SaveFailed", "Trainer", "TrainingDiverged"]
+
+# errors that mean "no room": said as such, with what to do
+_NO_ROOM = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a limit on the size of files was reached",
+            errno.EDQUOT: "the disk quota is used up"}
 
 
-class TrainingDiverged(RunFailed):
-    """The loss or the weights became NaN or infinite."""
+class SaveFailed(RunFailed):
+    """A checkpoint or log of the run could not be written (a full disk, a file-size limit, ...)."""
 
 
 class Trainer:
-    """A training run. ``communicator``: this rank's, for a distributed run started some other way
-    than ``config.distributed`` (which connects through MPI); None for ``SingleProcess``."""
+    """A training run. ``resume``: continue the run in ``config.out`` (True), or continue it from its
+    checkpoint already read (a ``SavedRun``, as the command line reads it). ``communicator``: this rank's,
+    for a distributed run started some other way than ``config.distributed`` (which connects through MPI);
+    None for ``SingleProcess``."""
 
-    def __init__(self, config: TrainConfig, resume: bool = False, on_step=None,
+    def __init__(self, config: TrainConfig, resume: bool | SavedRun = False, on_step=None,
                  communicator: Communicator | None = None):
         config.validate()
         self.config = config
@@ -92,6 +122,7 @@ class Trainer:
         self.run_folder = RunFolder(config.out)
         self.run_dir = self.run_folder.path
         self._has_run = False
+        self._unwritten = None  # (rank 0) the message of a log that could not be written, said at the epoch's end
         try:  # (the stages run on every rank make no collective call: a rank that fails leaves none waiting)
             saved, pretrained = self._on_every_rank(lambda: self._read_on_rank_0(resume))
             saved, pretrained = self._share_what_rank_0_read(saved, pretrained)
@@ -111,32 +142,41 @@ class Trainer:
         self.comm.fail_together(failure)
         return result
 
-    def _read_on_rank_0(self, resume: bool) -> tuple:
-        """Rank 0 claims the run folder and reads the checkpoint (or the pretrained weights)."""
+    def _read_on_rank_0(self, resume: bool | SavedRun) -> tuple[SavedRun | None, Pretrained | None]:
+        """Rank 0 claims the run folder, then reads and checks the checkpoint (or reads the pretrained weights)."""
         if not self.writes:
             return None, None
-        self.run_folder.claim(resume)
-        saved = self._read_own_checkpoint() if resume else None
-        pretrained = self._read_pretrained() if self.config.init_from and saved is None else None
+        self.run_folder.claim(bool(resume))
+        saved = None
+        if resume:  # read once: by the command line (a SavedRun), unless another run rewrote it since
+            current = isinstance(resume, SavedRun) and resume.path == self.run_folder.last_checkpoint \
+                and resume.is_current()
+            saved = resume if current else read_saved_run(self.run_folder)
+            check_continues(saved, self.config)
+        pretrained = None
+        if self.config.init_from and saved is None:
+            pretrained = read_pretrained(self.config.init_from, self.config.model.get("num_attention_heads"))
         return saved, pretrained
 
-    def _share_what_rank_0_read(self, saved, pretrained) -> tuple:
+    def _share_what_rank_0_read(self, saved, pretrained) -> tuple[SavedRun | None, Pretrained | None]:
         """The other ranks get what they need to build the same model: the metadata, not the weights
         (``_share_state_of_rank_0`` sends those once the model is built)."""
         if self.comm.size == 1:
             return saved, pretrained
-        saved_meta = self.comm.broadcast_object(saved[0] if saved is not None else None)
-        pretrained_meta = self.comm.broadcast_object(None if pretrained is None else (pretrained[0], pretrained[2]))
-        if self.writes:
-            return saved, pretrained
-        return (None if saved_meta is None else (saved_meta, None, None),
-                None if pretrained_meta is None else (pretrained_meta[0], None, pretrained_meta[1]))
+        saved_meta = self.comm.broadcast_object(None if saved is None else saved.metadata_only())
+        pretrained_meta = self.comm.broadcast_object(None if pretrained is None else pretrained.metadata_only())
+        return (saved, pretrained) if self.writes else (saved_meta, pretrained_meta)
 
-    def _set_up(self, saved, pretrained) -> None:
+    def _set_up(self, saved: SavedRun | None, pretrained: Pretrained | None) -> None:
+        if pretrained is not None and pretrained.preset and pretrained.preset != self.config.preset:
+            # a finetuned model has its source's shape, whatever the preset: named for what it is
+            self.config = dataclasses.replace(self.config, preset=pretrained.preset)
         self._set_up_data(self._model_config(saved, pretrained), saved, pretrained)
         self._set_up_model(pretrained)
         self._set_up_optimizer()
+        self._set_up_random_streams()
         self._set_up_schedule()
+        self._start_at_step_0()
         if saved is not None:
             self._resume_from(saved)
 
@@ -152,58 +192,24 @@ class Trainer:
 
     # --- setting up ------------------------------------------------------------------------------
 
-    def _read_own_checkpoint(self) -> tuple[dict, dict, dict]:
-        """(meta, model state, optimizer state) of checkpoint-last.npz, if it continues this config."""
-        path = self.run_folder.last_checkpoint
-        meta, model_state, optimizer_state = read_checkpoint(path)
-        saved = TrainConfig.from_checkpoint_meta(meta, path).to_dict()
-        requested = self.config.to_dict()
-        differences = []
-        for key in saved:
-            if key in RESUMABLE_CHANGES or saved[key] == requested.get(key):
-                continue
-            if isinstance(saved[key], dict) and isinstance(requested.get(key), dict):  # model, augment
-                fields = sorted(set(saved[key]) | set(requested[key]), key=str)
-                differences += [f"{key}.{field}: checkpoint {saved[key].get(field)!r}, requested "
-                                f"{requested[key].get(field)!r}" for field in fields
-                                if saved[key].get(field) != requested[key].get(field)]
-            else:
-                differences.append(f"{key}: checkpoint {saved[key]!r}, requested {requested.get(key)!r}")
-        if differences:
-            raise CheckpointError(f"{path} does not match the requested run: " + "; ".join(differences)
-                                  + ". Resume with the same options, or start a new run folder (--out).")
-        bad = non_finite_names({**model_state, **optimizer_state})
-        if bad:
-            raise CheckpointError(f"{path} holds non-finite values ({', '.join(bad[:4])}): it cannot be continued. "
-                                  "Start a new run (another --out).")
-        return meta, model_state, optimizer_state
-
-    def _read_pretrained(self) -> tuple:
-        from minivit.convert import read_pretrained
-
-        try:
-            return read_pretrained(self.config.init_from, self.config.model.get("num_attention_heads"))
-        except (OSError, KeyError, ValueError, CheckpointError) as error:
-            message = error.args[0] if isinstance(error, KeyError) and error.args else error
-            raise CheckpointError(f"--init-from {self.config.init_from}: {message}") from error
-
-    def _model_config(self, saved, pretrained) -> ViTConfig:
+    def _model_config(self, saved: SavedRun | None, pretrained: Pretrained | None) -> ViTConfig:
         """The checkpoint's own config when resuming; a pretrained model's (with the overrides) when
         finetuning; else the preset's."""
         if saved is not None:
-            return ViTConfig.from_dict(saved[0]["config"])
+            return saved.model_config
         if pretrained is not None:
-            return self.config.model_config(base=pretrained[0])
+            return self.config.model_config(base=pretrained.config)
         return self.config.model_config()
 
-    def _set_up_data(self, model_config: ViTConfig, saved, pretrained) -> None:
+    def _set_up_data(self, model_config: ViTConfig, saved: SavedRun | None, pretrained: Pretrained | None) -> None:
         config = self.config
         data_dir = resolve_data_dir(config.data_dir, config.download)
+        self.data_dir = data_dir
         shows_progress = config.progress and self.writes  # decoding bars and the cache's line: rank 0's
         full_train = load_training_images(data_dir, model_config.image_size, config.classes, shows_progress)
-        if saved is not None and full_train.class_names != saved[0]["class_names"]:
+        if saved is not None and full_train.class_names != saved.class_names:
             raise DataError(f"The data in {data_dir} has the classes {', '.join(full_train.class_names)}, but the "
-                            f"run in {self.run_dir} was trained on {', '.join(saved[0]['class_names'])}: resume "
+                            f"run in {self.run_dir} was trained on {', '.join(saved.class_names)}: resume "
                             "with the run's own data (--data-dir).")
         if "num_labels" not in config.model and saved is None:  # as many outputs as the data has classes
             model_config = model_config.replace(num_labels=full_train.num_classes)
@@ -214,9 +220,8 @@ class Trainer:
         if config.train_per_class:
             self.train_set = self.train_set.take_per_class(config.train_per_class, config.seed)
         self.mean, self.std = self.train_set.channel_stats()
-        if pretrained is not None and "mean" in pretrained[2]:  # keep the inputs the model was trained on
-            self.mean = np.array(pretrained[2]["mean"], dtype=np.float32)
-            self.std = np.array(pretrained[2]["std"], dtype=np.float32)
+        if pretrained is not None and pretrained.mean is not None:  # keep the inputs the model was trained on
+            self.mean, self.std = pretrained.mean, pretrained.std
         self.batches = Batches(self.train_set.images, self.train_set.labels, config.batch_size, config.seed,
                                self.comm.rank, self.comm.size)
         self.test_set = None  # evaluated after every epoch with --test-every-epoch (outside the training clock)
@@ -229,17 +234,16 @@ class Trainer:
             # labelled by name as the training classes: a test split that lacks a class keeps the others' labels
             self.test_set = test_set.relabelled_as(self.class_names, f"The test split of {data_dir}")
 
-    def _set_up_model(self, pretrained) -> None:
+    def _set_up_model(self, pretrained: Pretrained | None) -> None:
         dtype = self.config.precision  # float16: a float16 model, float32 master weights in the optimizer
-        if pretrained is None or pretrained[1] is None:  # (pretrained: rank 0 alone holds the weights)
+        if pretrained is None or pretrained.state is None:  # (pretrained: rank 0 alone holds the weights)
             self.model = ViTForImageClassification(self.model_config, seed=self.config.seed, dtype=dtype)
             return
-        source_config, state, source_meta = pretrained
         # new classes need a new head, even when they are as many as the old ones
-        new_head = (source_meta["class_names"] != self.class_names) if "class_names" in source_meta else None
-        self.model = build_from_pretrained(source_config, state, self.model_config, seed=self.config.seed,
-                                           dtype=dtype, new_head=new_head, verbose=True,
-                                           assumed=tuple(source_meta.get("assumed", ())))
+        new_head = (pretrained.class_names != self.class_names) if pretrained.class_names is not None else None
+        self.model = build_from_pretrained(pretrained.config, pretrained.state, self.model_config,
+                                           seed=self.config.seed, dtype=dtype, new_head=new_head, verbose=True,
+                                           assumed=tuple(pretrained.meta.get("assumed", ())))
 
     def _set_up_optimizer(self) -> None:
         config = self.config
@@ -249,8 +253,9 @@ class Trainer:
                                          freeze=config.freeze, layer_decay=config.layer_decay,
                                          master_weights=float16)
         self.scaler = LossScaler() if float16 else None
+        self.take_step = TrainStep(self.model, self.optimizer, label_smoothing=config.label_smoothing,
+                                   grad_clip=config.grad_clip, scaler=self.scaler, communicator=self.comm)
         self.trainable = [parameter for _, parameter in self.optimizer.named_parameters]
-        self._set_up_random_streams()
 
     def _set_up_random_streams(self) -> None:
         """Dropout, augmentation (on the backend) and mixing (on the host) draw from streams of the seed;
@@ -265,71 +270,46 @@ class Trainer:
 
     def _set_up_schedule(self) -> None:
         self.steps_per_epoch = self.batches.steps_per_epoch
-        self.total_steps = self.config.epochs * self.steps_per_epoch
-        self.warmup_steps = int(round(self.config.warmup_epochs * self.steps_per_epoch))
-        if self.warmup_steps > self.total_steps // 2 and self.writes:  # said (by rank 0), not silently done
-            print(f"note: --warmup-epochs {self.config.warmup_epochs:g} is more than half of the run's "
-                  f"{self.config.epochs} epochs: the warmup is cut to {self.total_steps // 2} steps, half the "
-                  "schedule.", file=sys.stderr)
+        self.schedule, note = Schedule.for_run(self.config, self.steps_per_epoch)
+        self.total_steps = self.schedule.total_steps
+        if note and self.writes:  # said (by rank 0), not silently done
+            print(note, file=sys.stderr)
+
+    def _start_at_step_0(self) -> None:
+        """Where a new run stands (a resumed one then takes its checkpoint's place: ``_resume_from``)."""
         self.step = 0
         self.best_accuracy = -1.0
         self.elapsed = 0.0  # training seconds, summed over resumptions
         self.epoch_sums = {"loss": 0.0, "correct": 0.0, "seen": 0}
         self.history: list[dict] = []
-        self.last_good: tuple | None = None  # (checkpoint path, step) of the newest finite checkpoint
+        self.last_good: tuple | None = None  # (checkpoint path, step) of the newest good checkpoint
+        self.watch = DivergenceWatch(self.model_config.num_labels, len(self.val_set.labels))
 
-    def _resume_from(self, saved: tuple) -> None:
-        meta, model_state, optimizer_state = saved  # (on ranks other than 0, the metadata alone)
-        path = self.run_folder.last_checkpoint
-        self._check_same_ranks(meta)
-        if model_state is not None:
+    def _resume_from(self, saved: SavedRun) -> None:
+        check_same_ranks(saved, self.comm.size, self.run_folder.given)
+        if saved.model_state is not None:  # (on ranks other than 0, the metadata alone)
             try:
-                self.model.load_state_dict(model_state)
-                self.optimizer.load_state_dict(optimizer_state)
+                self.model.load_state_dict(saved.model_state)
+                self.optimizer.load_state_dict(saved.optimizer_state)
                 if self.optimizer.master is not None:  # the float32 weights, not their float16 copy
-                    self.optimizer.load_weights(model_state)
+                    self.optimizer.load_weights(saved.model_state)
             except ValueError as error:
-                raise CheckpointError(f"{path}: {error}") from error
-        if self.scaler is not None and "loss_scale" in meta:
-            self.scaler.load_state_dict(meta["loss_scale"])
-        self.step, self.best_accuracy, self.elapsed = meta["step"], meta["best_accuracy"], meta["elapsed"]
+                raise CheckpointError(f"{saved.path}: {error}") from error
+        if self.scaler is not None and saved.loss_scale is not None:
+            self.scaler.load_state_dict(saved.loss_scale)
+        self.step, self.best_accuracy, self.elapsed = saved.step, saved.best_accuracy, saved.elapsed
         # the normalisation the run started with (a finetuning run's came from its pretrained model)
-        self.mean, self.std = np.array(meta["mean"], dtype=np.float32), np.array(meta["std"], dtype=np.float32)
-        self.epoch_sums = meta["epoch_sums"]
-        streams = meta["rng_of_ranks"][self.comm.rank] if self.comm.size > 1 else meta["rng"]
+        self.mean, self.std = saved.mean, saved.std
+        self.epoch_sums = saved.epoch_sums
+        streams = saved.streams(self.comm.rank, self.comm.size)
         _set_generator_state(self.model.rng, streams["dropout"])
         _set_generator_state(self.augment_rng, streams["augment"])
         _set_generator_state(self.host_rng, streams["host"])
         if self.writes:
             self.history = self.run_folder.history(self.step)
             self.run_folder.truncate_steps(self.step)  # steps after the checkpoint will be run again
-        self.last_good = (path, self.step)
-        self._check_limits_leave_room()
-
-    def _check_same_ranks(self, meta: dict) -> None:
-        """A run continues on as many ranks as it ran on: each rank's random streams continue where they stopped."""
-        ranks = meta.get("ranks", 1)
-        if ranks == self.comm.size:
-            return
-        out = shlex.quote(self.run_folder.given)
-        how = (f"mpiexec -n {ranks} python -m minivit.train --resume --out {out} --distributed" if ranks > 1
-               else f"python -m minivit.train --resume --out {out} --no-distributed")
-        raise CheckpointError(f"The run in {out} was trained on {ranks} rank{'s' if ranks > 1 else ''} and is resumed "
-                              f"on {self.comm.size}: each rank's random streams (augmentation, dropout) continue "
-                              f"only on a rank of their own. Resume it as it ran: {how}.")
-
-    def _check_limits_leave_room(self) -> None:
-        """A resumed run must be allowed at least one more step by --max-steps and --time-budget."""
-        config, out = self.config, shlex.quote(self.run_folder.given)
-        if config.max_steps is not None and config.max_steps <= self.step:
-            raise ValueError(f"--max-steps {config.max_steps}: the run in {out} is already at step {self.step}. "
-                             f"Give a larger --max-steps (it counts the run's steps in all), or leave it out to "
-                             "train to the end.")
-        if config.time_budget and self.elapsed >= config.time_budget:
-            raise ValueError(f"--time-budget {config.time_budget:g}: the run in {out} has already trained "
-                             f"{self.elapsed:.1f} s of it (the budget counts the run's whole training time). "
-                             "Give a larger budget, e.g. --time-budget "
-                             f"{math.ceil(self.elapsed + config.time_budget)}.")
+        self.last_good = (self.run_folder.last_checkpoint, self.step)
+        check_limits_leave_room(self.config, self.step, self.elapsed, self.run_folder.given)
 
     # --- checkpoints -----------------------------------------------------------------------------
 
@@ -338,6 +318,7 @@ class Trainer:
                 "host": _generator_state(self.host_rng)}
 
     def _meta(self, rng_of_ranks: list | None = None) -> dict:
+        """What a checkpoint holds besides the arrays (read back as a minivit.training.resume.SavedRun)."""
         meta = {
             "train_config": self.config.to_dict(), "step": self.step, "epoch": self.step / self.steps_per_epoch,
             "best_accuracy": self.best_accuracy, "elapsed": self.elapsed,
@@ -357,63 +338,74 @@ class Trainer:
                                 self.comm)
 
     def save(self, name: str = "checkpoint-last.npz"):
-        """Write a checkpoint (rank 0); refused (TrainingDiverged, on every rank) if a weight or optimizer
-        value is not finite."""
+        """Write a checkpoint (rank 0). Refused (TrainingDiverged, on every rank) if a weight or optimizer
+        value is not finite; SaveFailed (on every rank) if the file cannot be written."""
         path = self.run_dir / name
         rng_of_ranks = self.comm.gather_object(self._generator_states()) if self.comm.size > 1 else None
-        refused = None
+        refused, unwritten = None, None
         if self.writes:
             try:
                 save_checkpoint(path, self.model, self.optimizer, self._meta(rng_of_ranks))
             except NonFiniteWeights as error:
                 refused = error.names_text()
-        refused = self.comm.broadcast_object(refused)
+            except OSError as error:
+                unwritten = self._save_failure(path, error)
+        refused, unwritten = self.comm.broadcast_object((refused, unwritten))
         if refused:
             self._diverged(f"The weights became non-finite ({refused})")
+        if unwritten:
+            self._raise_together(SaveFailed(unwritten))
         if name == "checkpoint-last.npz":
             self.last_good = (path, self.step)
         return path
 
-    def _diverged(self, what: str):
+    def _write_log(self, path, write) -> None:
+        """A log or figure written by rank 0; a failure stops the run as a checkpoint's does (``_save_failure``)."""
+        try:
+            write()
+        except OSError as error:
+            raise SaveFailed(self._save_failure(path, error)) from error
+
+    def _save_failure(self, path, error: OSError) -> str:
+        """Which file could not be written, at which step, why; which checkpoint is intact; how to continue."""
+        why = error.strerror or str(error)
+        if error.errno in _NO_ROOM:
+            why += f": {_NO_ROOM[error.errno]}"
+        message = f"Could not write {path} at step {self.step} (epoch {self.step / self.steps_per_epoch:.2f}): {why}."
         if self.last_good is not None:
-            kept = f"The last good checkpoint is {self.last_good[0]} (step {self.last_good[1]})"
+            session = getattr(self, "_session", {"step": self.step, "elapsed": self.elapsed})
+            command = report.continue_command(self.config, self.run_folder.given, self.comm.size, self.last_good[1],
+                                              self.elapsed, session)
+            message += (f" The previous checkpoint, {self.last_good[0]} (step {self.last_good[1]}), is intact. Free "
+                        f"some space (or raise the limit), then continue from it with: {command}")
         else:
-            kept = "No checkpoint was written"
-        error = TrainingDiverged(f"{what} at step {self.step} (epoch {math.ceil(self.step / self.steps_per_epoch)}): "
-                                 f"training stopped, and nothing non-finite was saved. {kept}. Lower --lr, keep "
-                                 "--grad-clip on, or check the data.")
+            message += (" No checkpoint had been written yet. Free some space (or raise the limit), then start the "
+                        "run again with the same command.")
+        return message
+
+    def _raise_together(self, error: BaseException):
         if self.comm.size > 1:  # the ranks hold the same values: every one of them stops here
             mark_raised_together(error, self.comm)
         raise error
 
+    def _diverged(self, what: str, finite: bool = False):
+        epoch = math.ceil(self.step / self.steps_per_epoch)
+        self._raise_together(TrainingDiverged(stop_message(what, self.step, epoch, self.last_good, finite)))
+
     # --- the loop --------------------------------------------------------------------------------
 
     def learning_rate(self, step: int) -> float:
-        """Warmup, then cosine decay, over the run's --epochs.
-
-        With a time budget the schedule runs on the clock: the run is as far along the
-        schedule as the larger of its share of the epochs done and its share of the budget
-        spent (validation included). The whole warmup and decay then fit into the budget,
-        and the rate reaches its minimum as the budget runs out, whatever the pace of the
-        machine; without a budget the steps alone decide, so resumed runs repeat exactly.
-        """
-        position = step
-        if self.config.time_budget:
-            position = max(step, self.elapsed / self.config.time_budget * self.total_steps)
-        rate = warmup_cosine(position, self.total_steps, min(self.warmup_steps, self.total_steps // 2),
-                             self.config.lr, self.config.min_lr)
-        # warmup_cosine's warmup gives lr * (step + 1) / warmup_steps, which passes the peak between the
-        # last warmup step and the cosine's start when the position is fractional (the clock's)
-        return min(rate, self.config.lr)
+        """The schedule's rate at ``step`` (and, with a time budget, at the run's clock): minivit.training.schedule."""
+        return self.schedule.learning_rate(step, self.elapsed)
 
     def train_step(self):
         """One optimisation step; returns (loss, correct) as 0-d backend arrays (no host sync).
 
-        Each part runs inside a named ``profile.phase``: counted on the simulated GPU, timed
-        by ``profile.Profiler``, free otherwise.
+        The batch is drawn ("data") and augmented ("augment") here; the rest is the run's
+        ``TrainStep`` (minivit.training.step), at the schedule's learning rate. Each part runs
+        inside a named ``profile.phase``: counted on the simulated GPU, timed by
+        ``profile.Profiler``, free otherwise.
         """
-        xp = backend.xp
-        config = self.config
         with phase("data"):
             images, labels = self.batches.get(self.step)
             if self._device_stats is None or self._device_stats[0] is not self.mean:
@@ -422,38 +414,9 @@ class Trainer:
                                       backend.asarray(self.std, dtype="float32"))
             _, mean, std = self._device_stats
         with phase("augment"):
-            pixel_values, targets = augment_batch(images, labels, config.augment, mean, std,
+            pixel_values, targets = augment_batch(images, labels, self.config.augment, mean, std,
                                                   self.model.config.num_labels, self.augment_rng, self.host_rng)
-        self.model.train()
-        with phase("zero_grad"):
-            self.optimizer.zero_grad()
-        with phase("forward"):
-            logits = self.model.forward(pixel_values.astype(self.model.dtype, copy=False))
-        with phase("loss"):  # in float32, also when the model computes in float16 (in float64 for a float64 model)
-            loss_dtype = xp.float64 if self.model.dtype == "float64" else xp.float32
-            loss, loss_cache = cross_entropy_forward(logits.astype(loss_dtype, copy=False), targets,
-                                                     config.label_smoothing)
-            dlogits = cross_entropy_backward(1.0, loss_cache)
-            if self.scaler is not None:
-                dlogits = self.scaler.scale_loss_gradient(dlogits, self.model.dtype)
-        with phase("backward"):
-            self.model.backward(dlogits)
-        with phase("allreduce"):  # the shards' gradients averaged: the whole batch's gradient, on every rank
-            self.comm.allreduce_mean(self.model.flat.grad)
-        with phase("clip"):
-            if self.scaler is not None:  # float32 gradients for the master weights, the scale divided out
-                self.scaler.unscale(self.model.flat.grad, self.optimizer.master_grad)
-            if config.grad_clip > 0:
-                self.optimizer.clip_gradients(config.grad_clip)
-        with phase("optimizer"):
-            self.optimizer.lr = self.learning_rate(self.step)
-            self.optimizer.step(skip=None if self.scaler is None else self.scaler.found_inf)
-            if self.scaler is not None:
-                self.scaler.update()
-        with phase("metrics"):
-            hard_targets = targets if targets.ndim == 1 else xp.argmax(targets, axis=1)
-            correct = xp.sum(xp.argmax(logits, axis=1) == hard_targets)
-        return loss, correct
+        return self.take_step(pixel_values, targets, self.learning_rate(self.step))
 
     def run(self) -> dict:
         """Train until the end of the schedule or a stop (Ctrl-C, --time-budget, --max-steps); returns a summary."""
@@ -467,57 +430,41 @@ class Trainer:
 
     def _run(self) -> dict:
         if self.writes:
-            self.run_folder.start_logs(self.config.to_dict(), fresh=self.step == 0)
-        session = {"step": self.step, "elapsed": self.elapsed}
+            self._write_log(self.run_folder.config_file,
+                            lambda: self.run_folder.start_logs(self.config.to_dict(), fresh=self.step == 0))
+        self._session = {"step": self.step, "elapsed": self.elapsed}
         stop_reason = self._train_until_stopped()
         if stop_reason and self.step % self.steps_per_epoch != 0:
             self._end_epoch(None, partial=True)
         path = self.run_folder.last_checkpoint
         finished = self.step >= self.total_steps
-        message = (f"{'finished' if finished else stop_reason} at step {self.step} "
-                   f"(epoch {self.step / self.steps_per_epoch:.2f}); checkpoint: {path}")
-        if not finished:
-            message += f"; continue with: {self.continue_command(session)}"
         if self.writes:
-            print(message, file=sys.stderr)
+            best = self.run_folder.best_checkpoint
+            continue_with = None if finished else report.continue_command(
+                self.config, self.run_folder.given, self.comm.size, self.step, self.elapsed, self._session)
+            print(report.end_message(None if finished else stop_reason, self.step, self.steps_per_epoch, path,
+                                     best if best.is_file() else None, self.data_dir, continue_with,
+                                     finetuned=self.config.init_from is not None), file=sys.stderr)
         last = self.history[-1] if self.history else {}
         return {"run_dir": str(self.run_dir), "step": self.step, "finished": finished, "stop_reason": stop_reason,
                 "val_accuracy": last.get("val_accuracy"), "best_val_accuracy": self.best_accuracy,
                 "elapsed": self.elapsed, "checkpoint": str(path)}
 
-    def continue_command(self, session: dict) -> str:
-        """The command that continues this run from where it stopped, with limits that let it go on:
-        a stop at --max-steps or --time-budget is followed by one as long again."""
-        config = self.config
-        command = ["python", "-m", "minivit.train", "--resume", "--out", self.run_folder.given]
-        if self.comm.size > 1:
-            command = ["mpiexec", "-n", str(self.comm.size), *command]
-        if config.time_budget and self.elapsed >= config.time_budget:
-            allowance = config.time_budget - session["elapsed"]  # what this session was given
-            command += ["--time-budget", f"{math.ceil(max(config.time_budget, self.elapsed) + allowance):g}"]
-        if config.max_steps is not None:  # a limit of one session: the resumed one gets its own
-            more = self.step >= config.max_steps
-            command += ["--max-steps", str(self.step + (self.step - session["step"]) if more else config.max_steps)]
-        return " ".join(shlex.quote(part) for part in command)
-
     def _compile_kernels(self) -> None:
         """Run one step of a tiny model of the same dtype before the clock starts: the CPU's compiled
         loops (numba, cached on disk after the first run) and the GPU's kernels (NVRTC) are built here,
         not inside the time budget. Its own model and generators: the run's state is untouched."""
-        from minivit.config import ViTConfig
         from minivit.optim import AdamW
 
         tiny = ViTForImageClassification(ViTConfig(image_size=8, patch_size=4, hidden_size=8, num_hidden_layers=1,
                                                    num_attention_heads=2, intermediate_size=16, num_labels=2,
                                                    hidden_act=self.model.config.hidden_act),
                                          dtype=self.model.dtype)
-        optimizer = AdamW(tiny.named_parameters(), master_weights=self.optimizer.master is not None)
-        pixels = backend.xp.zeros((2, 3, 8, 8), dtype=tiny.dtype)
-        logits = tiny.forward(pixels).astype(backend.xp.float32)
-        loss, cache = cross_entropy_forward(logits, backend.asarray(np.array([0, 1])), 0.1)
-        tiny.backward(cross_entropy_backward(1.0, cache).astype(tiny.dtype))
-        optimizer.clip_gradients(1.0)
-        optimizer.step()
+        float16 = self.optimizer.master is not None
+        optimizer = AdamW(tiny.named_parameters(), master_weights=float16)
+        take_step = TrainStep(tiny, optimizer, label_smoothing=0.1, grad_clip=1.0,
+                              scaler=LossScaler() if float16 else None)
+        take_step(backend.xp.zeros((2, 3, 8, 8), dtype="float32"), backend.asarray(np.array([0, 1])), 1e-3)
         backend.synchronize()
 
     def _train_until_stopped(self) -> str | None:
@@ -543,7 +490,11 @@ class Trainer:
         session_start = time.perf_counter()
         elapsed_before = self.elapsed
         self._clock_paused = 0.0  # seconds of this session not counted as training (test evaluations)
-        progress = self._progress_bar()
+        progress = None
+        if config.progress and self.writes:
+            progress = report.Progress.open(report.run_name(config.preset), self.total_steps, self.step,
+                                            self.elapsed, config.time_budget)
+        self._curves = report.CurvesPlotter(self.run_folder.curves, f"{config.preset} ({backend.name})")
         stop_reason = None
         try:
             while self.step < self.total_steps:
@@ -603,37 +554,17 @@ class Trainer:
             self.epoch_sums["seen"] += self.config.batch_size
         pending.clear()
         if self.writes:
-            self.run_folder.append_steps(step_rows)
+            try:
+                self.run_folder.append_steps(step_rows)
+            except OSError as error:  # said at the epoch's end, where every rank stops together
+                self._unwritten = self._unwritten or self._save_failure(self.run_folder.steps_log, error)
         if progress is not None:
             seen = max(1, self.epoch_sums["seen"])
-            if self.config.time_budget:  # the bar measures the budget: seconds spent of it
-                progress.n = min(self.elapsed, self.config.time_budget)
-                left = self.config.time_budget - progress.n
-            else:  # the bar measures the steps of the recipe
-                progress.n = self.step
-                left = self.elapsed / max(1, self.step) * (self.total_steps - self.step)
-            progress.set_postfix({"step": self.step, "left": f"{left / 60:.1f}min",
-                                  "loss": f"{self.epoch_sums['loss'] / seen:.3f}",
-                                  "acc": f"{self.epoch_sums['correct'] / seen:.3f}",
-                                  "img_s": f"{self.step * self.config.batch_size / max(self.elapsed, 1e-9):.0f}",
-                                  "lr": f"{self.optimizer.lr:.2e}"})
-
-    def _progress_bar(self):
-        """Under --time-budget, seconds of the budget (spent and left); otherwise steps of the recipe."""
-        if not self.config.progress or not self.writes:
-            return None
-        from tqdm import tqdm
-
-        description = f"{self.config.preset} on {backend.name}"
-        if self.config.time_budget:
-            budget = self.config.time_budget
-            return tqdm(total=budget, initial=min(self.elapsed, budget), dynamic_ncols=True, desc=description,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget"
-                                   "{postfix}")
-        return tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True, desc=description)
+            progress.show(self.step, self.elapsed, self.epoch_sums["loss"] / seen, self.epoch_sums["correct"] / seen,
+                          self.step * self.config.batch_size / max(self.elapsed, 1e-9))
 
     def _end_epoch(self, progress, partial: bool = False) -> None:
-        """Validate, log, draw, and checkpoint (last, and best if validation improved).
+        """Validate, watch for divergence, checkpoint (last, and best if validation improved), log, draw.
 
         ``partial``: a stop inside an epoch, whose training sums carry on when it resumes.
         """
@@ -646,11 +577,17 @@ class Trainer:
                "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": self.optimizer.lr,
                "elapsed": round(self.elapsed, 2),
                "images_per_second": round(self.step * self.config.batch_size / max(self.elapsed, 1e-9), 1)}
+        diverged = self.watch.loss_diverged(self.step, row["train_loss"], row["val_loss"], row["lr"])
+        if diverged:  # before the checkpoint: the last one stays the last good one
+            self._diverged(diverged, finite=True)
+        unwritten = self.comm.broadcast_object(self._unwritten)
+        if unwritten:  # the steps log could not be written: neither will the checkpoint be
+            self._raise_together(SaveFailed(unwritten))
         if self.test_set is not None:  # for time-to-accuracy measurements: not part of the training clock
             started = time.perf_counter()
             test = self.evaluate(self.test_set.images, self.test_set.labels)
             row["test_loss"], row["test_accuracy"] = test["loss"], test["accuracy"]
-            self._clock_paused = getattr(self, "_clock_paused", 0.0) + time.perf_counter() - started
+            self._clock_paused += time.perf_counter() - started
         if not partial:
             self.epoch_sums = {"loss": 0.0, "correct": 0.0, "seen": 0}
         improved = val["accuracy"] > self.best_accuracy
@@ -662,22 +599,19 @@ class Trainer:
         self.history.append(row)
         if not self.writes:
             return
-        self.run_folder.append_metrics(row)
-        # the curves at most every 30 s (a figure takes ~0.3 s: a lot beside a GPU's 2-second epoch) and at the end
+        self._write_log(self.run_folder.metrics_log, lambda: self.run_folder.append_metrics(row))
         last_epoch = partial or self.step >= self.total_steps
-        if last_epoch or time.perf_counter() - getattr(self, "_last_plot", float("-inf")) >= 30:
-            from minivit.plots import training_curves
-
-            training_curves(self.history, self.run_folder.curves, title=f"{self.config.preset} ({backend.name})")
-            self._last_plot = time.perf_counter()
-        summary = (f"epoch {row['epoch']:g}: train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f} | "
-                   f"val loss {row['val_loss']:.3f} acc {row['val_accuracy']:.3f} | {row['images_per_second']} img/s")
-        if "test_accuracy" in row:
-            summary += f" | test acc {row['test_accuracy']:.3f}"
-        if progress is not None:
-            progress.write(summary)
-        elif self.config.progress:
-            print(summary, file=sys.stderr)
+        self._write_log(self.run_folder.curves, lambda: self._curves.draw(self.history, last_epoch))
+        lines = [report.epoch_summary(row)]
+        warning = self.watch.chance_warning(self.step, row["train_loss"], row["val_accuracy"], row["lr"],
+                                            self.schedule.warmup_done(self.step, self.elapsed))
+        if warning:
+            lines.append(warning)
+        for line in lines:
+            if progress is not None:
+                progress.write(line)
+            elif self.config.progress or line is warning:
+                print(line, file=sys.stderr)
 
 
 def _use_dropout_stream(model, rng) -> None:

@@ -24,6 +24,8 @@ ROWS_PER_BLOCK = BLOCK // 32  # row kernels: one warp (32 threads) per row
 SUFFIX = {np.dtype(np.float16): "f16", np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 WITH_HALF = (np.dtype(np.float16), *FLOATS)  # kernels that store float16 and compute in float32
+HALF_AND_FLOAT = (np.dtype(np.float16), np.dtype(np.float32))  # kernels that compute in float32 only
+TARGET_BLOCKS = 132  # about the SMs of an H100 or H200: a launch that moves megabytes should fill them
 _modules: dict = {}  # (file, device) -> cupy.RawModule
 
 
@@ -41,7 +43,8 @@ class CudaKernel:
     """One ``extern "C"`` kernel of a .cu file in this folder, launched as ``kernel(grid, args, ...)``.
 
     ``stand_in(*args)`` computes the kernel's outputs with the reference; the simulated GPU
-    runs it in the kernel's place, counted as one launch.
+    runs it in the kernel's place, counted as one launch and recorded with its grid, block and
+    the bytes of its array arguments (``minivit.sim.launches.kernel``) for the cost model.
     """
 
     def __init__(self, file_name: str, name: str, stand_in):
@@ -50,9 +53,11 @@ class CudaKernel:
     def __call__(self, grid: int, args: tuple, block: int | tuple = BLOCK, shared_mem: int = 0) -> None:
         if backend.name == "cupy-sim":
             from minivit import sim
+            from minivit.sim import launches
 
-            with sim.kernel_launch(self.name):
-                self.stand_in(*args)
+            with sim.kernel_launch(self.name, record=launches.kernel(self.name, grid, block, args)):
+                if sim.counting.arithmetic():  # (recording costs only: the outputs stay as allocated)
+                    self.stand_in(*args)
             return
         self._function()((grid,), block if isinstance(block, tuple) else (block,), args, shared_mem=shared_mem)
 

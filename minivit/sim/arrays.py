@@ -1,8 +1,7 @@
-"""A simulated GPU: a strict stand-in for the parts of CuPy that minivit uses, on the CPU.
+"""The simulated GPU's arrays and namespace: CuPy's rules, NumPy's arithmetic.
 
-``minivit.backend.use("cupy-sim")`` (or ``MINIVIT_BACKEND=cupy-sim``) makes this module the
-array namespace. Its arrays hold NumPy arrays inside, so every result is what NumPy
-computes, but they behave as CuPy's arrays do where it matters for a GPU program:
+Arrays hold NumPy arrays inside, so every result is what NumPy computes, but they behave as
+CuPy's arrays do where it matters for a GPU program:
 
   * they refuse implicit conversion to the host: ``numpy.asarray(x)`` raises TypeError, as
     with CuPy; data moves only through ``asarray`` (host to device) and ``.get()`` /
@@ -11,132 +10,33 @@ computes, but they behave as CuPy's arrays do where it matters for a GPU program
     assignments other than a whole-array copy (``x[...] = numpy_array``, an explicit upload);
   * the namespace exposes only functions that CuPy implements.
 
-And they count what a GPU would pay for (``counters()``, also ``minivit.backend.sim_counters()``):
-
-    launches    kernel launches: each elementwise operation, reduction, copy, gather or
-                scatter, random draw, matrix product (and the copy CuPy makes of an operand
-                whose last two axes are not contiguous), and each CUDA kernel of
-                minivit/kernels/gpu.py, which runs here as its reference but counts as the
-                one launch it makes on a GPU (``kernel_launch``)
-    syncs       host synchronisations: .item(), float(), int(), bool(), .get(), .tolist(),
-                repr(), boolean-mask indexing; ``sync_sites`` says where each came from
-    to_device, to_host          copies across the bus (and their bytes)
-    by_phase    launches per phase, for code run inside ``phase(name)``
-    by_kind     launches per kind of operation
-
-Views (reshape, transpose, basic slicing, broadcast_to) and ``empty`` cost nothing, as on a
-GPU. The counts follow CuPy's behaviour as documented, not a measurement of it: they
-measure a design (how many launches a step makes), which is what a GPU's host-side cost
-depends on at small batch sizes (about 5-10 microseconds of CPU time per launch).
+Each operation that CuPy runs as a kernel reports a launch with its record (``launches.py``:
+the grid CuPy would choose, the bytes, the serial iterations); views (reshape, transpose,
+basic slicing, broadcast_to) and ``empty`` cost nothing, as on a GPU.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import sys
-from collections import Counter
-from contextlib import contextmanager
 
 import numpy
 
-_HERE = os.path.abspath(__file__)
+from minivit.sim import launches
+from minivit.sim.counting import _counters
+from minivit.sim.counting import copy_to_device as _copy_to_device
+from minivit.sim.counting import copy_to_host as _copy_to_host
+from minivit.sim.counting import launch as _count
+from minivit.sim.counting import sync as _sync
 
 
-# --- counters --------------------------------------------------------------------------------------
-
-class _Counters:
-    def __init__(self):
-        self.reset()
-
-    def reset(self):
-        self.launches = 0
-        self.syncs = 0
-        self.to_device = 0
-        self.to_host = 0
-        self.bytes_to_device = 0
-        self.bytes_to_host = 0
-        self.sync_sites: list[str] = []
-        self.by_phase: Counter = Counter()
-        self.by_kind: Counter = Counter()
-        self.phase = "other"
-        self.paused = 0  # > 0 while a simulated CUDA kernel runs its reference
+def _launch(kind: str, inputs=(), output=None, count: int = 1) -> None:
+    """Count an elementwise-shaped launch (elementwise, copy, fill, gather, scatter, random)."""
+    _count(launches.elementwise(kind, inputs, output), count)
 
 
-_counters = _Counters()
-
-
-def counters() -> dict:
-    """A snapshot of everything counted since the last ``reset_counters()``."""
-    c = _counters
-    return {"launches": c.launches, "syncs": c.syncs, "to_device": c.to_device, "to_host": c.to_host,
-            "bytes_to_device": c.bytes_to_device, "bytes_to_host": c.bytes_to_host,
-            "sync_sites": list(c.sync_sites), "by_phase": dict(c.by_phase), "by_kind": dict(c.by_kind)}
-
-
-def reset_counters() -> None:
-    _counters.reset()
-
-
-def _launch(kind: str, count: int = 1) -> None:
-    if _counters.paused:
-        return
-    _counters.launches += count
-    _counters.by_phase[_counters.phase] += count
-    _counters.by_kind[kind] += count
-
-
-def _caller() -> str:
-    """'file:line in function' of the first frame outside this module and minivit/backend.py."""
-    frame = sys._getframe(1)
-    while frame is not None and (os.path.abspath(frame.f_code.co_filename) == _HERE
-                                 or frame.f_code.co_filename.endswith(os.path.join("minivit", "backend.py"))):
-        frame = frame.f_back
-    if frame is None:
-        return "?"
-    return f"{os.path.relpath(frame.f_code.co_filename)}:{frame.f_lineno} in {frame.f_code.co_name}"
-
-
-def _sync(what: str) -> None:
-    if _counters.paused:
-        return
-    _counters.syncs += 1
-    _counters.sync_sites.append(f"{_caller()} ({what})")
-
-
-def _copy_to_host(nbytes: int) -> None:
-    if _counters.paused:
-        return
-    _counters.to_host += 1
-    _counters.bytes_to_host += int(nbytes)
-
-
-def _copy_to_device(nbytes: int) -> None:
-    if _counters.paused:
-        return
-    _counters.to_device += 1
-    _counters.bytes_to_device += int(nbytes)
-
-
-@contextmanager
-def phase(name: str):
-    """Count the launches made inside under ``name`` (in ``counters()["by_phase"]``)."""
-    previous, _counters.phase = _counters.phase, name
-    try:
-        yield
-    finally:
-        _counters.phase = previous
-
-
-@contextmanager
-def kernel_launch(name: str, launches: int = 1):
-    """Run a CUDA kernel's reference in its place, counted as the ``launches`` the kernel makes on a GPU."""
-    _launch(f"kernel:{name}", launches)
-    _counters.paused += 1
-    try:
-        yield
-    finally:
-        _counters.paused -= 1
+def _launch_reduction(kind: str, array: numpy.ndarray, axis, output) -> None:
+    _count(launches.reduction(kind, array, axis, output if isinstance(output, numpy.ndarray) else None))
 
 
 # --- the array ------------------------------------------------------------------------------------
@@ -276,7 +176,7 @@ class ndarray:
     # --- shape: views are free, copies are launches
     def _maybe_copy(self, result, kind="copy"):
         if not _is_view(result, self._array):
-            _launch(kind)
+            _launch(kind, (self._array,), result)
         return ndarray(result)
 
     def reshape(self, *shape, order="C"):
@@ -288,7 +188,7 @@ class ndarray:
         return self._maybe_copy(self._array.ravel())
 
     def flatten(self):
-        _launch("copy")
+        _launch("copy", (self._array,), self._array)
         return ndarray(self._array.flatten())
 
     def transpose(self, *axes):
@@ -306,22 +206,24 @@ class ndarray:
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
         if not copy and numpy.dtype(dtype) == self._array.dtype:
             return self
-        _launch("copy")
-        return ndarray(self._array.astype(dtype, order=order))
+        result = self._array.astype(dtype, order=order)
+        _launch("copy", (self._array,), result)
+        return ndarray(result)
 
     def copy(self, order="C"):
-        _launch("copy")
+        _launch("copy", (self._array,), self._array)
         return ndarray(self._array.copy(order=order))
 
     def fill(self, value):
-        _launch("fill")
+        _launch("fill", (), self._array)
         self._array.fill(_unwrap(value, "fill"))
 
     # --- reductions: one kernel each
     def _reduce(self, name, *args, **kwargs):
-        _launch("reduction")
         kwargs = {k: v._array if isinstance(v, ndarray) else v for k, v in kwargs.items()}
-        return _wrap(getattr(self._array, name)(*args, **kwargs))
+        result = getattr(self._array, name)(*args, **kwargs)
+        _launch_reduction("reduction", self._array, kwargs.get("axis"), numpy.asarray(result))
+        return _wrap(result)
 
     def sum(self, axis=None, dtype=None, out=None, keepdims=False):
         return self._reduce("sum", axis=axis, dtype=dtype, keepdims=keepdims)
@@ -357,8 +259,9 @@ class ndarray:
         return self._reduce("all", axis=axis, keepdims=keepdims)
 
     def clip(self, min=None, max=None):
-        _launch("elementwise")
-        return ndarray(self._array.clip(_unwrap(min), _unwrap(max)))
+        result = self._array.clip(_unwrap(min), _unwrap(max))
+        _launch("elementwise", (self._array,), result)
+        return ndarray(result)
 
     def dot(self, other):
         return matmul(self, other)
@@ -370,7 +273,7 @@ class ndarray:
         if mask:
             _sync("boolean-mask indexing (the result's size)")
         if advanced or mask:
-            _launch("gather")
+            _launch("gather", (), result)
         return ndarray(result)
 
     def __setitem__(self, key, value):
@@ -385,21 +288,28 @@ class ndarray:
         key, advanced, mask = _index(key)
         if mask:
             _sync("boolean-mask assignment")
-        _launch("scatter" if advanced or mask else "copy")
-        self._array[key] = _unwrap(value, "assignment")
+        value = _unwrap(value, "assignment")
+        _launch("scatter" if advanced or mask else "copy", (value,), self._array[key] if not (advanced or mask)
+                else None)
+        self._array[key] = value
 
     # --- operators: one elementwise kernel each
     def _binary(self, other, op):
-        _launch("elementwise")
-        return _wrap(op(self._array, _unwrap(other)))
+        other = _unwrap(other)
+        result = op(self._array, other)
+        _launch("elementwise", (self._array, other), result)
+        return _wrap(result)
 
     def _reflected(self, other, op):
-        _launch("elementwise")
-        return _wrap(op(_unwrap(other), self._array))
+        other = _unwrap(other)
+        result = op(other, self._array)
+        _launch("elementwise", (other, self._array), result)
+        return _wrap(result)
 
     def _inplace(self, other, op):
-        _launch("elementwise")
-        op(self._array, _unwrap(other), out=self._array)
+        other = _unwrap(other)
+        _launch("elementwise", (self._array, other), self._array)
+        op(self._array, other, out=self._array)
         return self
 
     def __add__(self, o): return self._binary(o, numpy.add)
@@ -434,18 +344,18 @@ class ndarray:
     def __ne__(self, o): return self._binary(o, numpy.not_equal)
 
     def __neg__(self):
-        _launch("elementwise")
+        _launch("elementwise", (self._array,), self._array)
         return ndarray(-self._array)
 
     def __pos__(self):
         return self
 
     def __abs__(self):
-        _launch("elementwise")
+        _launch("elementwise", (self._array,), self._array)
         return ndarray(numpy.abs(self._array))
 
     def __invert__(self):
-        _launch("elementwise")
+        _launch("elementwise", (self._array,), self._array)
         return ndarray(~self._array)
 
 
@@ -494,8 +404,9 @@ def asarray(values, dtype=None, order=None):
 def array(values, dtype=None, copy=True, order="K"):
     if isinstance(values, ndarray):
         if copy or (dtype is not None and numpy.dtype(dtype) != values.dtype):
-            _launch("copy")
-            return ndarray(numpy.array(values._array, dtype=dtype, copy=True, order=order))
+            result = numpy.array(values._array, dtype=dtype, copy=True, order=order)
+            _launch("copy", (values._array,), result)
+            return ndarray(result)
         return values
     return asarray(values, dtype=dtype)
 
@@ -504,7 +415,7 @@ def ascontiguousarray(a, dtype=None):
     a = asarray(a, dtype)
     if a.flags.c_contiguous:
         return a
-    _launch("copy")
+    _launch("copy", (a._array,), a._array)
     return ndarray(numpy.ascontiguousarray(a._array))
 
 
@@ -513,19 +424,21 @@ def asnumpy(a) -> numpy.ndarray:
 
 
 def get_array_module(*arrays):
-    return sys.modules[__name__] if any(isinstance(a, ndarray) for a in arrays) else numpy
+    return sys.modules["minivit.sim"] if any(isinstance(a, ndarray) for a in arrays) else numpy
 
 
 def empty(shape, dtype=float64, order="C"):
-    return ndarray(numpy.empty(shape, dtype=dtype, order=order))
+    allocate = numpy.empty if _counters.arithmetic else numpy.zeros  # (costs_only: no garbage values)
+    return ndarray(allocate(shape, dtype=dtype, order=order))
 
 
 def empty_like(a, dtype=None, shape=None):
-    return ndarray(numpy.empty_like(_unwrap(a), dtype=dtype, shape=shape))
+    allocate = numpy.empty_like if _counters.arithmetic else numpy.zeros_like
+    return ndarray(allocate(_unwrap(a), dtype=dtype, shape=shape))
 
 
 def _filled(kind, array):
-    _launch(kind)
+    _launch(kind, (), array)
     return ndarray(array)
 
 
@@ -568,14 +481,16 @@ def eye(N, M=None, k=0, dtype=float64):
 
 def _elementwise(function):
     def run(*args, **kwargs):
-        _launch("elementwise")
         out = kwargs.pop("out", None)
         values = [_unwrap(a) for a in args]
         kwargs = {k: v._array if isinstance(v, ndarray) else v for k, v in kwargs.items()}
         if out is not None:
+            _launch("elementwise", values, _unwrap(out))
             function(*values, out=_unwrap(out), **kwargs)
             return out
-        return _wrap(function(*values, **kwargs))
+        result = function(*values, **kwargs)
+        _launch("elementwise", values, result if isinstance(result, numpy.ndarray) else None)
+        return _wrap(result)
 
     run.__name__ = function.__name__
     return run
@@ -592,10 +507,13 @@ del _name
 
 def _reduction(function):
     def run(a, *args, **kwargs):
-        _launch("reduction")
         kwargs.pop("out", None)
         kwargs = {k: v._array if isinstance(v, ndarray) else v for k, v in kwargs.items()}
-        return _wrap(function(_unwrap(a), *args, **kwargs))
+        source = _unwrap(a)
+        result = function(source, *args, **kwargs)
+        _launch_reduction("reduction", numpy.asarray(source), kwargs.get("axis", args[0] if args else None),
+                          numpy.asarray(result))
+        return _wrap(result)
 
     run.__name__ = function.__name__
     return run
@@ -612,7 +530,7 @@ def _view(function):
         source = _unwrap(a, "argument")
         result = function(source, *args, **kwargs)
         if not _is_view(result, source):
-            _launch("copy")
+            _launch("copy", (source,), result)
         return ndarray(result)
 
     run.__name__ = function.__name__
@@ -629,28 +547,33 @@ def broadcast_to(a, shape):
 
 
 def concatenate(arrays, axis=0, dtype=None):
-    _launch("copy")
-    return ndarray(numpy.concatenate([_unwrap(a, "array list") for a in arrays], axis=axis, dtype=dtype))
+    result = numpy.concatenate([_unwrap(a, "array list") for a in arrays], axis=axis, dtype=dtype)
+    _launch("copy", (result,), result)
+    return ndarray(result)
 
 
 def stack(arrays, axis=0):
-    _launch("copy")
-    return ndarray(numpy.stack([_unwrap(a, "array list") for a in arrays], axis=axis))
+    result = numpy.stack([_unwrap(a, "array list") for a in arrays], axis=axis)
+    _launch("copy", (result,), result)
+    return ndarray(result)
 
 
 def pad(a, pad_width, mode="constant", **kwargs):
-    _launch("copy", 2)  # a filled array, then the input copied into its middle
-    return ndarray(numpy.pad(_unwrap(a), pad_width, mode=mode, **kwargs))
+    result = numpy.pad(_unwrap(a), pad_width, mode=mode, **kwargs)
+    _launch("copy", (), result, count=2)  # a filled array, then the input copied into its middle
+    return ndarray(result)
 
 
 def meshgrid(*arrays, indexing="xy"):
-    _launch("copy", len(arrays))
-    return [ndarray(grid) for grid in numpy.meshgrid(*(_unwrap(a) for a in arrays), indexing=indexing)]
+    grids = numpy.meshgrid(*(_unwrap(a) for a in arrays), indexing=indexing)
+    _launch("copy", (), grids[0], count=len(arrays))
+    return [ndarray(grid) for grid in grids]
 
 
 def take(a, indices, axis=None):
-    _launch("gather")
-    return ndarray(numpy.take(_unwrap(a), _unwrap(indices), axis=axis))
+    result = numpy.take(_unwrap(a), _unwrap(indices), axis=axis)
+    _launch("gather", (), result)
+    return ndarray(result)
 
 
 def _operand_copies(a: numpy.ndarray) -> int:
@@ -664,24 +587,36 @@ def _operand_copies(a: numpy.ndarray) -> int:
     return 0 if (c_ordered or f_ordered or a.shape[-1] == 1 or a.shape[-2] == 1) else 1
 
 
+def _product_shaped(a: numpy.ndarray, b: numpy.ndarray) -> numpy.ndarray:
+    """Zeros of the product's shape and dtype (``counting.costs_only``: the values
+    of a step without host reads never steer it, so a recording may skip the arithmetic)."""
+    shape = numpy.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2] if a.ndim > 1 else 1,
+                                                                  b.shape[-1] if b.ndim > 1 else 1)
+    return numpy.zeros(shape, dtype=numpy.result_type(a, b))
+
+
 def matmul(a, b, out=None):
     a_host, b_host = _unwrap(a, "operand"), _unwrap(b, "operand")
-    copies = _operand_copies(a_host) + _operand_copies(b_host)
-    if copies:
-        _launch("copy", copies)
-    _launch("matmul")
+    for operand in (a_host, b_host):
+        if _operand_copies(operand):
+            _launch("copy", (operand,), operand)
     if out is not None:
-        numpy.matmul(a_host, b_host, out=_unwrap(out))
+        if _counters.arithmetic:
+            numpy.matmul(a_host, b_host, out=_unwrap(out))
+        _count(launches.matmul(a_host, b_host, _unwrap(out)))
         return out
-    return ndarray(numpy.matmul(a_host, b_host))
+    result = numpy.matmul(a_host, b_host) if _counters.arithmetic else _product_shaped(a_host, b_host)
+    _count(launches.matmul(a_host, b_host, result))
+    return ndarray(result)
 
 
 dot = matmul
 
 
 def einsum(subscripts, *operands):
-    _launch("matmul", 2)  # CuPy's einsum: a transpose copy and a product, typically
-    return ndarray(numpy.einsum(subscripts, *(_unwrap(o) for o in operands)))
+    result = numpy.einsum(subscripts, *(_unwrap(o) for o in operands))
+    _launch("matmul", [_unwrap(o) for o in operands], result, count=2)  # a transpose copy and a product, typically
+    return ndarray(result)
 
 
 def shares_memory(a, b):
@@ -699,8 +634,9 @@ class _Random:
             self._generator = numpy.random.default_rng(seed)
 
         def _draw(self, values):
-            _launch("random")
-            return ndarray(numpy.asarray(values))
+            values = numpy.asarray(values)
+            _launch("random", (), values)
+            return ndarray(values)
 
         def random(self, size=None, dtype=float64):
             return self._draw(self._generator.random(size, dtype=dtype))
@@ -733,8 +669,9 @@ class _Special:
     def erf(x):
         import scipy.special
 
-        _launch("elementwise")
-        return _wrap(scipy.special.erf(_unwrap(x)))
+        result = scipy.special.erf(_unwrap(x)) if _counters.arithmetic else numpy.zeros_like(_unwrap(x))
+        _launch("elementwise", (_unwrap(x),), result)
+        return _wrap(result)
 
 
 special = _Special()

@@ -1,0 +1,21 @@
+"""Stage tests: the tests marked gpu (the CuPy halves of the suite: every CUDA kernel against its
+reference, the whole model against the CPU) on real CuPy; in a rehearsal they skip."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from gpu_session.common import ROOT, remaining
+
+
+def stage_tests(args) -> dict:
+    command = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "--maxfail=25",
+               f"--junitxml={args.out / 'gpu-tests.xml'}", "tests"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env,
+                         timeout=max(30, min(args.tests_timeout, remaining(args) - 60)))
+    (args.out / "gpu-tests.txt").write_text(run.stdout + run.stderr)
+    last = (run.stdout.strip().splitlines() or ["(no output)"])[-1]
+    return {"returncode": run.returncode, "summary": last, "passed": run.returncode == 0}
