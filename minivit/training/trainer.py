@@ -576,7 +576,7 @@ class Trainer:
                "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": self.optimizer.lr,
                "elapsed": round(self.elapsed, 2),
                "images_per_second": round(self.step * self.config.batch_size / max(self.elapsed, 1e-9), 1)}
-        diverged = self.watch.loss_diverged(self.step, row["train_loss"], row["val_loss"], row["lr"])
+        diverged = self.watch.loss_diverged(self.step, row["train_loss"], row["lr"])
         if diverged:  # before the checkpoint: the last one stays the last good one
             self._diverged(diverged, finite=True)
         unwritten = self.comm.broadcast_object(self._unwritten)
