@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from minivit.cli import run_command
 from minivit.distributed import connected, settle_failure
 from minivit.distributed.launch import launched_size
 from minivit.training.arguments import build_parser, config_from_args
 from minivit.training.options import RECIPES, RESUMABLE_CHANGES, TrainConfig
+from minivit.training.report import next_message
 from minivit.training.resume import SavedRun
 from minivit.training.trainer import SaveFailed, Trainer, TrainingDiverged
 
@@ -52,7 +54,8 @@ def train(config: TrainConfig, resume: bool | SavedRun = False, on_step=None) ->
 
 
 def main(argv=None, prog: str = "python -m minivit.train", recipe: str | None = None) -> int:
-    """The command line: prints the summary as one JSON line; errors as one ``error:`` line.
+    """The command line: prints the summary as one JSON line (and, on stderr, the command to run next);
+    errors as one ``error:`` line.
     ``recipe``: the command's own recipe (``python -m minivit.finetune``'s), whose defaults --help shows."""
     from minivit.kernels import tune_process
 
@@ -68,6 +71,8 @@ def main(argv=None, prog: str = "python -m minivit.train", recipe: str | None = 
             raise
         connected_ranks = connected()
         if connected_ranks is None or connected_ranks.is_root:
+            print(next_message(Path(result["run_dir"]), config.data_dir or "data", config.init_from is not None),
+                  file=sys.stderr)
             print(json.dumps(result))
         return 0
 

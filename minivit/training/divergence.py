@@ -3,9 +3,9 @@
   * A NaN or infinite loss or weight stops the run at once (``Trainer._diverged``): nothing
     non-finite is ever saved.
   * A loss that stays finite but far above what a model that guesses gets (ln of the number
-    of classes: 2.30 for ten) also stops it: ``check_epoch`` refuses an epoch whose mean
-    training loss or validation loss exceeds ``LOSS_FACTOR`` times that, before its
-    checkpoint is written, so the last checkpoint stays the last good one. (A learning rate
+    of classes: 2.30 for ten) also stops it: ``loss_diverged`` refuses an epoch whose mean
+    training loss exceeds ``LOSS_FACTOR`` times that, before its checkpoint is written, so
+    the last checkpoint stays the last good one. (A learning rate
     far too high does this: the loss can sit at 1e9 while the accuracy stays at chance.)
   * A validation accuracy at chance for ``CHANCE_EVALUATIONS`` evaluations in a row after
     the warmup is only warned about, once: small or hard data can take a while to start.
@@ -29,7 +29,7 @@ class TrainingDiverged(RunFailed):
 
 
 class DivergenceWatch:
-    """Watches each epoch's losses and validation accuracy (``check_epoch``)."""
+    """Watches each epoch's training loss (``loss_diverged``) and validation accuracy (``chance_warning``)."""
 
     def __init__(self, num_classes: int, validation_size: int):
         self.guessing_loss = math.log(num_classes)  # cross-entropy of uniform predictions
@@ -42,14 +42,14 @@ class DivergenceWatch:
     def too_large(self, loss: float) -> bool:
         return loss > LOSS_FACTOR * self.guessing_loss
 
-    def loss_diverged(self, step: int, train_loss: float, val_loss: float, lr: float) -> str | None:
-        """What diverged (for ``stop_message``), if an epoch's loss is far above a guessing model's; else None."""
-        for name, loss in (("training loss", train_loss), ("validation loss", val_loss)):
-            if self.too_large(loss):
-                return (f"The {name} reached {loss:.4g}, more than {LOSS_FACTOR:g} times the {self.guessing_loss:.2f} "
-                        f"of a model that guesses (finite, but worse than guessing), with a learning rate of "
-                        f"{lr:.3g}")
-        return None
+    def loss_diverged(self, step: int, train_loss: float, lr: float) -> str | None:
+        """What diverged (for ``stop_message``), if an epoch's training loss is far above a guessing model's;
+        else None. (Not the validation loss: an overfitted model's can grow large while it still learns.)"""
+        if not self.too_large(train_loss):
+            return None
+        return (f"The training loss reached {train_loss:.4g}, more than {LOSS_FACTOR:g} times the "
+                f"{self.guessing_loss:.2f} of a model that guesses (finite, but worse than guessing), with a "
+                f"learning rate of {lr:.3g}")
 
     def chance_warning(self, step: int, train_loss: float, val_accuracy: float, lr: float,
                        after_warmup: bool) -> str | None:

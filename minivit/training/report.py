@@ -4,7 +4,8 @@
     progress.show(step, elapsed, loss, accuracy, images_per_second)  after each drain
     epoch_summary(row)                                                "epoch 3: train loss ..."
     CurvesPlotter(path, title).draw(history, last)                   curves.png, at most every 30 s
-    end_message(...)                                                  where the run stopped, what to run next
+    end_message(...)                                                  where the run stopped; how to continue
+    next_message(run_dir, data_dir, finetuned)                        (the command line) what to run next
 
 The progress bar leads with the numbers a user watches (loss, accuracy, images per
 second), so that an 80-column terminal, which cuts a line at its right edge, still shows
@@ -114,19 +115,23 @@ def evaluate_command(checkpoint: Path, data_dir: str) -> str:
                     ["python", "-m", "minivit.evaluate", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir)])
 
 
-def end_message(stop_reason: str | None, step: int, steps_per_epoch: int, checkpoint: Path, best: Path | None,
-                data_dir: str, continue_with: str | None, finetuned: bool) -> str:
-    """Where the run stopped and its checkpoint; how to continue it (if it stopped early); what to run next."""
-    finished = stop_reason is None
-    message = (f"{'finished' if finished else stop_reason} at step {step} "
-               f"(epoch {step / steps_per_epoch:.2f}); checkpoint: {checkpoint}")
+def end_message(stop_reason: str | None, step: int, steps_per_epoch: int, checkpoint: Path,
+                continue_with: str | None) -> str:
+    """Where the run stopped, its checkpoint, and how to continue it (if it stopped early)."""
+    message = (f"{stop_reason or 'finished'} at step {step} (epoch {step / steps_per_epoch:.2f}); "
+               f"checkpoint: {checkpoint}")
     if continue_with:
         message += f"; continue with: {continue_with}"
-    model = "the finetuned model" if finetuned else "the model"
-    evaluated = best if best is not None else checkpoint
-    which = "its best validation checkpoint" if best is not None else "its last checkpoint"
-    message += (f"\nnext: evaluate {model} ({which}) on the test split: {evaluate_command(evaluated, data_dir)}")
     return message
+
+
+def next_message(run_dir: Path, data_dir: str, finetuned: bool) -> str:
+    """What to run after a run from the command line: the evaluation of its best checkpoint on the test split."""
+    best = Path(run_dir) / "checkpoint-best.npz"
+    checkpoint, which = (best, "its best validation checkpoint") if best.is_file() else \
+        (Path(run_dir) / "checkpoint-last.npz", "its last checkpoint")
+    model = "the finetuned model" if finetuned else "the model"
+    return f"next: evaluate {model} ({which}) on the test split: {evaluate_command(checkpoint, data_dir)}"
 
 
 def run_name(preset: str) -> str:

@@ -439,12 +439,10 @@ class Trainer:
         path = self.run_folder.last_checkpoint
         finished = self.step >= self.total_steps
         if self.writes:
-            best = self.run_folder.best_checkpoint
             continue_with = None if finished else report.continue_command(
                 self.config, self.run_folder.given, self.comm.size, self.step, self.elapsed, self._session)
             print(report.end_message(None if finished else stop_reason, self.step, self.steps_per_epoch, path,
-                                     best if best.is_file() else None, self.data_dir, continue_with,
-                                     finetuned=self.config.init_from is not None), file=sys.stderr)
+                                     continue_with), file=sys.stderr)
         last = self.history[-1] if self.history else {}
         return {"run_dir": str(self.run_dir), "step": self.step, "finished": finished, "stop_reason": stop_reason,
                 "val_accuracy": last.get("val_accuracy"), "best_val_accuracy": self.best_accuracy,
@@ -577,7 +575,7 @@ class Trainer:
                "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": self.optimizer.lr,
                "elapsed": round(self.elapsed, 2),
                "images_per_second": round(self.step * self.config.batch_size / max(self.elapsed, 1e-9), 1)}
-        diverged = self.watch.loss_diverged(self.step, row["train_loss"], row["val_loss"], row["lr"])
+        diverged = self.watch.loss_diverged(self.step, row["train_loss"], row["lr"])
         if diverged:  # before the checkpoint: the last one stays the last good one
             self._diverged(diverged, finite=True)
         unwritten = self.comm.broadcast_object(self._unwritten)
