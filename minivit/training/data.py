@@ -103,14 +103,19 @@ class Batches:
         self.steps_per_epoch = len(labels) // batch_size  # the last, incomplete batch is dropped
         self._order_epoch, self._order = None, None
 
-    def get(self, step: int):
-        """(images, labels) of this rank's share of the global batch of ``step``: (B / N, C, H, W), (B / N,)."""
+    def samples(self, step: int, rank: int | None = None):
+        """The indices (into ``images``) of a rank's share of the global batch of ``step``: (B / N,),
+        on the backend. ``rank``: this rank by default."""
         epoch, index = divmod(step, self.steps_per_epoch)
         if self._order_epoch != epoch:
             order = np.random.default_rng([self.seed, epoch]).permutation(len(self.labels))
             self._order, self._order_epoch = backend.asarray(order), epoch
-        start = index * self.batch_size + self.rank * self.shard_size
-        chosen = self._order[start:start + self.shard_size]
+        start = index * self.batch_size + (self.rank if rank is None else rank) * self.shard_size
+        return self._order[start:start + self.shard_size]
+
+    def get(self, step: int):
+        """(images, labels) of this rank's share of the global batch of ``step``: (B / N, C, H, W), (B / N,)."""
+        chosen = self.samples(step)
         return self.images[chosen], self.labels[chosen]
 
 

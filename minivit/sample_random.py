@@ -1,0 +1,154 @@
+"""Random numbers that belong to samples, not to a process: the same on any number of ranks.
+
+A generator such as ``numpy.random.default_rng(seed)`` gives the n-th number of its sequence:
+what an image gets depends on how many numbers the process drew before it. Split a batch over
+two ranks and each rank's generator hands its images other numbers than one process would;
+resume a run and the generator must be restored exactly. ``SampleStream`` draws instead from a
+counter-based generator: the number at (row r, element j) of the k-th draw is a hash of
+
+    (key, samples[r], k, j)        key: e.g. (seed, what it is for, epoch)
+
+and of nothing else. Row r belongs to sample ``samples[r]`` (an image's index in the data set),
+so a rank that holds images 17 and 3 draws for them what one process holding the whole batch
+draws in their rows, and a resumed run draws what the uninterrupted one drew. A stream has no
+state to save beyond its key.
+
+It answers the two calls the engine's operations make of a generator, with the first axis the
+samples' (its length must be ``len(samples)``):
+
+    stream.random(shape, dtype)          uniform in [0, 1): 24 random bits in float32, 32 in float64
+    stream.integers(low, high, size)     uniform integers in [low, high)
+
+so ``ops.dropout_forward``, ``augment.random_crop`` and ``ops.rand_augment`` take it where they
+take a generator, on NumPy and on CuPy alike: the hash is plain integer array math on the backend
+(nothing is drawn on the host or copied to the device).
+
+The hash: each row's 32-bit key is SplitMix64 (Steele, Lea, Flood 2014) of (key, k, sample); the
+element is ``lowbias32(row key XOR lowbias32(j))`` (Chris Wellons' integer hash, a bijection of
+32-bit words with very low bias), with ``lowbias32(j)`` computed once per row length. 32-bit words
+halve the memory traffic of a 64-bit hash: on the CPU a draw costs less than NumPy's own generator
+(benchmarks/sample_random_cost.py measures both).
+"""
+
+from __future__ import annotations
+
+import numpy as np  # host side: dtypes, the scalar keys
+
+from minivit import backend
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN64 = 0x9E3779B97F4A7C15
+
+
+def splitmix64(value: int) -> int:
+    """SplitMix64's output function on one 64-bit integer (Python ints, exact)."""
+    value = (value + _GOLDEN64) & _MASK64
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return value ^ (value >> 31)
+
+
+def stream_key(*parts: int) -> int:
+    """One 64-bit key from whole numbers, e.g. ``stream_key(seed, purpose, epoch)``."""
+    key = 0
+    for part in parts:
+        key = splitmix64(key ^ (int(part) & _MASK64))
+    return key
+
+
+def _splitmix64_array(values):
+    """SplitMix64's output function on a uint64 array (wrapping arithmetic)."""
+    u64 = np.uint64  # (NumPy's dtypes are CuPy's)
+    values = values + u64(_GOLDEN64)
+    values = (values ^ (values >> u64(30))) * u64(0xBF58476D1CE4E5B9)
+    values = (values ^ (values >> u64(27))) * u64(0x94D049BB133111EB)
+    return values ^ (values >> u64(31))
+
+
+def _lowbias32(words):
+    """Wellons' lowbias32 on a uint32 array, in place where it can be."""
+    u32 = np.uint32
+    words ^= words >> u32(16)
+    words *= u32(0x7FEB352D)
+    words ^= words >> u32(15)
+    words *= u32(0x846CA68B)
+    words ^= words >> u32(16)
+    return words
+
+
+class SampleStream:
+    """Random draws whose row r is a function of (key, samples[r], draw number) alone.
+
+    ``key``: a 64-bit integer (``stream_key(seed, purpose, epoch)``); ``samples``: the samples'
+    indices (B,), integers, on the backend or the host. Draws are numbered from 0 in the order
+    they are made; ``restart`` points the stream at other samples and numbers from 0 again.
+    """
+
+    def __init__(self, key: int = 0, samples=None):
+        self._column_hashes: dict = {}  # (backend, row length) -> lowbias32(arange(length))
+        self.restart(key, samples if samples is not None else np.zeros(0, dtype=np.int64))
+
+    def restart(self, key: int, samples) -> SampleStream:
+        """Draw for ``samples`` under ``key`` from draw number 0. Returns self."""
+        self.key = int(key) & _MASK64
+        self.samples = backend.asarray(samples).astype(np.uint64)
+        self.draws = 0
+        return self
+
+    def __len__(self) -> int:
+        return int(self.samples.shape[0])
+
+    def _row_keys(self, shape) -> object:
+        """The 32-bit key of each row of the next draw (B,); counts the draw."""
+        if not shape or shape[0] != len(self):
+            raise ValueError(f"This stream draws for {len(self)} samples (one row each), but a draw of shape "
+                             f"{tuple(shape)} was asked of it: a model that draws per sample (dropout in a "
+                             "training step) must run on the step's own batch; call model.eval() for other inputs.")
+        draw_key = splitmix64(self.key ^ splitmix64(self.draws))
+        self.draws += 1
+        u64 = np.uint64
+        keys = _splitmix64_array(self.samples * u64(_GOLDEN64) + u64(draw_key))
+        return (keys >> u64(32)).astype(np.uint32)
+
+    def _words(self, shape) -> object:
+        """Random 32-bit words of ``shape``, row r from sample r's key."""
+        xp = backend.xp
+        shape = tuple(int(n) for n in shape)
+        row_keys = self._row_keys(shape)  # (B,)
+        row_length = int(np.prod(shape[1:], dtype=np.int64))
+        columns = self._column_hashes.get((backend.name, row_length))
+        if columns is None:
+            columns = _lowbias32(xp.arange(row_length, dtype=np.uint32))
+            self._column_hashes[(backend.name, row_length)] = columns
+        words = row_keys[:, None] ^ columns[None, :]  # (B, row_length)
+        return _lowbias32(words).reshape(shape)
+
+    def random(self, size=None, dtype="float64"):
+        """Uniform floats in [0, 1) of shape ``size`` (its first axis the samples'): float32 or float64."""
+        xp = backend.xp
+        shape = (len(self),) if size is None else ((size,) if np.ndim(size) == 0 else tuple(size))
+        words = self._words(shape)
+        if np.dtype(dtype) == np.float32:  # the top 24 bits: every float32 in [0, 1) with 24-bit spacing
+            return (words >> np.uint32(8)).astype(xp.float32) * xp.float32(2.0 ** -24)
+        if np.dtype(dtype) == np.float64:
+            return words.astype(xp.float64) * (2.0 ** -32)
+        raise TypeError(f"SampleStream.random draws float32 or float64; got dtype {np.dtype(dtype)}.")
+
+    def integers(self, low: int, high: int | None = None, size=None):
+        """Uniform int64 in [low, high) (NumPy's convention: ``integers(n)`` is [0, n))."""
+        xp = backend.xp
+        if high is None:
+            low, high = 0, low
+        if high <= low:
+            raise ValueError(f"SampleStream.integers: high ({high}) must be above low ({low}).")
+        uniform = self.random(size, dtype="float64")  # below 1 - 2**-32: the floor stays below high
+        return xp.floor(uniform * (high - low)).astype(xp.int64) + low
+
+
+def install_dropout_stream(model, stream) -> None:
+    """Make every dropout of ``model`` (the modules sharing ``model.rng``) draw from ``stream``."""
+    shared = model.rng
+    for module in model.modules():
+        if getattr(module, "rng", None) is shared:
+            module.rng = stream
+    model.rng = stream
