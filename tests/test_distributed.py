@@ -191,7 +191,8 @@ def test_the_command_line_on_two_ranks_and_its_errors(data_dir, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("precision,tolerance", [("float32", 1e-5), ("float16", 1e-4)])
 def test_two_ranks_on_the_simulated_gpu_through_its_nccl(data_dir, tmp_path, precision, tolerance):
-    """The NCCL path with two ranks: the simulated NCCL moves the bytes between the processes.
+    """The NCCL path with two ranks, every augmentation and dropout on: the simulated NCCL moves the bytes
+    between the processes, and the per-sample draws run on the (simulated) device.
 
     In float16 the ranks average their scaled float16 gradients (half the bytes of float32; NCCL's
     average multiplies by 1/N before it sums, so the sum cannot overflow where the mean would not),
@@ -199,7 +200,8 @@ def test_two_ranks_on_the_simulated_gpu_through_its_nccl(data_dir, tmp_path, pre
     measured), but for the key biases, whose zero gradient is float16 rounding noise that AdamW
     scales up to steps of up to the learning rate (2.7e-3 measured; bounded by the rates' sum, 0.012).
     """
-    values = tiny_values(data_dir, tmp_path / "ranks", backend="cupy-sim", precision=precision)
+    values = tiny_values(data_dir, tmp_path / "ranks", backend="cupy-sim", precision=precision,
+                         augment=EVERY_AUGMENTATION, model=WITH_DROPOUT)
     reports = train_on_ranks(2, values, tmp_path / "reports")
     assert reports[0]["description"] == "2 GPU ranks through NCCL"
     assert largest_difference(reports[0]["weights"], reports[1]["weights"])[0] == 0.0
