@@ -129,9 +129,14 @@ class SampleStream:
         shape = (len(self),) if size is None else ((size,) if np.ndim(size) == 0 else tuple(size))
         words = self._words(shape)
         if np.dtype(dtype) == np.float32:  # the top 24 bits: every float32 in [0, 1) with 24-bit spacing
-            return (words >> np.uint32(8)).astype(xp.float32) * xp.float32(2.0 ** -24)
+            words >>= np.uint32(8)
+            uniform = words.astype(xp.float32)
+            uniform *= xp.float32(2.0 ** -24)
+            return uniform
         if np.dtype(dtype) == np.float64:
-            return words.astype(xp.float64) * (2.0 ** -32)
+            uniform = words.astype(xp.float64)
+            uniform *= 2.0 ** -32
+            return uniform
         raise TypeError(f"SampleStream.random draws float32 or float64; got dtype {np.dtype(dtype)}.")
 
     def integers(self, low: int, high: int | None = None, size=None):

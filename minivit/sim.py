@@ -428,6 +428,7 @@ class ndarray:
     def __xor__(self, o): return self._binary(o, numpy.bitwise_xor)
     def __ixor__(self, o): return self._inplace(o, numpy.bitwise_xor)
     def __rshift__(self, o): return self._binary(o, numpy.right_shift)
+    def __irshift__(self, o): return self._inplace(o, numpy.right_shift)
     def __lshift__(self, o): return self._binary(o, numpy.left_shift)
     def __lt__(self, o): return self._binary(o, numpy.less)
     def __le__(self, o): return self._binary(o, numpy.less_equal)

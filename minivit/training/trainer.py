@@ -61,6 +61,7 @@ from minivit.training.data import (
     Batches,
     check_fits_model,
     load_training_images,
+    report_data_problems,
     resolve_data_dir,
     split_for_validation,
 )
@@ -227,6 +228,8 @@ class Trainer:
                 test_set = test_set.select_classes([name for name in config.classes if name in test_set.class_names])
             # labelled by name as the training classes: a test split that lacks a class keeps the others' labels
             self.test_set = test_set.relabelled_as(self.class_names, f"The test split of {data_dir}")
+        report_data_problems(self.train_set, self.val_set, data_dir, model_config.image_size, config.classes,
+                             self.test_set, warn=self.writes)
 
     def _set_up_model(self, pretrained) -> None:
         dtype = self.config.precision  # float16: a float16 model, float32 master weights in the optimizer
