@@ -50,7 +50,8 @@ REFERENCES = {
         "cross_entropy_forward", "cross_entropy_backward",
     )},
     **{name: "minivit.ops" for name in ("adamw_update", "sgd_update", "clip_by_norm", "unscale_gradients",
-                                        "update_loss_scale", "crop_flip_normalize", "rand_augment")},
+                                        "update_loss_scale", "crop_flip_normalize", "rand_augment",
+                                        "sample_uniform")},
 }
 
 
@@ -156,6 +157,7 @@ unscale_gradients = _dispatcher("unscale_gradients")
 update_loss_scale = _dispatcher("update_loss_scale")
 crop_flip_normalize = _dispatcher("crop_flip_normalize")
 rand_augment = _dispatcher("rand_augment")
+sample_uniform = _dispatcher("sample_uniform")
 
 
 # --- a learner's own functions ----------------------------------------------------------------------

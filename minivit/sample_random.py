@@ -20,24 +20,23 @@ samples' (its length must be ``len(samples)``):
     stream.integers(low, high, size)     uniform integers in [low, high)
 
 so ``ops.dropout_forward``, ``augment.random_crop`` and ``ops.rand_augment`` take it where they
-take a generator, on NumPy and on CuPy alike: the hash is plain integer array math on the backend
-(nothing is drawn on the host or copied to the device).
+take a generator, on NumPy and on CuPy alike: the draws are computed on the backend (nothing is
+drawn on the host or copied to the device).
 
-The hash: each row's 32-bit key is SplitMix64 (Steele, Lea, Flood 2014) of (key, k, sample); the
-element is ``lowbias32(row key XOR lowbias32(j))`` (Chris Wellons' integer hash, a bijection of
-32-bit words with very low bias), with ``lowbias32(j)`` computed once per row length. 32-bit words
-halve the memory traffic of a 64-bit hash: on the CPU a draw costs less than NumPy's own generator
-(benchmarks/sample_random_cost.py measures both).
+The hash (minivit.ops.counter_random, the reference; one CUDA kernel on a GPU): each row's
+32-bit key is SplitMix64 of (key, k, sample), and element j is ``lowbias32(row key XOR
+lowbias32(j))``. 32-bit words halve the memory traffic of a 64-bit hash: on the CPU a draw
+costs about what NumPy's own generator costs (benchmarks/sample_random_cost.py measures both).
 """
 
 from __future__ import annotations
 
 import numpy as np  # host side: dtypes, the scalar keys
 
-from minivit import backend
+from minivit import backend, dispatch
 
 _MASK64 = (1 << 64) - 1
-_GOLDEN64 = 0x9E3779B97F4A7C15
+_GOLDEN64 = 0x9E3779B97F4A7C15  # (minivit.ops.counter_random.GOLDEN64)
 
 
 def splitmix64(value: int) -> int:
@@ -56,26 +55,6 @@ def stream_key(*parts: int) -> int:
     return key
 
 
-def _splitmix64_array(values):
-    """SplitMix64's output function on a uint64 array (wrapping arithmetic)."""
-    u64 = np.uint64  # (NumPy's dtypes are CuPy's)
-    values = values + u64(_GOLDEN64)
-    values = (values ^ (values >> u64(30))) * u64(0xBF58476D1CE4E5B9)
-    values = (values ^ (values >> u64(27))) * u64(0x94D049BB133111EB)
-    return values ^ (values >> u64(31))
-
-
-def _lowbias32(words):
-    """Wellons' lowbias32 on a uint32 array, in place where it can be."""
-    u32 = np.uint32
-    words ^= words >> u32(16)
-    words *= u32(0x7FEB352D)
-    words ^= words >> u32(15)
-    words *= u32(0x846CA68B)
-    words ^= words >> u32(16)
-    return words
-
-
 class SampleStream:
     """Random draws whose row r is a function of (key, samples[r], draw number) alone.
 
@@ -85,7 +64,6 @@ class SampleStream:
     """
 
     def __init__(self, key: int = 0, samples=None):
-        self._column_hashes: dict = {}  # (backend, row length) -> lowbias32(arange(length))
         self.restart(key, samples if samples is not None else np.zeros(0, dtype=np.int64))
 
     def restart(self, key: int, samples) -> SampleStream:
@@ -98,46 +76,19 @@ class SampleStream:
     def __len__(self) -> int:
         return int(self.samples.shape[0])
 
-    def _row_keys(self, shape) -> object:
-        """The 32-bit key of each row of the next draw (B,); counts the draw."""
-        if not shape or shape[0] != len(self):
-            raise ValueError(f"This stream draws for {len(self)} samples (one row each), but a draw of shape "
-                             f"{tuple(shape)} was asked of it: a model that draws per sample (dropout in a "
-                             "training step) must run on the step's own batch; call model.eval() for other inputs.")
-        draw_key = splitmix64(self.key ^ splitmix64(self.draws))
-        self.draws += 1
-        u64 = np.uint64
-        keys = _splitmix64_array(self.samples * u64(_GOLDEN64) + u64(draw_key))
-        return (keys >> u64(32)).astype(np.uint32)
-
-    def _words(self, shape) -> object:
-        """Random 32-bit words of ``shape``, row r from sample r's key."""
-        xp = backend.xp
-        shape = tuple(int(n) for n in shape)
-        row_keys = self._row_keys(shape)  # (B,)
-        row_length = int(np.prod(shape[1:], dtype=np.int64))
-        columns = self._column_hashes.get((backend.name, row_length))
-        if columns is None:
-            columns = _lowbias32(xp.arange(row_length, dtype=np.uint32))
-            self._column_hashes[(backend.name, row_length)] = columns
-        words = row_keys[:, None] ^ columns[None, :]  # (B, row_length)
-        return _lowbias32(words).reshape(shape)
-
     def random(self, size=None, dtype="float64"):
         """Uniform floats in [0, 1) of shape ``size`` (its first axis the samples'): float32 or float64."""
-        xp = backend.xp
         shape = (len(self),) if size is None else ((size,) if np.ndim(size) == 0 else tuple(size))
-        words = self._words(shape)
-        if np.dtype(dtype) == np.float32:  # the top 24 bits: every float32 in [0, 1) with 24-bit spacing
-            words >>= np.uint32(8)
-            uniform = words.astype(xp.float32)
-            uniform *= xp.float32(2.0 ** -24)
-            return uniform
-        if np.dtype(dtype) == np.float64:
-            uniform = words.astype(xp.float64)
-            uniform *= 2.0 ** -32
-            return uniform
-        raise TypeError(f"SampleStream.random draws float32 or float64; got dtype {np.dtype(dtype)}.")
+        shape = tuple(int(n) for n in shape)
+        if not shape or shape[0] != len(self):
+            raise ValueError(f"This stream draws for {len(self)} samples (one row each), but a draw of shape "
+                             f"{shape} was asked of it: a model that draws per sample (dropout in a training "
+                             "step) must run on the step's own batch; call model.eval() for other inputs.")
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise TypeError(f"SampleStream.random draws float32 or float64; got dtype {np.dtype(dtype)}.")
+        draw_key = splitmix64(self.key ^ splitmix64(self.draws))  # the k-th draw's own key
+        self.draws += 1
+        return dispatch.sample_uniform(self.samples, draw_key, shape, np.dtype(dtype))
 
     def integers(self, low: int, high: int | None = None, size=None):
         """Uniform int64 in [low, high) (NumPy's convention: ``integers(n)`` is [0, n))."""

@@ -18,6 +18,7 @@ as possible:
     crop + flip + normalise            ~12                   1        (cuda/augment.cu)
     RandAugment, one round             ~300                  ~6       (cuda/randaugment.cu)
     dropout forward                    5                     2        (cuda/dropout.cu)
+    a per-sample uniform draw          ~25                   1        (cuda/sample_random.cu)
 
 The CUDA sources live in ``cuda/*.cu`` (each file names the reference it replaces) and
 are compiled on first use by NVRTC through CuPy's RawModule; the tests compile all of
@@ -230,6 +231,10 @@ def _randaugment_stand_in(images, choice, sign, level, posterize_step, solarize_
     out[...] = result
 
 
+def _sample_uniform_stand_in(samples, draw_key, row_length, n, out):
+    out[...] = ops.sample_uniform(samples, int(draw_key), out.shape, out.dtype)
+
+
 def _crop_flip_normalize_stand_in(images, top, left, flip, padding, mean, std, out, B, C, H, W):
     out[...] = ops.crop_flip_normalize(images, top, left, flip, int(padding), mean, std)
 
@@ -253,6 +258,7 @@ SCALE_BY = _typed("optimizer.cu", "scale_by", _scale_by_stand_in)
 CROP_FLIP_NORMALIZE = CudaKernel("augment.cu", "crop_flip_normalize", _crop_flip_normalize_stand_in)
 RANDAUGMENT_ROUND = CudaKernel("randaugment.cu", "randaugment_round", _randaugment_stand_in)
 DROPOUT_APPLY = _typed("dropout.cu", "dropout_apply", _dropout_stand_in, WITH_HALF)
+SAMPLE_UNIFORM = _typed("sample_random.cu", "sample_uniform", _sample_uniform_stand_in)
 UNSCALE_GRADIENTS = CudaKernel("optimizer.cu", "unscale_gradients_f16", _unscale_stand_in)
 UPDATE_LOSS_SCALE = CudaKernel("optimizer.cu", "update_loss_scale", _update_loss_scale_stand_in)
 
@@ -532,6 +538,21 @@ def dropout_forward(x, p: float, rng, training: bool = True):
     return out, mask
 
 
+# --- per-sample random draws ------------------------------------------------------------------------------
+
+
+def sample_uniform(samples, draw_key: int, shape: tuple, dtype):
+    """Replaces ops.sample_uniform: the same integer hash, one launch (cuda/sample_random.cu) instead of ~25."""
+    xp = backend.xp
+    if np.dtype(dtype) not in FLOATS:
+        return ops.sample_uniform(samples, draw_key, shape, dtype)
+    out = xp.empty(shape, dtype=dtype)
+    row_length = out.size // max(1, int(shape[0]))
+    SAMPLE_UNIFORM[out.dtype](_grid(out.size), (_contiguous(samples.astype(np.uint64, copy=False)),
+                                                np.uint64(draw_key), np.int64(row_length), np.int64(out.size), out))
+    return out
+
+
 # --- augmentation -----------------------------------------------------------------------------------------
 
 
@@ -596,4 +617,5 @@ KERNELS = {
     "crop_flip_normalize": crop_flip_normalize,
     "rand_augment": rand_augment,
     "dropout_forward": dropout_forward,
+    "sample_uniform": sample_uniform,
 }
