@@ -41,7 +41,7 @@ import signal
 import sys
 import time
 
-import numpy as np  # host side: generator states, metrics
+import numpy as np  # host side: normalisation, metrics
 
 from minivit import backend
 from minivit.adapt import build_from_pretrained
