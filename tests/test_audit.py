@@ -88,6 +88,14 @@ def test_training_names_what_would_mislead_it_before_it_starts(tmp_path, capsys)
     assert train_briefly(root, tmp_path / "run2", capsys, test_every_epoch=True) == warnings
 
 
+def test_a_test_split_that_cannot_be_read_is_named_not_refused(tmp_path, capsys):
+    root = write_image_folder(tmp_path / "data", per_class=8, size=8, test_per_class=2)
+    for path in (root / "test" / "red").iterdir():
+        path.unlink()
+    [warning] = train_briefly(root, tmp_path / "run", capsys)
+    assert f"the test split of {root} was not checked:" in warning and "red hold no .png/.jpg images" in warning
+
+
 def test_evaluate_names_the_classes_its_split_lacks(tmp_path, capsys):
     root = write_image_folder(tmp_path / "data", per_class=8, size=8, test_per_class=3)
     train_briefly(root, tmp_path / "run", capsys)
