@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivit.augment import augment_batch, normalize
+from minivit.augment import normalize
 from minivit.convert import from_hf, hf_config_kwargs, to_hf
 from minivit.optim import no_weight_decay
 from minivit.train import Trainer
@@ -42,8 +42,8 @@ class TorchTrainer(Trainer):
     def train_step(self):
         torch, config = self.torch, self.config
         images, labels = self.batches.get(self.step)
-        pixel_values, targets = augment_batch(images, labels, config.augment, self.mean, self.std,
-                                              self.model.config.num_labels, self.augment_rng, self.host_rng)
+        pixel_values, targets = self.randomness.augment_step(self.step, images, labels, config.augment, self.mean,
+                                                             self.std, self.model.config.num_labels)
         self.torch_model.train()
         logits = self.torch_model(pixel_values=torch.from_numpy(pixel_values)).logits
         torch_targets = torch.from_numpy(np.asarray(targets))

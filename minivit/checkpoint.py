@@ -3,7 +3,9 @@
 Layout:
     meta                  a JSON string: format version, model config, training
                           options, step, epoch, best accuracy, normalisation,
-                          class names and random-generator states
+                          class names and the number of ranks (a run's random
+                          draws are functions of its seed and step: no
+                          generator state is kept)
     model/<name>          every parameter (NumPy arrays)
     optimizer/<key>       the optimizer's state (step and moment buffers)
 

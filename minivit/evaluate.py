@@ -12,7 +12,8 @@ activations (no backward follows).
 
 A checkpoint with NaN or infinite weights is refused, and so is test data holding a
 class the model was not trained on (a model trained with ``--classes`` on some of the
-classes is evaluated on those).
+classes is evaluated on those). A split that lacks some of the model's classes is
+evaluated on the others, and the output names the classes it lacks.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from minivit.augment import normalize
 from minivit.checkpoint import CheckpointError, load_checkpoint
 from minivit.cli import ArgumentParser, run_command
 from minivit.data import SPLITS, Dataset, load_split
+from minivit.data.audit import lacking_classes
 from minivit.nn import no_grad
 from minivit.ops import cross_entropy_forward
 from minivit.option_checks import whole_number_problem
@@ -97,7 +99,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, split: str
                  for i, name in enumerate(dataset.class_names)}  # None: the split has no image of the class
     return {"checkpoint": str(checkpoint), "split": split, "num_images": int(len(dataset)),
             "accuracy": result["accuracy"], "loss": result["loss"], "per_class": per_class,
-            "confusion_matrix": confusion.tolist(), "class_names": dataset.class_names}
+            "confusion_matrix": confusion.tolist(), "class_names": dataset.class_names,
+            "lacking_classes": lacking_classes(dataset, dataset.class_names)}
 
 
 def build_parser() -> ArgumentParser:
@@ -158,6 +161,10 @@ def _main(argv) -> int:
           f"(loss {result['loss']:.4f})")
     for name, accuracy in result["per_class"].items():
         print(f"  {name:>12s}  " + (f"{100 * accuracy:6.2f}%" if accuracy is not None else "no images"))
+    if result["lacking_classes"]:
+        print(f"the {args.split} split has no images of {len(result['lacking_classes'])} of the model's "
+              f"{len(result['class_names'])} classes ({', '.join(result['lacking_classes'])}): the accuracy covers "
+              "the others alone")
     print(f"confusion matrix: {figure}")
     return 0
 

@@ -295,6 +295,23 @@ def test_dropout_forward(device, dtype):
     assert gpu.dropout_forward(x, 0.25, backend.default_rng(5), False)[1] is None  # eval: the identity
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sample_uniform(device, dtype):
+    """The same integer hash: the same numbers, to the last bit, in one launch."""
+    from minivit import sim
+
+    samples = backend.asarray(np.array([7, 0, 2**40 + 3, 12], dtype=np.uint64))
+    for shape in [(4, 9, 16), (4,)]:
+        if device == "cupy-sim":
+            sim.reset_counters()
+        fast = gpu.sample_uniform(samples, 0xDEADBEEF12345678, shape, np.dtype(dtype))
+        if device == "cupy-sim":
+            assert sim.counters()["launches"] == 1  # the kernel (the samples are uint64 already)
+        reference = ops.sample_uniform(samples, 0xDEADBEEF12345678, shape, np.dtype(dtype))
+        assert fast.dtype == reference.dtype and fast.shape == reference.shape
+        np.testing.assert_array_equal(backend.to_numpy(fast), backend.to_numpy(reference))
+
+
 def test_rand_augment(device):
     """One kernel per round gives each image the operation the reference gives it. On a GPU, float32
     transcendental functions and fused multiply-adds may move an affine source pixel across a

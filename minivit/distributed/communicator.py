@@ -10,7 +10,7 @@ ranks talk in two kinds of messages:
               parameters and optimizer state (once, at the start), a few sums (the
               steps' losses, the validation counts)
     control   small host objects, pickled: the rendezvous, whether every rank set up
-              well, a resumed run's metadata, each rank's generator states at a checkpoint
+              well, a resumed run's metadata
 
 ``SingleProcess`` is the communicator of an ordinary run: one rank, every message
 returned as it is, so the trainer has one code path. ``MPICommunicator``

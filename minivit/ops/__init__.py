@@ -33,6 +33,7 @@ from minivit.ops.attention import (
     multi_head_attention_forward,
     split_heads,
 )
+from minivit.ops.counter_random import sample_uniform
 from minivit.ops.dropout import dropout_backward, dropout_forward
 from minivit.ops.embeddings import (
     cls_concat_backward,
@@ -91,6 +92,7 @@ __all__ = [
     "position_add_backward",
     "position_add_forward",
     "rand_augment",
+    "sample_uniform",
     "residual_backward",
     "residual_forward",
     "residual_layernorm_inference",

@@ -336,6 +336,10 @@ class ndarray:
     def __or__(self, o): return self._binary(o, numpy.bitwise_or)
     def __ror__(self, o): return self._reflected(o, numpy.bitwise_or)
     def __xor__(self, o): return self._binary(o, numpy.bitwise_xor)
+    def __ixor__(self, o): return self._inplace(o, numpy.bitwise_xor)
+    def __rshift__(self, o): return self._binary(o, numpy.right_shift)
+    def __irshift__(self, o): return self._inplace(o, numpy.right_shift)
+    def __lshift__(self, o): return self._binary(o, numpy.left_shift)
     def __lt__(self, o): return self._binary(o, numpy.less)
     def __le__(self, o): return self._binary(o, numpy.less_equal)
     def __gt__(self, o): return self._binary(o, numpy.greater)
@@ -383,6 +387,7 @@ def _index(key):
 
 float16, float32, float64 = numpy.float16, numpy.float32, numpy.float64
 int8, int16, int32, int64, uint8 = numpy.int8, numpy.int16, numpy.int32, numpy.int64, numpy.uint8
+uint16, uint32, uint64 = numpy.uint16, numpy.uint32, numpy.uint64
 bool_ = numpy.bool_
 floating, integer, number = numpy.floating, numpy.integer, numpy.number
 dtype = numpy.dtype

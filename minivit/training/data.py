@@ -5,11 +5,13 @@ validation, and drawn in batches.
     load_training_images(...)           the train split at the model's size, --classes applied
     check_fits_model(dataset, config)   image shape and number of classes against the model
     split_for_validation(...)           a stratified split in which every class has images on both sides
+    report_data_problems(...)           data that would mislead the run refused, or named (minivit.data.audit)
     Batches                             the training images on the backend, drawn in a seeded order
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np  # host side: data indices
@@ -17,6 +19,7 @@ import numpy as np  # host side: data indices
 from minivit import backend
 from minivit.config import ViTConfig
 from minivit.data import DataError, Dataset, download_cifar10, find_data, load_split, stratified_split
+from minivit.data.audit import audit_training_data, load_test_split, refuse_empty_classes
 
 DOWNLOAD_WITH_DATA_DIR = ("--download fetches CIFAR-10 into ./data, and --data-dir names data you already have: "
                           "give one of them (--data-dir DIR alone, or --download alone).")
@@ -66,6 +69,7 @@ def split_for_validation(dataset: Dataset, val_fraction: float, seed: int) -> tu
     """(training part, validation part): ``stratified_split``, refused unless every class has at least
     one image on each side (a class without validation images would make the accuracy that picks
     the best checkpoint mean nothing for it)."""
+    refuse_empty_classes(dataset)
     counts = dataset.class_counts()
     train_idx, val_idx = stratified_split(dataset.labels, val_fraction, seed)
     val_counts = np.bincount(dataset.labels[val_idx], minlength=dataset.num_classes)
@@ -81,6 +85,21 @@ def split_for_validation(dataset: Dataset, val_fraction: float, seed: int) -> tu
             f"without {'validation' if val_counts[short[0]] == 0 else 'training'} images (the smallest class, "
             f"{name!r}, has {smallest}): choose --val-fraction in [{1 / smallest:.3g}, {1 - 1 / smallest:.3g}].")
     return dataset.subset(train_idx), dataset.subset(val_idx)
+
+
+def report_data_problems(train_set: Dataset, val_set: Dataset, data_dir: str, image_size: int,
+                         classes: list[str] | None, test_set: Dataset | None = None, warn: bool = True) -> None:
+    """Before training: refuse a class without training images, and (``warn``: rank 0) print what would
+    mislead: small classes, a test split lacking classes (or with classes training lacks), validation or
+    test images that are copies of training images. ``test_set``: the run's own, if it loaded one."""
+    warnings, test = [], test_set
+    if test is None and warn:
+        try:
+            test = load_test_split(data_dir, image_size, classes)
+        except DataError as error:  # the test split is not training's to refuse: evaluate will
+            warnings.append(f"the test split of {data_dir} was not checked: {error}")
+    for warning in warnings + audit_training_data(train_set, val_set, test, warn=warn):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 class Batches:
@@ -111,14 +130,19 @@ class Batches:
         self.steps_per_epoch = len(labels) // batch_size  # the last, incomplete batch is dropped
         self._order_epoch, self._order = None, None
 
-    def get(self, step: int):
-        """(images, labels) of this rank's share of the global batch of ``step``: (B / N, C, H, W), (B / N,)."""
+    def samples(self, step: int, rank: int | None = None):
+        """The indices (into ``images``) of a rank's share of the global batch of ``step``: (B / N,),
+        on the backend. ``rank``: this rank by default."""
         epoch, index = divmod(step, self.steps_per_epoch)
         if self._order_epoch != epoch:
             order = np.random.default_rng([self.seed, epoch]).permutation(len(self.labels))
             self._order, self._order_epoch = backend.asarray(order), epoch
-        start = index * self.batch_size + self.rank * self.shard_size
-        chosen = self._order[start:start + self.shard_size]
+        start = index * self.batch_size + (self.rank if rank is None else rank) * self.shard_size
+        return self._order[start:start + self.shard_size]
+
+    def get(self, step: int):
+        """(images, labels) of this rank's share of the global batch of ``step``: (B / N, C, H, W), (B / N,)."""
+        chosen = self.samples(step)
         return self.images[chosen], self.labels[chosen]
 
 

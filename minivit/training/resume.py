@@ -1,7 +1,7 @@
 """What a run starts from, besides its options: its own checkpoint (resuming) or pretrained weights (finetuning).
 
     saved = read_saved_run(run_folder)      checkpoint-last.npz, read once (by the command line, or the Trainer)
-    check_continues(saved, config, out)     checked once: the same run, finite, on as many ranks
+    check_continues(saved, config, out)     checked once: the same run, finite (on any number of ranks)
     pretrained = read_pretrained(source)    a Pretrained: config, weights and what the source says
 
 ``SavedRun`` and ``Pretrained`` name what a checkpoint holds (``saved.class_names``,
@@ -77,10 +77,6 @@ class SavedRun:
     def loss_scale(self) -> dict | None:
         return self.meta.get("loss_scale")
 
-    def streams(self, rank: int, size: int) -> dict:
-        """The random generators' states of ``rank`` (dropout, augment, host)."""
-        return self.meta["rng_of_ranks"][rank] if size > 1 else self.meta["rng"]
-
     def metadata_only(self) -> SavedRun:
         """What the other ranks get: everything but the weights."""
         return replace(self, model_state=None, optimizer_state=None)
@@ -132,19 +128,6 @@ def check_continues(saved: SavedRun, requested: TrainConfig) -> None:
         if bad:
             raise CheckpointError(f"{saved.path} holds non-finite values ({', '.join(bad[:4])}): it cannot be "
                                   "continued. Start a new run (another --out).")
-
-
-def check_same_ranks(saved: SavedRun, size: int, out: str) -> None:
-    """A run continues on as many ranks as it ran on: each rank's random streams continue where they stopped."""
-    ranks = saved.ranks
-    if ranks == size:
-        return
-    out = shlex.quote(out)
-    how = (f"mpiexec -n {ranks} python -m minivit.train --resume --out {out} --distributed" if ranks > 1
-           else f"python -m minivit.train --resume --out {out} --no-distributed")
-    raise CheckpointError(f"The run in {out} was trained on {ranks} rank{'s' if ranks > 1 else ''} and is resumed "
-                          f"on {size}: each rank's random streams (augmentation, dropout) continue only on a rank of "
-                          f"their own. Resume it as it ran: {how}.")
 
 
 def check_limits_leave_room(config: TrainConfig, step: int, elapsed: float, out: str) -> None:

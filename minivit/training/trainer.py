@@ -32,14 +32,14 @@ an ordinary run):
   * rank 0 alone claims the run folder and reads the checkpoint or pretrained weights, and
     broadcasts the parameters and optimizer state: every rank starts from the same values;
   * each setting-up step fails on every rank if it fails on one (``_on_every_rank``);
-  * each rank draws its shard of every global batch and its own random streams (seed and
-    rank); one all-reduce of the flat gradient buffer averages the shards' gradients before
-    clipping and the optimizer step (the "allreduce" phase);
+  * each rank draws its shard of every global batch, augmented and with dropout masks as one
+    process draws them (minivit.training.randomness); one all-reduce of the flat gradient buffer
+    averages the shards' gradients before clipping and the optimizer step (the "allreduce" phase);
   * the steps' losses and the validation counts are summed over the ranks, and the ranks
     agree on rank 0's clock and on Ctrl-C at every drain (every step on the CPU, every
     --sync-every steps on a GPU), so all take the same learning rates and stop at the same step;
-  * rank 0 alone writes logs, figures and checkpoints (every rank's generator states go
-    into them, so a run resumed on as many ranks continues exactly).
+  * rank 0 alone writes logs, figures and checkpoints. The run's randomness is a function of
+    the seed and the step, so a run stopped on N ranks continues exactly on any number.
 """
 
 from __future__ import annotations
@@ -51,12 +51,11 @@ import signal
 import sys
 import time
 
-import numpy as np  # host side: generator states, metrics
+import numpy as np  # host side: normalisation, metrics
 
 from minivit import backend
 from minivit.adapt import build_from_pretrained
 from minivit.amp import LossScaler
-from minivit.augment import augment_batch
 from minivit.checkpoint import CheckpointError, NonFiniteWeights, save_checkpoint
 from minivit.cli import RunFailed
 from minivit.config import ViTConfig
@@ -72,17 +71,18 @@ from minivit.training.data import (
     Batches,
     check_fits_model,
     load_training_images,
+    report_data_problems,
     resolve_data_dir,
     split_for_validation,
 )
 from minivit.training.divergence import DivergenceWatch, TrainingDiverged, stop_message
 from minivit.training.options import TrainConfig
+from minivit.training.randomness import RunRandomness
 from minivit.training.resume import (
     Pretrained,
     SavedRun,
     check_continues,
     check_limits_leave_room,
-    check_same_ranks,
     read_pretrained,
     read_saved_run,
 )
@@ -233,6 +233,8 @@ class Trainer:
                 test_set = test_set.select_classes([name for name in config.classes if name in test_set.class_names])
             # labelled by name as the training classes: a test split that lacks a class keeps the others' labels
             self.test_set = test_set.relabelled_as(self.class_names, f"The test split of {data_dir}")
+        report_data_problems(self.train_set, self.val_set, data_dir, model_config.image_size, config.classes,
+                             self.test_set, warn=self.writes)
 
     def _set_up_model(self, pretrained: Pretrained | None) -> None:
         dtype = self.config.precision  # float16: a float16 model, float32 master weights in the optimizer
@@ -258,15 +260,10 @@ class Trainer:
         self.trainable = [parameter for _, parameter in self.optimizer.named_parameters]
 
     def _set_up_random_streams(self) -> None:
-        """Dropout, augmentation (on the backend) and mixing (on the host) draw from streams of the seed;
-        in a distributed run, of the seed and the rank. Rank 0 keeps an ordinary run's streams."""
-        seed, rank = self.config.seed, self.comm.rank
-        rank_key = [rank] if rank else []
-        self.augment_rng = backend.default_rng(np.random.SeedSequence([seed, 2, *rank_key]).generate_state(1)[0])
-        self.host_rng = np.random.default_rng([seed, 3, *rank_key])
-        if rank:  # the model drew its dropout stream from the seed alone
-            _use_dropout_stream(self.model, backend.default_rng(np.random.SeedSequence([seed, 1, rank])
-                                                                .generate_state(1)[0]))
+        """Augmentation, mixing and dropout draw as functions of (seed, epoch, image) and (seed, step), never
+        of the rank or of earlier draws (minivit.training.randomness): any number of ranks trains the
+        same model, and a checkpoint needs no generator state to continue exactly, on any number of ranks."""
+        self.randomness = RunRandomness(self.config.seed, self.batches, self.model)
 
     def _set_up_schedule(self) -> None:
         self.steps_per_epoch = self.batches.steps_per_epoch
@@ -286,7 +283,7 @@ class Trainer:
         self.watch = DivergenceWatch(self.model_config.num_labels, len(self.val_set.labels))
 
     def _resume_from(self, saved: SavedRun) -> None:
-        check_same_ranks(saved, self.comm.size, self.run_folder.given)
+        # (on any number of ranks: the run's randomness is a function of seed, epoch, image and step)
         if saved.model_state is not None:  # (on ranks other than 0, the metadata alone)
             try:
                 self.model.load_state_dict(saved.model_state)
@@ -301,10 +298,6 @@ class Trainer:
         # the normalisation the run started with (a finetuning run's came from its pretrained model)
         self.mean, self.std = saved.mean, saved.std
         self.epoch_sums = saved.epoch_sums
-        streams = saved.streams(self.comm.rank, self.comm.size)
-        _set_generator_state(self.model.rng, streams["dropout"])
-        _set_generator_state(self.augment_rng, streams["augment"])
-        _set_generator_state(self.host_rng, streams["host"])
         if self.writes:
             self.history = self.run_folder.history(self.step)
             self.run_folder.truncate_steps(self.step)  # steps after the checkpoint will be run again
@@ -313,21 +306,15 @@ class Trainer:
 
     # --- checkpoints -----------------------------------------------------------------------------
 
-    def _generator_states(self) -> dict:
-        return {"dropout": _generator_state(self.model.rng), "augment": _generator_state(self.augment_rng),
-                "host": _generator_state(self.host_rng)}
-
-    def _meta(self, rng_of_ranks: list | None = None) -> dict:
+    def _meta(self) -> dict:
         """What a checkpoint holds besides the arrays (read back as a minivit.training.resume.SavedRun)."""
         meta = {
             "train_config": self.config.to_dict(), "step": self.step, "epoch": self.step / self.steps_per_epoch,
             "best_accuracy": self.best_accuracy, "elapsed": self.elapsed,
             "epoch_sums": self.epoch_sums, "mean": self.mean.tolist(), "std": self.std.tolist(),
-            "class_names": self.class_names, "backend": backend.name, "rng": self._generator_states(),
+            "class_names": self.class_names, "backend": backend.name, "ranks": self.comm.size,
             **({"loss_scale": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
-        if self.comm.size > 1:  # every rank's streams (rank 0's are also "rng")
-            meta.update(ranks=self.comm.size, rng_of_ranks=rng_of_ranks)
         return meta
 
     def evaluate(self, images: np.ndarray, labels: np.ndarray) -> dict:
@@ -341,11 +328,10 @@ class Trainer:
         """Write a checkpoint (rank 0). Refused (TrainingDiverged, on every rank) if a weight or optimizer
         value is not finite; SaveFailed (on every rank) if the file cannot be written."""
         path = self.run_dir / name
-        rng_of_ranks = self.comm.gather_object(self._generator_states()) if self.comm.size > 1 else None
         refused, unwritten = None, None
         if self.writes:
             try:
-                save_checkpoint(path, self.model, self.optimizer, self._meta(rng_of_ranks))
+                save_checkpoint(path, self.model, self.optimizer, self._meta())
             except NonFiniteWeights as error:
                 refused = error.names_text()
             except OSError as error:
@@ -414,8 +400,8 @@ class Trainer:
                                       backend.asarray(self.std, dtype="float32"))
             _, mean, std = self._device_stats
         with phase("augment"):
-            pixel_values, targets = augment_batch(images, labels, self.config.augment, mean, std,
-                                                  self.model.config.num_labels, self.augment_rng, self.host_rng)
+            pixel_values, targets = self.randomness.augment_step(self.step, images, labels, self.config.augment,
+                                                                 mean, std, self.model.config.num_labels)
         return self.take_step(pixel_values, targets, self.learning_rate(self.step))
 
     def run(self) -> dict:
@@ -611,23 +597,3 @@ class Trainer:
             elif self.config.progress or line is warning:
                 print(line, file=sys.stderr)
 
-
-def _use_dropout_stream(model, rng) -> None:
-    """Give every dropout of ``model`` the generator ``rng`` (they share the model's ``rng``)."""
-    shared = model.rng
-    for module in model.modules():
-        if getattr(module, "rng", None) is shared:
-            module.rng = rng
-
-
-# --- generator states (JSON-safe) --------------------------------------------------------------
-
-def _generator_state(generator):
-    if backend.name == "numpy" or isinstance(generator, np.random.Generator):
-        return generator.bit_generator.state
-    return None  # CuPy's generators are not restored: resumption is exact on NumPy only
-
-
-def _set_generator_state(generator, state) -> None:
-    if state is not None and (backend.name == "numpy" or isinstance(generator, np.random.Generator)):
-        generator.bit_generator.state = state
