@@ -101,11 +101,13 @@ def cutmix(images, targets, alpha: float, host_rng):
 
 # --- the pipeline ----------------------------------------------------------------------------
 
-def augment_batch(images, labels, config: AugmentConfig, mean, std, num_classes: int, rng, host_rng):
+def augment_batch(images, labels, config: AugmentConfig, mean, std, num_classes: int, rng, host_rng,
+                  mix: bool = True):
     """One training batch: geometry and RandAugment on pixels, normalise, then mix.
 
     Returns (pixel_values float32 (B, C, H, W), targets): integer labels, or
-    (B, num_classes) probabilities when mixup or cutmix is on.
+    (B, num_classes) probabilities when mixup or cutmix is on. ``mix=False`` leaves
+    mixup and cutmix out (the end of a run, ``--mixing-stops-at``).
     """
     xp = backend.xp
     if config.randaugment_ops:
@@ -124,7 +126,7 @@ def augment_batch(images, labels, config: AugmentConfig, mean, std, num_classes:
         pixel_values = dispatch.crop_flip_normalize(images, top, left, flip, padding, mean, std)
 
     targets = labels
-    if config.mixup_alpha > 0 or config.cutmix_alpha > 0:
+    if mix and (config.mixup_alpha > 0 or config.cutmix_alpha > 0):
         targets = one_hot(labels, num_classes)
         if float(host_rng.random()) < config.mix_prob:
             use_cutmix = config.cutmix_alpha > 0 and (config.mixup_alpha == 0 or host_rng.random() < 0.5)

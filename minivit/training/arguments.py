@@ -32,7 +32,7 @@ from minivit.training.run_folder import RunFolder
 
 # TrainConfig fields whose flags are written out by hand below
 _SPECIAL_FIELDS = ("preset", "model", "data_dir", "download", "out", "backend", "augment", "progress", "classes",
-                   "init_from", "freeze", "layer_decay")
+                   "init_from", "freeze", "layer_decay", "given_options", "budget_choice")
 
 
 def _class_list(text: str) -> list[str]:
@@ -115,7 +115,9 @@ def config_from_args(argv=None, prog: str = "python -m minivit.train") -> tuple[
         augment_config = AugmentConfig(**augment)
     except ValueError as error:
         raise ValueError(f"Bad augmentation options: {option_names(str(error))}") from error
-    return TrainConfig(**{**values, "model": model, "augment": augment_config}), False
+    # the options the user gave: a recipe that follows the budget leaves them as given
+    given = sorted(f"augment.{key}" if key in augment else key for key in args if not key.startswith("model."))
+    return TrainConfig(**{**values, "model": model, "augment": augment_config, "given_options": given}), False
 
 
 def _resumed_config(values: dict, args: dict, model: dict, augment: dict) -> TrainConfig:

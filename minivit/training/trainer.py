@@ -47,17 +47,26 @@ from minivit import backend
 from minivit.adapt import build_from_pretrained
 from minivit.amp import LossScaler
 from minivit.augment import augment_batch
-from minivit.checkpoint import CheckpointError, NonFiniteWeights, non_finite_names, read_checkpoint, save_checkpoint
+from minivit.checkpoint import (
+    CheckpointError,
+    NonFiniteWeights,
+    non_finite_names,
+    read_checkpoint,
+    read_ema_weights,
+    save_checkpoint,
+)
 from minivit.cli import RunFailed
 from minivit.config import ViTConfig
 from minivit.data import DataError
 from minivit.dispatch import cross_entropy_backward, cross_entropy_forward
 from minivit.distributed import Communicator, SingleProcess, connect, mark_raised_together
 from minivit.distributed.sharding import evaluate_sharded
+from minivit.ema import WeightAverage
 from minivit.evaluate import evaluate_model
 from minivit.model import ViTForImageClassification
 from minivit.optim import build_optimizer, warmup_cosine
 from minivit.profile import phase
+from minivit.training import budget_recipe
 from minivit.training.data import (
     Batches,
     check_fits_model,
@@ -133,10 +142,13 @@ class Trainer:
                 None if pretrained_meta is None else (pretrained_meta[0], None, pretrained_meta[1]))
 
     def _set_up(self, saved, pretrained) -> None:
+        if saved is not None:  # the budget recipe's choice, as the checkpoint holds it (budget_recipe)
+            self.config = budget_recipe.keep_saved_choice(self.config, saved[0]["train_config"])
         self._set_up_data(self._model_config(saved, pretrained), saved, pretrained)
         self._set_up_model(pretrained)
         self._set_up_optimizer()
         self._set_up_schedule()
+        self._set_up_ema()
         if saved is not None:
             self._resume_from(saved)
 
@@ -147,6 +159,8 @@ class Trainer:
         self.comm.broadcast(self.model.flat.data)
         for buffer in self.optimizer.state_buffers():
             self.comm.broadcast(buffer)
+        if self.ema is not None:
+            self.comm.broadcast(self.ema.average)
         self.optimizer.step_count = self.comm.broadcast_object(self.optimizer.step_count)
         self.history = self.comm.broadcast_object(self.history)  # a resumed run's rows so far
 
@@ -157,7 +171,7 @@ class Trainer:
         path = self.run_folder.last_checkpoint
         meta, model_state, optimizer_state = read_checkpoint(path)
         saved = TrainConfig.from_checkpoint_meta(meta, path).to_dict()
-        requested = self.config.to_dict()
+        requested = budget_recipe.keep_saved_choice(self.config, saved).to_dict()
         differences = []
         for key in saved:
             if key in RESUMABLE_CHANGES or saved[key] == requested.get(key):
@@ -277,6 +291,11 @@ class Trainer:
         self.history: list[dict] = []
         self.last_good: tuple | None = None  # (checkpoint path, step) of the newest finite checkpoint
 
+    def _set_up_ema(self) -> None:
+        """The moving average of the weights (--ema; minivit.ema): of the float32 master weights in float16."""
+        weights = self.model.flat.data if self.optimizer.master is None else self.optimizer.master
+        self.ema = WeightAverage(self.model.flat, weights, self.config.ema) if self.config.ema else None
+
     def _resume_from(self, saved: tuple) -> None:
         meta, model_state, optimizer_state = saved  # (on ranks other than 0, the metadata alone)
         path = self.run_folder.last_checkpoint
@@ -289,6 +308,13 @@ class Trainer:
                     self.optimizer.load_weights(model_state)
             except ValueError as error:
                 raise CheckpointError(f"{path}: {error}") from error
+        if self.ema is not None:  # (rank 0 reads it; _share_state_of_rank_0 sends it to the others)
+            self.ema.updates = meta["step"]
+            if model_state is not None:
+                try:
+                    self.ema.load_state_dict(read_ema_weights(path), meta["step"])
+                except ValueError as error:
+                    raise CheckpointError(f"{path}: {error}") from error
         if self.scaler is not None and "loss_scale" in meta:
             self.scaler.load_state_dict(meta["loss_scale"])
         self.step, self.best_accuracy, self.elapsed = meta["step"], meta["best_accuracy"], meta["elapsed"]
@@ -348,12 +374,14 @@ class Trainer:
             meta.update(ranks=self.comm.size, rng_of_ranks=rng_of_ranks)
         return meta
 
-    def evaluate(self, images: np.ndarray, labels: np.ndarray) -> dict:
-        """Loss and accuracy over a data set (in a distributed run, each rank evaluates its shard)."""
+    def evaluate(self, images: np.ndarray, labels: np.ndarray, tta: bool = False) -> dict:
+        """Loss and accuracy over a data set (in a distributed run, each rank evaluates its shard);
+        ``tta``: with flip test-time augmentation."""
         if self.comm.size == 1:
-            return evaluate_model(self.model, images, labels, self.mean, self.std, self.config.eval_batch_size)
+            return evaluate_model(self.model, images, labels, self.mean, self.std, self.config.eval_batch_size,
+                                  tta)
         return evaluate_sharded(self.model, images, labels, self.mean, self.std, self.config.eval_batch_size,
-                                self.comm)
+                                self.comm, tta)
 
     def save(self, name: str = "checkpoint-last.npz"):
         """Write a checkpoint (rank 0); refused (TrainingDiverged, on every rank) if a weight or optimizer
@@ -363,7 +391,8 @@ class Trainer:
         refused = None
         if self.writes:
             try:
-                save_checkpoint(path, self.model, self.optimizer, self._meta(rng_of_ranks))
+                save_checkpoint(path, self.model, self.optimizer, self._meta(rng_of_ranks),
+                                ema_weights=self.ema.state_dict() if self.ema is not None else None)
             except NonFiniteWeights as error:
                 refused = error.names_text()
         refused = self.comm.broadcast_object(refused)
@@ -396,14 +425,19 @@ class Trainer:
         and the rate reaches its minimum as the budget runs out, whatever the pace of the
         machine; without a budget the steps alone decide, so resumed runs repeat exactly.
         """
-        position = step
-        if self.config.time_budget:
-            position = max(step, self.elapsed / self.config.time_budget * self.total_steps)
+        position = self.schedule_position(step)
         rate = warmup_cosine(position, self.total_steps, min(self.warmup_steps, self.total_steps // 2),
                              self.config.lr, self.config.min_lr)
         # warmup_cosine's warmup gives lr * (step + 1) / warmup_steps, which passes the peak between the
         # last warmup step and the cosine's start when the position is fractional (the clock's)
         return min(rate, self.config.lr)
+
+    def schedule_position(self, step: int) -> float:
+        """How far along the schedule the run is, in steps: ``step``, or under a time budget the larger of
+        it and the budget's share spent times the schedule's steps (see ``learning_rate``)."""
+        if self.config.time_budget:
+            return max(step, self.elapsed / self.config.time_budget * self.total_steps)
+        return step
 
     def train_step(self):
         """One optimisation step; returns (loss, correct) as 0-d backend arrays (no host sync).
@@ -421,8 +455,10 @@ class Trainer:
                                       backend.asarray(self.std, dtype="float32"))
             _, mean, std = self._device_stats
         with phase("augment"):
+            mix = self.schedule_position(self.step) < config.mixing_stops_at * self.total_steps  # --mixing-stops-at
             pixel_values, targets = augment_batch(images, labels, config.augment, mean, std,
-                                                  self.model.config.num_labels, self.augment_rng, self.host_rng)
+                                                  self.model.config.num_labels, self.augment_rng, self.host_rng,
+                                                  mix=mix)
         self.model.train()
         with phase("zero_grad"):
             self.optimizer.zero_grad()
@@ -449,6 +485,8 @@ class Trainer:
             self.optimizer.step(skip=None if self.scaler is None else self.scaler.found_inf)
             if self.scaler is not None:
                 self.scaler.update()
+            if self.ema is not None:
+                self.ema.update()
         with phase("metrics"):
             hard_targets = targets if targets.ndim == 1 else xp.argmax(targets, axis=1)
             correct = xp.sum(xp.argmax(logits, axis=1) == hard_targets)
@@ -482,6 +520,7 @@ class Trainer:
         last = self.history[-1] if self.history else {}
         return {"run_dir": str(self.run_dir), "step": self.step, "finished": finished, "stop_reason": stop_reason,
                 "val_accuracy": last.get("val_accuracy"), "best_val_accuracy": self.best_accuracy,
+                **({"ema_val_accuracy": last.get("ema_val_accuracy")} if self.ema is not None else {}),
                 "elapsed": self.elapsed, "checkpoint": str(path)}
 
     def continue_command(self, session: dict) -> str:
@@ -544,6 +583,7 @@ class Trainer:
         self._clock_paused = 0.0  # seconds of this session not counted as training (test evaluations)
         progress = self._progress_bar()
         stop_reason = None
+        chooser = budget_recipe.BudgetRecipe.for_run(config, len(self.train_set.labels), self.step, together)
         try:
             while self.step < self.total_steps:
                 loss, correct = self.train_step()
@@ -555,6 +595,8 @@ class Trainer:
                 clock = elapsed_before + time.perf_counter() - session_start - self._clock_paused
                 if not together:
                     self.elapsed = clock
+                if chooser is not None and self._follow_the_budget(chooser, progress):
+                    chooser = None
                 if self.on_step is not None:
                     self.on_step(self, self.step)
                 end_of_epoch = self.step % self.steps_per_epoch == 0
@@ -579,6 +621,28 @@ class Trainer:
             if progress is not None:
                 progress.close()
         return stop_reason
+
+    def _follow_the_budget(self, chooser, progress) -> bool:
+        """Once the pace is measured, the budget recipe's choice applies (minivit.training.budget_recipe)."""
+        choice = chooser.observe(self.step)
+        if self.comm.size > 1:  # every rank measures the same steps; rank 0's pace decides
+            choice = self.comm.broadcast_object(choice)
+        if choice is None:
+            return False
+        self.config = budget_recipe.apply(self.config, choice)
+        self.warmup_steps = int(round(self.config.warmup_epochs * self.steps_per_epoch))
+        if not self.config.ema:
+            self.ema = None
+        elif self.ema is None:
+            self._set_up_ema()
+        if self.writes:  # said on stderr (above the progress bar, if there is one)
+            message = budget_recipe.describe(choice, self.config.time_budget)
+            if progress is not None:
+                progress.write(message, file=sys.stderr)
+            else:
+                print(message, file=sys.stderr)
+            self.run_folder.start_logs(self.config.to_dict(), fresh=False)  # train_config.json with the choice
+        return True
 
     def _drain(self, pending: list, progress) -> None:
         """Read the pending losses on the host (one copy); stop on the first NaN or infinity."""
@@ -640,15 +704,25 @@ class Trainer:
         val = self.evaluate(self.val_set.images, self.val_set.labels)
         if not math.isfinite(val["loss"]):
             self._diverged(f"The validation loss became {val['loss']}")
+        ema_val = None
+        if self.ema is not None:  # the moving average of the weights, validated beside them
+            with self.ema.in_model(self.model):
+                ema_val = self.evaluate(self.val_set.images, self.val_set.labels)
         row = {"epoch": round(self.step / self.steps_per_epoch, 4), "step": self.step,
                "train_loss": self.epoch_sums["loss"] / seen, "train_accuracy": self.epoch_sums["correct"] / seen,
                "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": self.optimizer.lr,
                "elapsed": round(self.elapsed, 2),
                "images_per_second": round(self.step * self.config.batch_size / max(self.elapsed, 1e-9), 1)}
+        if ema_val is not None:
+            row["ema_val_loss"], row["ema_val_accuracy"] = ema_val["loss"], ema_val["accuracy"]
         if self.test_set is not None:  # for time-to-accuracy measurements: not part of the training clock
             started = time.perf_counter()
-            test = self.evaluate(self.test_set.images, self.test_set.labels)
+            test = self.evaluate(self.test_set.images, self.test_set.labels, tta=self.config.tta)
             row["test_loss"], row["test_accuracy"] = test["loss"], test["accuracy"]
+            if self.ema is not None:
+                with self.ema.in_model(self.model):
+                    row["ema_test_accuracy"] = self.evaluate(self.test_set.images, self.test_set.labels,
+                                                             tta=self.config.tta)["accuracy"]
             self._clock_paused = getattr(self, "_clock_paused", 0.0) + time.perf_counter() - started
         if not partial:
             self.epoch_sums = {"loss": 0.0, "correct": 0.0, "seen": 0}
@@ -671,6 +745,8 @@ class Trainer:
             self._last_plot = time.perf_counter()
         summary = (f"epoch {row['epoch']:g}: train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f} | "
                    f"val loss {row['val_loss']:.3f} acc {row['val_accuracy']:.3f} | {row['images_per_second']} img/s")
+        if ema_val is not None:
+            summary += f" | EMA val acc {row['ema_val_accuracy']:.3f}"
         if "test_accuracy" in row:
             summary += f" | test acc {row['test_accuracy']:.3f}"
         if progress is not None:
