@@ -4,6 +4,7 @@ with the budget, and the recipe that follows the budget. Tiny generated data; no
 
 import itertools
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -295,3 +296,35 @@ def test_without_a_budget_or_with_the_recipe_off_nothing_is_chosen(data_dir, tmp
     assert budget_recipe.BudgetRecipe.for_run(TrainConfig(budget_recipe=False, time_budget=60), 100, 0) is None
     config, _ = config_from_args(["--preset", "cifar-cpu", "--no-budget-recipe", "--time-budget", "60"])
     assert not config.budget_recipe
+
+
+# --- the PyTorch side of benchmarks/cpu_training_budget.py follows the same choices ---------------------
+
+def test_the_pytorch_reference_follows_ema_tta_mixing_and_mean_pooling(data_dir, tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"))
+    from torch_reference import TorchTrainer
+
+    model = {**TINY_MODEL, "pooling": "mean", "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    config = tiny_config(data_dir, tmp_path / "torch", epochs=2, model=model, ema=0.9, mixing_stops_at=0.5,
+                         augment=AugmentConfig(mixup_alpha=0.8), tta=True, test_every_epoch=True)
+    trainer = TorchTrainer(config, threads=1)
+    # the same initial weights: PyTorch's logits (mean pooling, with and without TTA) are minivit's
+    val = trainer.val_set
+    ours = evaluate_model(trainer.model, val.images, val.labels, trainer.mean, trainer.std, tta=True)
+    theirs = trainer.evaluate(val.images, val.labels, tta=True)
+    assert theirs["loss"] == pytest.approx(ours["loss"], rel=1e-4)
+    mixes = []
+
+    def recording(*args, mix=True, **kwargs):
+        mixes.append(mix)
+        return augment_batch(*args, mix=mix, **kwargs)
+
+    monkeypatch.setattr(sys.modules["torch_reference"], "augment_batch", recording)
+    trainer.run()
+    assert mixes == [True] * 4 + [False] * 4
+    last = trainer.history[-1]
+    assert "ema_val_accuracy" in last and "ema_test_accuracy" in last and trainer.ema.updates == 8
+    parameters = torch.nn.utils.parameters_to_vector(trainer.torch_model.parameters())
+    assert not torch.equal(parameters, trainer.ema.average)  # an average, not the weights
