@@ -328,3 +328,33 @@ def test_the_pytorch_reference_follows_ema_tta_mixing_and_mean_pooling(data_dir,
     assert "ema_val_accuracy" in last and "ema_test_accuracy" in last and trainer.ema.updates == 8
     parameters = torch.nn.utils.parameters_to_vector(trainer.torch_model.parameters())
     assert not torch.equal(parameters, trainer.ema.average)  # an average, not the weights
+
+
+# --- two ranks: one average, one choice -------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_two_ranks_keep_one_average_and_choose_one_recipe(data_dir, tmp_path):
+    from test_distributed import tiny_values, train_on_ranks
+
+    values = tiny_values(data_dir, tmp_path / "straight", epochs=3, ema=0.9)
+    train_on_ranks(2, values, tmp_path / "straight-reports")
+    resumed_values = {**values, "out": str(tmp_path / "resumed")}
+    train_on_ranks(2, {**resumed_values, "max_steps": 4}, tmp_path / "stopped-reports")
+    train_on_ranks(2, resumed_values, tmp_path / "resumed-reports", resume=True)
+    straight = read_ema_weights(tmp_path / "straight" / "checkpoint-last.npz")
+    resumed = read_ema_weights(tmp_path / "resumed" / "checkpoint-last.npz")
+    for name in straight:
+        np.testing.assert_array_equal(straight[name], resumed[name], err_msg=name)
+    # rank 1 validates its shard with the average rank 0 read from the checkpoint: the sums agree
+    losses = [{row["step"]: row["ema_val_loss"] for row in rows(tmp_path / run / "metrics.jsonl")}
+              for run in ("straight", "resumed")]
+    assert [losses[1][step] for step in (3, 6, 9)] == pytest.approx([losses[0][step] for step in (3, 6, 9)],
+                                                                    rel=1e-12)
+
+    # the budget recipe: the ranks measure the same 20 steps, and rank 0's pace decides for both
+    budget = tiny_values(data_dir, tmp_path / "budget", epochs=1000, time_budget=600, budget_recipe=True,
+                         max_steps=24)
+    reports = train_on_ranks(2, budget, tmp_path / "budget-reports")
+    assert [report["summary"]["step"] for report in reports] == [24, 24]
+    choice = json.loads((tmp_path / "budget" / "train_config.json").read_text())["budget_choice"]
+    assert choice["row"] in [row.name for row in budget_recipe.ROWS]
