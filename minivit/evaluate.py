@@ -56,8 +56,8 @@ def evaluate_model(model, images: np.ndarray, labels: np.ndarray, mean, std, bat
             batch_labels = backend.asarray(labels[start:start + batch_size])
             pixel_values = normalize(batch, mean, std).astype(model.dtype)  # (B, C, H, W)
             logits = model.forward(pixel_values)  # (B, num_labels)
-            if tta:  # the mirror image: the width axis reversed
-                logits = 0.5 * (logits + model.forward(pixel_values[..., ::-1]))
+            if tta:  # the mirror image: the width axis reversed (copied: the kernels take contiguous arrays)
+                logits = 0.5 * (logits + model.forward(xp.ascontiguousarray(pixel_values[..., ::-1])))
             if logits.dtype == xp.float16:  # the loss in float32, as in float16 training
                 logits = logits.astype(xp.float32)
             loss, _ = cross_entropy_forward(logits, batch_labels)

@@ -358,3 +358,30 @@ def test_two_ranks_keep_one_average_and_choose_one_recipe(data_dir, tmp_path):
     assert [report["summary"]["step"] for report in reports] == [24, 24]
     choice = json.loads((tmp_path / "budget" / "train_config.json").read_text())["budget_choice"]
     assert choice["row"] in [row.name for row in budget_recipe.ROWS]
+
+
+# --- on the simulated GPU --------------------------------------------------------------------------
+
+def test_ema_tta_mixing_and_the_budget_recipe_on_the_simulated_gpu(data_dir, tmp_path, capsys, monkeypatch):
+    from minivit.train import main as train_main
+
+    monkeypatch.setattr(budget_recipe.BudgetRecipe, "observe", choose_after_three_steps(240))
+    tiny = ["--image-size", "8", "--patch-size", "4", "--hidden-size", "16", "--num-hidden-layers", "1",
+            "--num-attention-heads", "2", "--intermediate-size", "32", "--batch-size", "8", "--val-fraction", "0.25",
+            "--no-progress", "--backend", "cupy-sim", "--sync-every", "2"]
+    try:
+        assert train_main(["--preset", "cifar-gpu", "--data-dir", str(data_dir), "--out", str(tmp_path / "run"),
+                           "--epochs", "3", "--time-budget", "600", "--ema", "0.9", "--tta", "--test-every-epoch",
+                           *tiny]) == 0
+        last = rows(tmp_path / "run" / "metrics.jsonl")[-1]
+        assert "ema_val_accuracy" in last and "ema_test_accuracy" in last
+        config = json.loads((tmp_path / "run" / "train_config.json").read_text())
+        assert config["mixing_stops_at"] == 0.9 and config["augment"]["cutmix_alpha"] == 1.0
+        assert config["ema"] == 0.9  # given: the row's "no EMA" does not apply
+        capsys.readouterr()
+        assert evaluate_main(["--checkpoint", str(tmp_path / "run" / "checkpoint-last.npz"), "--data-dir",
+                              str(data_dir), "--backend", "cupy-sim", "--weights", "ema", "--tta", "--json",
+                              "--figure", str(tmp_path / "confusion.png")]) == 0
+        assert json.loads(capsys.readouterr().out)["tta"] is True
+    finally:
+        backend.use("numpy")
