@@ -21,6 +21,26 @@ wrong estimate moves the run to a neighbouring row, nothing worse.
 
 Every row names the evidence that chose it. Rows marked "to measure" are the best reading of the
 evidence, not yet measured on minivit: benchmarks/cpu_recipe_sweep.py holds the commands that do.
+
+The GPU recipe, chosen before a GPU is at hand (issue 26.4): ``--preset cifar-gpu --backend cupy
+--time-budget 300``, the ViT of "Vision Transformer for Small-Size Datasets" (patch 4 projected
+linearly, no convolutional stem; hidden 192, 9 layers, 12 heads, MLP 384), batch 512, AdamW 2e-3.
+  * At today's pace (about 9,000 images/s on an H200: 45 to 60 epochs in five minutes, less the
+    validation) the table gives crops, flips and RandAugment 2/5 without mixing, label smoothing
+    0.1, 5% warmup, a rate that ends at zero. Expected: about 80 to 85% test. Why: omihub777's
+    curve (a larger ViT with AutoAugment, no mixing) is near 85% at epoch 50 of 200 with the rate
+    still high, and a schedule that ends at zero at epoch 50 gains over that mid-run reading, but
+    our own 40-epoch run of the same model with the 100-epoch recipe reached only 54%, and nothing
+    published reaches 90% with a plain ViT in 50 epochs. 90% is not expected at this pace.
+  * At the pace the GPU issue targets (25,000 to 40,000 images/s: 150 to 240 epochs) the table
+    gives RandAugment 2/9 without mixing (under 200 epochs), then cutmix on half the batches
+    that stops at 90% of the schedule and a 10% warmup (200 and more). Expected: about 89 to 92%.
+    Why: omihub777's ViT reached 90.9 to 91.0% in 200 epochs with this augmentation, and Lee et
+    al.'s ViT 93.6% in 100 epochs of three passes (300 passes) with mixing added; 90% needs the
+    upper half of this range.
+  Flip TTA (``python -m minivit.evaluate --tta``) and the EMA (``--ema 0.999``) are each worth a
+  few tenths of a point in such runs elsewhere; they enter the recipe once the CPU sweep measures
+  them on minivit. The GPU issue measures the five minutes.
 """
 
 from __future__ import annotations
