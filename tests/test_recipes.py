@@ -251,13 +251,27 @@ def test_the_message_says_what_was_chosen_and_why():
 
 
 def test_the_pace_is_measured_after_two_steps_over_twenty():
-    times = iter(np.arange(100) * 0.5)
-    meter = budget_recipe.PaceMeter(start_step=0, batch_size=8, budget=1e6, clock=lambda: next(times))
-    results = [meter.observe(step) for step in range(1, 30)]
-    assert results[:21] == [None] * 21  # steps 1 to 21; the clock starts at step 2
-    assert results[21] == pytest.approx(20 * 8 / (20 * 0.5))  # step 22: 20 steps measured, 0.5 s each
-    short = budget_recipe.PaceMeter(start_step=10, batch_size=8, budget=50.0, clock=lambda: next(times))
-    assert [short.observe(step) for step in range(11, 17)][-1] == pytest.approx(8 / 0.5)  # 2% of 50 s: 2 s
+    """Steps of 0.5 s each: 16 images/s at batch 8, measured from the end of step 2 to the end of step 22."""
+    now = {"seconds": 0.0}
+
+    def observe(meter, steps):
+        results = []
+        for step in steps:
+            now["seconds"] = step * 0.5
+            results.append(meter.observe(step))
+        return results
+
+    results = observe(budget_recipe.PaceMeter(start_step=0, batch_size=8, budget=1e6, clock=lambda: now["seconds"]),
+                      range(1, 30))
+    assert results[:21] == [None] * 21 and results[21] == pytest.approx(16.0)
+    # a short budget: the window closes once it has taken 2% of the budget (2 s of 100 s: 4 steps)
+    results = observe(budget_recipe.PaceMeter(start_step=10, batch_size=8, budget=100.0, clock=lambda: now["seconds"]),
+                      range(11, 20))
+    assert results[:5] == [None] * 5 and results[5] == pytest.approx(16.0)  # steps 11 to 15; step 16 decides
+    # the ranks of a distributed run measure the same steps, whatever their clocks say
+    results = observe(budget_recipe.PaceMeter(start_step=0, batch_size=8, budget=100.0, share=None,
+                                              clock=lambda: now["seconds"]), range(1, 30))
+    assert results.index(pytest.approx(16.0)) == 21
 
 
 def choose_after_three_steps(epochs):

@@ -192,16 +192,17 @@ class PaceMeter:
         """Call after each step (``step``: the steps taken); returns images/s once measured, else None."""
         if step < self.first:
             return None
-        backend.synchronize()
-        now = (self.clock or time.perf_counter)()
+        clock = self.clock or time.perf_counter
         if self.started is None:
-            self.started = now
+            backend.synchronize()  # the window starts when the device has done the steps before it
+            self.started = clock()
             return None
         measured = step - self.first
-        seconds = now - self.started
-        if measured >= self.count or (self.share is not None and measured >= 3 and seconds >= self.share * self.budget):
-            return measured * self.batch_size / max(seconds, 1e-9)
-        return None
+        early = self.share is not None and measured >= 3 and clock() - self.started >= self.share * self.budget
+        if measured < self.count and not early:
+            return None
+        backend.synchronize()  # ... and ends when it has done the steps inside it
+        return measured * self.batch_size / max(clock() - self.started, 1e-9)
 
 
 class BudgetRecipe:
