@@ -84,7 +84,8 @@ def out_dir(name: str, args, seed: int) -> Path:
 
 def train_command(options: list, args, seed: int, out: Path) -> list[str]:
     ema = [] if args.no_ema else ["--ema", EMA_DECAY]
-    return [sys.executable, "-m", "minivit.train", "--preset", "cifar-cpu", "--data-dir", args.data_dir,
+    data_dir = str(Path(args.data_dir).resolve())  # the run's own record of it, read back by validation_accuracies
+    return [sys.executable, "-m", "minivit.train", "--preset", "cifar-cpu", "--data-dir", data_dir,
             "--out", str(out), "--time-budget", str(args.budget), "--no-progress", "--seed", str(seed),
             *ema, *shlex.split(args.base), *options]
 

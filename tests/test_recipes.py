@@ -246,7 +246,7 @@ def test_the_message_says_what_was_chosen_and_why():
                          label_smoothing=0.2)
     text = budget_recipe.describe(budget_recipe.choose(16.47, 1235.0, config), 600)
     assert "1,235 images/s" in text and "about 16.47 epochs in 600 s" in text and "flips only" in text
-    assert "crop_padding = 0" in text and "label_smoothing = 0.2 (as given)" in text
+    assert "crop_padding 0" in text and "as given: label_smoothing 0.2" in text and "warmup_epochs 5" in text
     assert "why: benchmarks/results/cpu-recipe-sweep.md" in text and "--no-budget-recipe" in text
 
 

@@ -46,6 +46,7 @@ linearly, no convolutional stem; hidden 192, 9 layers, 12 heads, MLP 384), batch
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 import time
 from dataclasses import dataclass
 
@@ -154,11 +155,17 @@ def describe(choice: dict, budget: float) -> str:
     """What the budget recipe chose and why, for the terminal."""
     pace = (f"{choice['images_per_second']:,.0f} images/s over the first steps: " if choice["images_per_second"]
             else "")
-    lines = [f"budget recipe: {pace}about {choice['epochs']:g} epochs in {budget:g} s -> {choice['row']}"]
-    lines += [f"  {option.replace('augment.', '')} = {value}" for option, value in choice["chose"].items()]
-    lines += [f"  {option.replace('augment.', '')} = {value} (as given)" for option, value in choice["kept"].items()]
-    lines.append(f"  why: {choice['evidence']}")
-    lines.append("  (--no-budget-recipe keeps the recipe as it is; any flag given overrides its row)")
+    def listed(options: dict) -> str:
+        return ", ".join(f"{option.replace('augment.', '')} {value:g}" if isinstance(value, float) else
+                         f"{option.replace('augment.', '')} {value}" for option, value in options.items())
+
+    lines = [f"budget recipe: {pace}about {choice['epochs']:g} epochs in {budget:g} s -> {choice['row']}",
+             *textwrap.wrap(f"sets: {listed(choice['chose'])}", 116, initial_indent="  ", subsequent_indent="    ")]
+    if choice["kept"]:
+        lines += textwrap.wrap(f"as given: {listed(choice['kept'])}", 116, initial_indent="  ",
+                               subsequent_indent="    ")
+    lines += textwrap.wrap(f"why: {choice['evidence']}", 116, initial_indent="  ", subsequent_indent="    ")
+    lines.append("  (--no-budget-recipe keeps the recipe as it is; a flag given overrides its row)")
     return "\n".join(lines)
 
 
