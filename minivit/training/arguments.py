@@ -18,11 +18,12 @@ import dataclasses
 from minivit.augment import AugmentConfig
 from minivit.checkpoint import read_checkpoint
 from minivit.cli import ArgumentParser
-from minivit.config import PRESETS, ViTConfig
+from minivit.config import POOLINGS, PRESETS, ViTConfig
 from minivit.option_checks import option_names
 from minivit.training.options import (
     BACKENDS,
     FINETUNING,
+    OPTION_HELP,
     RECIPES,
     RESUMABLE_CHANGES,
     SESSION_OPTIONS,
@@ -66,10 +67,11 @@ def build_parser(prog: str = "python -m minivit.train") -> ArgumentParser:
             continue
         if isinstance(item.default, bool):
             parser.add_argument(f"--{item.name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
-                                help=f"default: {item.default}")
+                                help=OPTION_HELP.get(item.name, f"default: {item.default}"))
             continue
         kind = float if item.name in ("time_budget",) else type(item.default) if item.default is not None else int
-        parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, help=f"default: {item.default}")
+        parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind,
+                            help=OPTION_HELP.get(item.name, f"default: {item.default}"))
     augment = parser.add_argument_group("augmentation")
     for item in dataclasses.fields(AugmentConfig):
         flag = f"--{item.name.replace('_', '-')}"
@@ -84,6 +86,9 @@ def build_parser(prog: str = "python -m minivit.train") -> ArgumentParser:
             model.add_argument(flag, dest=f"model.{item.name}", action=argparse.BooleanOptionalAction)
         elif item.name == "patch_stride":
             model.add_argument(flag, dest=f"model.{item.name}", type=int)
+        elif item.name == "pooling":
+            model.add_argument(flag, dest=f"model.{item.name}", choices=POOLINGS,
+                               help="classify from the CLS token (cls, ViT's way) or the mean of all tokens (mean)")
         else:
             model.add_argument(flag, dest=f"model.{item.name}", type=type(item.default))
     return parser

@@ -239,6 +239,18 @@ RECIPES: dict[str, dict] = {
 }
 FINETUNING = "finetune"  # the recipe name that needs --init-from
 
+# The command line's help for options whose default alone does not say what they do.
+OPTION_HELP = {
+    "ema": "keep a moving average of the weights with this decay (e.g. 0.999), validated and saved beside them "
+           "(evaluate it with python -m minivit.evaluate --weights ema); default 0: none",
+    "tta": "test evaluations (--test-every-epoch) average each image's logits with its mirror image's",
+    "mixing_stops_at": "the share of the schedule (0 to 1) after which mixup and cutmix stop; default 1: never",
+    "budget_recipe": "under --time-budget, choose the regularisation for the epochs the budget allows "
+                     "(minivit/training/budget_recipe.py; flags given win); on in the cifar-cpu and cifar-gpu recipes",
+    "warmup_epochs": "epochs of linear warmup (under --time-budget: warmup_epochs / epochs of the budget)",
+    "min_lr": "where the cosine ends (0: at zero, as the time budget runs out)",
+}
+
 # Options that may differ when resuming a run; everything else must match the checkpoint.
 RESUMABLE_CHANGES = {"data_dir", "download", "backend", "time_budget", "max_steps", "progress",
                      "eval_batch_size", "sync_every", "out", "init_from", "tf32", "test_every_epoch", "distributed",
