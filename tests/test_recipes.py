@@ -399,3 +399,16 @@ def test_ema_tta_mixing_and_the_budget_recipe_on_the_simulated_gpu(data_dir, tmp
         assert json.loads(capsys.readouterr().out)["tta"] is True
     finally:
         backend.use("numpy")
+
+
+def test_in_float16_training_the_average_is_of_the_float32_master_weights(data_dir, tmp_path):
+    try:
+        trainer = Trainer(tiny_config(data_dir, tmp_path / "run", epochs=1, ema=0.9, backend="cupy-sim",
+                                      precision="float16"))
+        assert trainer.ema.weights is trainer.optimizer.master and trainer.ema.average.dtype == np.float32
+        trainer.run()
+        ema = read_ema_weights(tmp_path / "run" / "checkpoint-last.npz")
+        assert all(array.dtype == np.float32 and np.isfinite(array).all() for array in ema.values())
+        assert "ema_val_accuracy" in rows(tmp_path / "run" / "metrics.jsonl")[-1]
+    finally:
+        backend.use("numpy")
