@@ -412,3 +412,15 @@ def test_in_float16_training_the_average_is_of_the_float32_master_weights(data_d
         assert "ema_val_accuracy" in rows(tmp_path / "run" / "metrics.jsonl")[-1]
     finally:
         backend.use("numpy")
+
+
+def test_the_sweep_judges_a_run_on_the_validation_split_the_trainer_used(data_dir, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"))
+    from cpu_recipe_sweep import validation_accuracies
+
+    train(tiny_config(data_dir, tmp_path / "run", epochs=1, ema=0.9, lr=1e-4))  # barely trained: some right
+    last = rows(tmp_path / "run" / "metrics.jsonl")[-1]
+    assert 0 < last["val_accuracy"] < 1  # (another split would score otherwise)
+    accuracies = validation_accuracies(tmp_path / "run")
+    assert sorted(accuracies) == ["ema", "ema tta", "raw", "raw tta"]
+    assert accuracies["raw"] == last["val_accuracy"] and accuracies["ema"] == last["ema_val_accuracy"]
