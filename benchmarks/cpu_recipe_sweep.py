@@ -1,13 +1,24 @@
-"""The sweep that chose the cifar-cpu preset: short runs of candidate models and recipes on the CPU.
+"""Sweep recipes on the CPU: short runs of candidate models and recipes, judged on the validation split.
 
-    python benchmarks/cpu_recipe_sweep.py --data-dir data/cifar10-jpg --budget 120 [--only NAME ...]
+    python benchmarks/cpu_recipe_sweep.py --data-dir data/cifar10-jpg --budget 600 [--seeds 0 1]
+        [--base "--patch-size 4"] [--only NAME ...] [--extra "NAME=OPTIONS" ...]
 
-Each candidate is ``python -m minivit.train --preset cifar-cpu`` with some options changed, run for
---budget seconds of training (the clock-driven schedule fits warmup and cosine into it), then judged
-by its validation accuracy (the test split is not used to choose). One run at a time, so that each
-has the machine to itself. Prints a table (and appends it to --table) with what each candidate
-changed, its steps, epochs, images/s and accuracy, the machine, and the 1-minute load average at
-the end of each run (above about 2 on 2 cores, something else was running: that row is suspect).
+Each candidate is ``python -m minivit.train --preset cifar-cpu --time-budget B [base options]
+[the candidate's options]`` (a candidate's flags come last, so they win over --base; with the
+cifar-cpu recipe the budget recipe chooses the regularisation for the epochs the budget allows,
+and any flag given overrides its choice). One run at a time, so that each has the machine to itself.
+
+Every run is judged on its validation split (the test split is not used to choose), four ways from
+one run: its last weights, the same with flip test-time augmentation, and, when the run kept a
+moving average of its weights (``--ema``; every candidate does unless --no-ema), the average with
+and without flips. So the EMA and TTA columns cost no runs of their own. The EMA's validation
+inside the run takes a little of the budget (one more pass over the validation images per epoch).
+
+Prints a table (and appends it to --table) with what each candidate changed, the row of the budget
+recipe it got, its steps, epochs, images/s and the four accuracies, the machine, and the 1-minute
+load average at the end of each run (above about 2 on 2 cores, something else was running: that
+row is suspect). Differences under about a point are noise (two runs of the same candidate differed
+by 0.6 points in benchmarks/results/cpu-recipe-sweep.md): run two seeds before believing one.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,56 +34,120 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+EMA_DECAY = "0.999"  # about the last thousand steps: a sixth of ten CPU minutes, a thirtieth of an hour
+
+
+def shape(hidden: int, layers: int, heads: int, mlp: int) -> list[str]:
+    return ["--hidden-size", str(hidden), "--num-hidden-layers", str(layers), "--num-attention-heads", str(heads),
+            "--intermediate-size", str(mlp)]
+
 
 # name -> the options it changes from the cifar-cpu preset and recipe (flags of python -m minivit.train).
 # The rows in benchmarks/results/cpu-recipe-sweep.md changed the preset as it stood then (patch 4, crops).
 CANDIDATES = {
     "cifar-cpu": [],
-    "cifar-tiny model (D192 L6 MLP768)": ["--hidden-size", "192", "--num-hidden-layers", "6",
-                                         "--num-attention-heads", "3", "--intermediate-size", "768"],
-    "D128 L4 MLP256": ["--hidden-size", "128", "--num-hidden-layers", "4", "--num-attention-heads", "4",
-                       "--intermediate-size", "256"],
-    "D128 L6 MLP512": ["--hidden-size", "128", "--num-hidden-layers", "6", "--num-attention-heads", "4",
-                       "--intermediate-size", "512"],
-    "D96 L6 MLP384": ["--hidden-size", "96", "--num-hidden-layers", "6", "--num-attention-heads", "3",
-                      "--intermediate-size", "384"],
-    "D192 L4 MLP384": ["--hidden-size", "192", "--num-hidden-layers", "4", "--num-attention-heads", "3",
-                       "--intermediate-size", "384"],
-    "mean pooling": ["--pooling", "mean"],
-    "CLS pooling": ["--pooling", "cls"],
-    "batch 64": ["--batch-size", "64"],
-    "batch 256": ["--batch-size", "256"],
+    # the learning rate (never swept with 8-px patches or for the hour)
     "lr 1e-3": ["--lr", "1e-3"],
+    "lr 3e-3": ["--lr", "3e-3"],
     "lr 4e-3": ["--lr", "4e-3"],
-    "no augmentation": ["--no-horizontal-flip"],
-    "random crops and flips": ["--crop-padding", "4"],
+    # warmup: the share of the budget (--warmup-epochs of the recipe's 100 nominal epochs)
+    "warmup 2%": ["--warmup-epochs", "2"],
+    "warmup 10%": ["--warmup-epochs", "10"],
+    "warmup 20%": ["--warmup-epochs", "20"],
+    # width, depth and patches
+    "D96 L4 MLP384": shape(96, 4, 4, 384),
+    "D192 L4 MLP768": shape(192, 4, 4, 768),
+    "D128 L4 MLP256": shape(128, 4, 4, 256),
+    "D128 L3 MLP512": shape(128, 3, 4, 512),
+    "D128 L6 MLP512": shape(128, 6, 4, 512),
+    "patch 4 (64 tokens)": ["--patch-size", "4"],
+    "patch 8": ["--patch-size", "8"],
+    # pooling, and the regularisation the budget recipe would choose
+    "mean pooling": ["--pooling", "mean"],
+    "random crops": ["--crop-padding", "4"],
+    "no crops": ["--crop-padding", "0"],
+    "RandAugment 2/5": ["--randaugment-ops", "2", "--randaugment-magnitude", "5"],
     "label smoothing 0": ["--label-smoothing", "0"],
     "weight decay 0.1": ["--weight-decay", "0.1"],
-    "warmup 2%": ["--warmup-epochs", "0.2"],
-    "warmup 10%": ["--warmup-epochs", "1"],
-    "patch 4 (64 tokens)": ["--patch-size", "4"],
+    "batch 256": ["--batch-size", "256"],
+    "recipe as written (no budget recipe)": ["--no-budget-recipe"],
 }
 
 
-def run(name: str, options: list, args) -> dict:
-    out = ROOT / "runs" / "sweep" / f"{args.budget:g}s" / name.replace(" ", "_").replace("(", "").replace(")", "")
+def out_dir(name: str, args, seed: int) -> Path:
+    folder = name.replace(" ", "_").replace("(", "").replace(")", "").replace("/", "-")
+    return Path(args.runs) / f"{args.budget:g}s" / f"{folder}-seed{seed}"
+
+
+def train_command(options: list, args, seed: int, out: Path) -> list[str]:
+    ema = [] if args.no_ema else ["--ema", EMA_DECAY]
+    data_dir = str(Path(args.data_dir).resolve())  # the run's own record of it, read back by validation_accuracies
+    return [sys.executable, "-m", "minivit.train", "--preset", "cifar-cpu", "--data-dir", data_dir,
+            "--out", str(out), "--time-budget", str(args.budget), "--no-progress", "--seed", str(seed),
+            *ema, *shlex.split(args.base), *options]
+
+
+def validation_accuracies(run_dir: Path) -> dict:
+    """Accuracy on the run's own validation split, of its last checkpoint: raw and EMA weights, with and
+    without flip test-time augmentation (the split rebuilt as the Trainer built it: same data, seed, share)."""
+    import numpy as np
+
+    from minivit.checkpoint import load_checkpoint, read_ema_weights
+    from minivit.evaluate import evaluate_model
+    from minivit.training.data import load_training_images, split_for_validation
+
+    path = run_dir / "checkpoint-last.npz"
+    model = load_checkpoint(path)
+    meta = model.checkpoint_meta
+    options = meta["train_config"]
+    full = load_training_images(options["data_dir"], model.config.image_size, options["classes"])
+    _, val = split_for_validation(full, options["val_fraction"], options["seed"])
+    mean, std = np.array(meta["mean"], np.float32), np.array(meta["std"], np.float32)
+    result = {}
+    for weights in ("raw", "ema"):
+        if weights == "ema":
+            ema = read_ema_weights(path)
+            if not ema:
+                break
+            model.load_state_dict(ema)
+        for tta in (False, True):
+            result[weights + (" tta" if tta else "")] = evaluate_model(model, val.images, val.labels, mean, std,
+                                                                       tta=tta)["accuracy"]
+    return result
+
+
+def run(name: str, options: list, args, seed: int) -> dict:
+    out = out_dir(name, args, seed)
     if out.exists():
         shutil.rmtree(out)
-    command = [sys.executable, "-m", "minivit.train", "--preset", "cifar-cpu", "--data-dir", args.data_dir,
-               "--out", str(out), "--time-budget", str(args.budget), "--no-progress", "--seed", str(args.seed),
-               *options]
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(train_command(options, args, seed, out), capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
-        return {"name": name, "options": " ".join(options), "error": result.stderr.strip().splitlines()[-1]}
+        lines = result.stderr.strip().splitlines() or ["(no message)"]
+        return {"name": name, "options": " ".join(options), "seed": seed, "error": lines[-1]}
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     last = rows[-1]
-    return {"name": name, "options": " ".join(options), "steps": last["step"], "epochs": last["epoch"],
-            "load": os.getloadavg()[0],
-            "images_per_second": last["images_per_second"], "val_accuracy": last["val_accuracy"],
-            "best_val_accuracy": max(row["val_accuracy"] for row in rows),
+    config = json.loads((out / "train_config.json").read_text())
+    choice = config.get("budget_choice") or {}
+    return {"name": name, "options": " ".join(options), "seed": seed, "steps": last["step"], "epochs": last["epoch"],
+            "load": os.getloadavg()[0], "images_per_second": last["images_per_second"],
+            "row": choice.get("row", "(none)"), "accuracies": validation_accuracies(out),
             "wall_seconds": time.perf_counter() - started}
+
+
+def table_line(result: dict) -> str:
+    options = f"`{result['options']}`" if result["options"] else "(the preset)"
+    if "error" in result:
+        return f"| {result['name']} | {options} | {result['seed']} | failed: {result['error']} | | | | | | | | |"
+    accuracies = result["accuracies"]
+    cells = [f"{100 * accuracies[key]:.2f}%" if key in accuracies else "" for key in ("raw", "raw tta", "ema",
+                                                                                         "ema tta")]
+    return (f"| {result['name']} | {options} | {result['seed']} | {result['row']} | {result['steps']} | "
+            f"{result['epochs']:.2f} | {result['images_per_second']:.0f} | " + " | ".join(cells)
+            + f" | {result['load']:.1f} |")
 
 
 WARM_UP = """
@@ -98,34 +174,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--budget", type=float, default=120.0, help="seconds of training per candidate")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="each candidate once per seed")
+    parser.add_argument("--base", default="", help="options for every candidate, e.g. '--patch-size 4' for the hour")
+    parser.add_argument("--no-ema", action="store_true", help="no --ema runs (no EMA columns)")
     parser.add_argument("--only", nargs="+", help="candidate names (default: all)")
     parser.add_argument("--extra", action="append", default=[],
                         help="another candidate: NAME=OPTIONS, e.g. 'lr 3e-3 batch 64=--lr 3e-3 --batch-size 64'")
+    parser.add_argument("--runs", default=str(ROOT / "runs" / "sweep"), help="where the run folders go")
     parser.add_argument("--table", default=str(ROOT / "benchmarks" / "results" / "cpu-recipe-sweep.md"))
     args = parser.parse_args()
+    unknown = sorted(set(args.only or ()) - set(CANDIDATES))
+    if unknown:
+        parser.error(f"unknown candidate(s) {', '.join(unknown)}; choose from: {', '.join(CANDIDATES)}")
     candidates = {name: CANDIDATES[name] for name in (args.only or CANDIDATES)}
     for extra in args.extra:
         name, _, options = extra.partition("=")
-        candidates[name] = options.split()
-    header = (f"\n### {args.budget:g} s of training per candidate, seed {args.seed} "
-              f"(`python benchmarks/cpu_recipe_sweep.py --data-dir {args.data_dir} --budget {args.budget:g}`)\n\n"
-              + describe() + "\n\n| candidate | options changed | steps | epochs | images/s | validation accuracy "
-              "| load |\n|---|---|---|---|---|---|---|")
+        candidates[name] = shlex.split(options)
+    command = " ".join(shlex.quote(part) for part in ["python", "benchmarks/cpu_recipe_sweep.py", *sys.argv[1:]])
+    header = (f"\n### {args.budget:g} s of training per candidate, seeds {' '.join(map(str, args.seeds))}, "
+              f"base `{args.base or '(none)'}`\n\n`{command}`\n\n" + describe() + "\n\n"
+              "| candidate | options changed | seed | budget recipe row | steps | epochs | images/s | validation "
+              "| + flip TTA | EMA | EMA + flip TTA | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(header, flush=True)
     warm_up()
     lines = [header]
     for name, options in candidates.items():
-        result = run(name, options, args)
-        if "error" in result:
-            line = f"| {name} | `{result['options']}` | failed: {result['error']} | | | | |"
-        else:
-            accuracy = 100 * result["val_accuracy"]
-            line = (f"| {name} | `{result['options'] or '(the preset)'}` | {result['steps']} | "
-                    f"{result['epochs']:.2f} | {result['images_per_second']:.0f} | {accuracy:.2f}% | "
-                    f"{result['load']:.1f} |")
-        print(line, flush=True)
-        lines.append(line)
+        for seed in args.seeds:
+            line = table_line(run(name, options, args, seed))
+            print(line, flush=True)
+            lines.append(line)
     with open(args.table, "a") as table:
         table.write("\n".join(lines) + "\n")
 

@@ -1,17 +1,20 @@
 """minivit against transformers' ViT on PyTorch CPU: the same model, recipe and time budget.
 
-    python benchmarks/cpu_training_budget.py --data-dir data/cifar10-jpg [--budget 600] [--preset cifar-tiny] [--seed 0]
+    python benchmarks/cpu_training_budget.py --data-dir data/cifar10-jpg [--budget 600] [--preset cifar-tiny]
+        [--seed 0] [--train-args "--patch-size 4 --ema 0.999"] [--tag patch4-ema]
 
 Runs, one after the other on this machine:
-  1. the README's command, python -m minivit.train --preset P --time-budget B, then
-     python -m minivit.evaluate on the test split;
+  1. the README's command, python -m minivit.train --preset P --time-budget B [train args], then
+     python -m minivit.evaluate on the test split: the last weights, with --tta, and (a run with
+     --ema) the moving average of the weights, with and without --tta;
   2. the same run with transformers' ViTForImageClassification and torch.optim.AdamW
-     (benchmarks/torch_reference.py: minivit's Trainer with PyTorch's model and optimizer),
-     evaluated on the same test split.
+     (benchmarks/torch_reference.py: minivit's Trainer with PyTorch's model and optimizer), from
+     the same options, with the recipe minivit's run chose under the budget (its budget_choice:
+     the same recipe, even if PyTorch's pace would have chosen another row), evaluated the same ways.
 Both sides start from the same initial weights and see the same batches (--seed).
-Prints both sides and writes them to benchmarks/results/cpu-training-<preset>-<budget>s[-seed<N>].json.
-The run folders (runs/bench-*) and that file are replaced only with --overwrite, checked before any
-training: the file is the repository's committed result.
+Prints both sides and writes them to benchmarks/results/cpu-training-<preset>-<budget>s[-<tag>][-seed<N>].json
+(or --results-dir). The run folders (runs/bench-*) and that file are replaced only with --overwrite,
+checked before any training: the file is the repository's committed result.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,7 +35,17 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def seed_suffix(args) -> str:
-    return f"-seed{args.seed}" if args.seed else ""
+    return (f"-{args.tag}" if args.tag else "") + (f"-seed{args.seed}" if args.seed else "")
+
+
+def train_options(args, out: Path) -> list[str]:
+    """The options of python -m minivit.train that both sides run with."""
+    return ["--preset", args.preset, "--time-budget", str(args.budget), "--data-dir", args.data_dir,
+            "--out", str(out), "--no-progress", "--seed", str(args.seed), *shlex.split(args.train_args)]
+
+
+def minivit_run_dir(args) -> Path:
+    return run_folder(args, "minivit")
 
 
 def run_folder(args, side: str) -> Path:
@@ -39,7 +53,7 @@ def run_folder(args, side: str) -> Path:
 
 
 def results_file(args) -> Path:
-    return ROOT / "benchmarks" / "results" / f"cpu-training-{args.preset}-{int(args.budget)}s{seed_suffix(args)}.json"
+    return Path(args.results_dir) / f"cpu-training-{args.preset}-{int(args.budget)}s{seed_suffix(args)}.json"
 
 
 def check_nothing_is_replaced(args) -> None:
@@ -50,15 +64,14 @@ def check_nothing_is_replaced(args) -> None:
         folders = [folder for folder in folders if "bench-minivit" not in folder.name]
     existing = [path for path in [results_file(args), *folders] if path.exists()]
     if existing and not args.overwrite:
-        raise SystemExit(f"error: {', '.join(str(path.relative_to(ROOT)) for path in existing)} already exist(s): "
+        raise SystemExit(f"error: {', '.join(str(path) for path in existing)} already exist(s): "
                          "nothing was run. Pass --overwrite to replace them (the results file is the "
                          "repository's).")
 
 
 def run_minivit(args) -> dict:
-    out = run_folder(args, "minivit")
-    command = [sys.executable, "-m", "minivit.train", "--preset", args.preset, "--time-budget", str(args.budget),
-               "--data-dir", args.data_dir, "--out", str(out), "--no-progress", "--seed", str(args.seed)]
+    out = minivit_run_dir(args)
+    command = [sys.executable, "-m", "minivit.train", *train_options(args, out)]
     if args.resume and (out / "checkpoint-last.npz").exists():
         command.append("--resume")
     elif out.exists():
@@ -66,34 +79,56 @@ def run_minivit(args) -> dict:
     print("$", " ".join(command), flush=True)
     train_summary = json.loads(subprocess.run(command, check=True, capture_output=True, text=True,
                                               cwd=ROOT).stdout.strip().splitlines()[-1])
-    evaluate = [sys.executable, "-m", "minivit.evaluate", "--checkpoint", str(out / "checkpoint-last.npz"),
-                "--data-dir", args.data_dir, "--split", "test", "--json"]
-    print("$", " ".join(evaluate), flush=True)
-    test = json.loads(subprocess.run(evaluate, check=True, capture_output=True, text=True, cwd=ROOT).stdout)
+    config = json.loads((out / "train_config.json").read_text())
+    tests = {}
+    for weights in ("raw", "ema") if config["ema"] else ("raw",):
+        for tta in (False, True):
+            evaluate = [sys.executable, "-m", "minivit.evaluate", "--checkpoint", str(out / "checkpoint-last.npz"),
+                        "--data-dir", args.data_dir, "--split", "test", "--json", "--weights", weights,
+                        *(["--tta"] if tta else [])]
+            print("$", " ".join(evaluate), flush=True)
+            result = subprocess.run(evaluate, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+            tests[test_key(weights, tta)] = json.loads(result)["accuracy"]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return {"steps": train_summary["step"], "epochs": rows[-1]["epoch"], "train_seconds": train_summary["elapsed"],
             "images_per_second": rows[-1]["images_per_second"], "val_accuracy": rows[-1]["val_accuracy"],
-            "test_accuracy": test["accuracy"], "run_dir": str(out.relative_to(ROOT))}
+            **tests, "budget_choice": config.get("budget_choice"), "run_dir": str(out.relative_to(ROOT))}
+
+
+def test_key(weights: str, tta: bool) -> str:
+    return ("ema_" if weights == "ema" else "") + "test_accuracy" + ("_tta" if tta else "")
 
 
 def run_torch(args) -> dict:
     from torch_reference import TorchTrainer
 
-    from minivit.train import RECIPES, TrainConfig
+    from minivit.data import load_split
+    from minivit.train import config_from_args
+    from minivit.training import budget_recipe
 
     out = run_folder(args, "torch")
     if out.exists():
         shutil.rmtree(out)
-    config = TrainConfig(preset=args.preset, out=str(out), data_dir=args.data_dir, time_budget=args.budget,
-                         progress=False, seed=args.seed, **RECIPES[args.preset])
+    config, _ = config_from_args(train_options(args, out))
+    minivit_config = minivit_run_dir(args) / "train_config.json"
+    choice = json.loads(minivit_config.read_text()).get("budget_choice") if minivit_config.exists() else None
+    if choice and config.budget_recipe:  # the recipe minivit's run chose: the same recipe on both sides
+        config = budget_recipe.apply(config, choice)
     trainer = TorchTrainer(config, threads=args.threads)
     summary = trainer.run()
-    test_set = __import__("minivit.data", fromlist=["load_split"]).load_split(args.data_dir, "test")
-    test = trainer.evaluate(test_set.images, test_set.labels)
+    test_set = load_split(args.data_dir, "test")
+    tests = {}
+    for weights in ("raw", "ema") if trainer.ema is not None else ("raw",):
+        for tta in (False, True):
+            if weights == "ema":
+                with trainer.ema.in_model(trainer.model):
+                    tests[test_key(weights, tta)] = trainer.evaluate(test_set.images, test_set.labels, tta)["accuracy"]
+            else:
+                tests[test_key(weights, tta)] = trainer.evaluate(test_set.images, test_set.labels, tta)["accuracy"]
     last = trainer.history[-1]
     return {"steps": summary["step"], "epochs": last["epoch"], "train_seconds": summary["elapsed"],
             "images_per_second": last["images_per_second"], "val_accuracy": last["val_accuracy"],
-            "test_accuracy": test["accuracy"], "run_dir": str(out.relative_to(ROOT))}
+            **tests, "budget_choice": trainer.config.budget_choice, "run_dir": str(out.relative_to(ROOT))}
 
 
 def main():
@@ -103,6 +138,9 @@ def main():
     parser.add_argument("--preset", default="cifar-tiny")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=0, help="initial weights, data order, augmentation")
+    parser.add_argument("--train-args", default="", help="more options of python -m minivit.train, for both sides")
+    parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--tag", default="", help="a name for the options, in the results file's name")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--only", choices=["minivit", "torch"])
     parser.add_argument("--overwrite", action="store_true", help="replace the run folders and the results file")
@@ -125,18 +163,25 @@ def main():
     machine = describe(args.threads)
     print(machine)
     print(f"preset {args.preset}, seed {args.seed}, time budget {args.budget:.0f} s of training each, "
-          f"started {started}")
-    print()
-    print("| side | steps | epochs | images/s | val accuracy | test accuracy |")
-    print("|---|---|---|---|---|---|")
+          f"options {args.train_args or '(the recipe)'}, started {started}")
     for side, r in results.items():
+        if r.get("budget_choice"):
+            print(f"{side}: budget recipe row '{r['budget_choice']['row']}' ({r['budget_choice']['epochs']} epochs "
+                  "estimated)")
+    print()
+    print("| side | steps | epochs | images/s | val accuracy | test accuracy | + flip TTA | EMA | EMA + flip TTA |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for side, r in results.items():
+        cells = [f"{100 * r[key]:.2f}%" if key in r else "" for key in
+                 ("test_accuracy", "test_accuracy_tta", "ema_test_accuracy", "ema_test_accuracy_tta")]
         print(f"| {side} | {r['steps']} | {r['epochs']:.2f} | {r['images_per_second']:.0f} | "
-              f"{100 * r['val_accuracy']:.2f}% | {100 * r['test_accuracy']:.2f}% |")
+              f"{100 * r['val_accuracy']:.2f}% | " + " | ".join(cells) + " |")
     out = results_file(args)
     atomic_write_text(out, json.dumps({"machine": machine, "preset": args.preset, "seed": args.seed,
-                               "budget_seconds": args.budget, "started": started, "command": " ".join(sys.argv),
-                               "results": results}, indent=2))
-    print(f"\nwritten to {out.relative_to(ROOT)}")
+                                       "budget_seconds": args.budget, "train_args": args.train_args,
+                                       "started": started, "command": " ".join(sys.argv), "results": results},
+                                      indent=2))
+    print(f"\nwritten to {out}")
 
 
 if __name__ == "__main__":

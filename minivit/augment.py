@@ -136,19 +136,20 @@ def augment_images(images, config: AugmentConfig, mean, std, rng):
 
 
 def augment_batch(images, labels, config: AugmentConfig, mean, std, num_classes: int, rng, host_rng,
-                  partners=None):
+                  partners=None, mix: bool = True):
     """One training batch: geometry and RandAugment on pixels, normalise, then mix.
 
     Returns (pixel_values float32 (B, C, H, W), targets): integer labels, or
     (B, num_classes) probabilities when mixup or cutmix is on. ``partners``: None (image i
     mixes with image B-1-i of this batch), or a function returning (images, labels, rng) of
     the images that this batch's images mix with, in order, and the generator that augments
-    them as their own rank does: called only when the batch is mixed.
+    them as their own rank does: called only when the batch is mixed. ``mix=False`` leaves
+    mixup and cutmix out (the end of a run, ``--mixing-stops-at``).
     """
     xp = backend.xp
     pixel_values = augment_images(images, config, mean, std, rng)
     targets = labels
-    if config.mixup_alpha > 0 or config.cutmix_alpha > 0:
+    if mix and (config.mixup_alpha > 0 or config.cutmix_alpha > 0):
         targets = one_hot(labels, num_classes)
         if float(host_rng.random()) < config.mix_prob:
             use_cutmix = config.cutmix_alpha > 0 and (config.mixup_alpha == 0 or host_rng.random() < 0.5)

@@ -8,6 +8,7 @@ Layout:
                           generator state is kept)
     model/<name>          every parameter (NumPy arrays)
     optimizer/<key>       the optimizer's state (step and moment buffers)
+    ema/<name>            the moving average of every parameter, if the run keeps one (--ema)
 
 Written to a temporary file in the same folder, flushed to disk, then renamed
 over the old one (``minivit.atomic``): a crash mid-write leaves the previous
@@ -51,7 +52,10 @@ def non_finite_names(arrays: dict) -> list[str]:
             if np.asarray(array).dtype.kind == "f" and not np.isfinite(array).all()]
 
 
-def save_checkpoint(path: str | Path, model, optimizer=None, meta: dict | None = None) -> Path:
+def save_checkpoint(path: str | Path, model, optimizer=None, meta: dict | None = None,
+                    ema_weights: dict | None = None) -> Path:
+    """Write ``model``'s weights, ``optimizer``'s state, ``meta`` and (``ema_weights``, {name: array}) the
+    moving average of the weights into one .npz file, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     master = getattr(optimizer, "master", None) is not None  # float16 training: the float32 weights are the truth
@@ -63,6 +67,7 @@ def save_checkpoint(path: str | Path, model, optimizer=None, meta: dict | None =
     if optimizer is not None:
         for key, value in optimizer.state_dict().items():
             arrays[f"optimizer/{key}"] = np.asarray(value)
+    arrays.update({f"ema/{name}": array for name, array in (ema_weights or {}).items()})
     bad = non_finite_names(arrays)
     if bad:
         raise NonFiniteWeights(f"Not saving {path}: {', '.join(bad[:4])} hold NaN or infinity.", bad)
@@ -103,8 +108,20 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict, dict]:
     return meta, model_state, optimizer_state
 
 
-def load_checkpoint(path: str | Path, dtype: str | None = None, allow_non_finite: bool = False):
+def read_ema_weights(path: str | Path) -> dict:
+    """{name: array}: the moving average of the weights saved in ``path``; empty if the run kept none."""
+    archive = read_npz(Path(path))
+    return {key[len("ema/"):]: array for key, array in archive.items() if key.startswith("ema/")}
+
+
+WEIGHTS = ("raw", "ema")  # which weights of a checkpoint to load: those that trained, or their moving average
+
+
+def load_checkpoint(path: str | Path, dtype: str | None = None, allow_non_finite: bool = False,
+                    weights: str = "raw"):
     """The model saved in ``path``, weights loaded, in eval mode, ready to use.
+
+    ``weights="ema"`` loads the moving average of the weights (a run trained with --ema) instead.
 
     The checkpoint's metadata (normalisation, class names, ...) is on ``model.checkpoint_meta``.
     Weights holding NaN or infinity are refused (a model that computes nothing) unless
@@ -113,6 +130,13 @@ def load_checkpoint(path: str | Path, dtype: str | None = None, allow_non_finite
     from minivit.model import ViTForImageClassification
 
     meta, model_state, _ = read_checkpoint(path)
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights={weights!r}: choose one of {', '.join(WEIGHTS)}.")
+    if weights == "ema":
+        model_state = read_ema_weights(path)
+        if not model_state:
+            raise CheckpointError(f"{path} holds no moving average of the weights: its run was trained without "
+                                  "--ema. Evaluate its own weights (--weights raw).")
     bad = non_finite_names(model_state)
     if bad and not allow_non_finite:
         raise NonFiniteWeights(f"{path} holds non-finite weights (NaN or infinity in {', '.join(bad[:4])}"

@@ -121,8 +121,8 @@ class ViTConfig:
 
 PRESETS: dict[str, dict] = {
     # A ViT for ten minutes of a laptop's CPU (chosen by benchmarks/cpu_recipe_sweep.py,
-    # benchmarks/results/cpu-recipe-sweep.md): CIFAR-10 at 32 px, 4x4 patches of 8 px (16 tokens:
-    # four times the images per second of 4-px patches), a narrow and shallow encoder.
+    # benchmarks/results/cpu-recipe-sweep.md): CIFAR-10 at 32 px, 4x4 patches of 8 px (16 tokens,
+    # so several times the images per second of 4-px patches), a narrow and shallow encoder.
     "cifar-cpu": dict(image_size=32, patch_size=8, hidden_size=128, num_hidden_layers=4,
                       num_attention_heads=4, intermediate_size=512, num_labels=10),
     # A ViT that trains on a laptop CPU: CIFAR-10 at 32 px, 8x8 patches of 4 px.

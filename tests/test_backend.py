@@ -26,6 +26,8 @@ HOST_SIDE |= {"visualize.py"}
 # kernels/gpu/ and kernels/nvrtc.py hold CUDA kernels, which take CuPy arrays by definition.
 # minivit/sim/ is the simulated GPU: it wraps NumPy arrays by definition.
 HOST_SIDE |= {"kernels", "sim"}
+# sample_random.py makes the counter-based streams' integer keys on the host (ops.sample_uniform draws on the backend).
+HOST_SIDE |= {"sample_random.py"}
 # minivit/distributed moves buffers between processes: MPI takes NumPy arrays, NCCL CuPy's (CuPy's NCCL
 # bindings, or their simulation's, which is host memory).
 HOST_SIDE |= {"distributed"}

@@ -121,18 +121,21 @@ def audit_training_data(train: Dataset, validation: Dataset | None = None, test:
     return warnings
 
 
-def load_test_split(data_dir: str | Path, image_size: int, classes: list[str] | None) -> Dataset | None:
-    """The test split of ``data_dir`` at ``image_size`` (with ``classes``, those alone), or None if it has none."""
+def load_test_split(data_dir: str | Path, image_size: int, classes: list[str] | None,
+                    progress: bool = True) -> Dataset | None:
+    """The test split of ``data_dir`` at ``image_size`` (with ``classes``, those alone), or None if it has none
+    (``progress``: a bar and a line about the cache when it is first decoded)."""
+    from minivit.data.cache import cache_file
     from minivit.data.layout import find_data, load_split
 
     layout, path = find_data(data_dir)
     if layout == "cifar10":  # (the cache alone serves a split whose batch files are gone)
-        has_test = (path / "test_batch").is_file() or (path / "minivit-cache-test.npz").is_file()
+        has_test = (path / "test_batch").is_file() or cache_file(path, "minivit-cache-test.npz").is_file()
     else:
         has_test = (path / "test").is_dir()
     if not has_test:
         return None
-    test = load_split(data_dir, "test", image_size=image_size)
+    test = load_split(data_dir, "test", image_size=image_size, progress=progress)
     if classes:
         test = test.select_classes([name for name in classes if name in test.class_names])
     return test

@@ -22,16 +22,16 @@ def shard(count: int, rank: int, size: int) -> slice:
 
 
 def evaluate_sharded(model, images: np.ndarray, labels: np.ndarray, mean, std, batch_size: int,
-                     communicator: Communicator) -> dict:
+                     communicator: Communicator, tta: bool = False) -> dict:
     """``evaluate_model`` over the whole set, each rank evaluating its shard.
 
     Returns {"loss", "accuracy"} of the whole set on every rank (with one rank, also the
     "predictions", as ``evaluate_model``).
     """
     if communicator.size == 1:
-        return evaluate_model(model, images, labels, mean, std, batch_size)
+        return evaluate_model(model, images, labels, mean, std, batch_size, tta)
     part = shard(len(labels), communicator.rank, communicator.size)
-    result = evaluate_model(model, images[part], labels[part], mean, std, batch_size)
+    result = evaluate_model(model, images[part], labels[part], mean, std, batch_size, tta)
     count = part.stop - part.start
     correct = int((result["predictions"] == labels[part]).sum())
     sums = backend.asarray(np.array([result["loss"] * count, correct, count], dtype=np.float64))  # (3,)

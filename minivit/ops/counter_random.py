@@ -17,7 +17,7 @@ builds its per-sample streams on this; on a GPU one CUDA kernel computes the sam
 
 from __future__ import annotations
 
-import numpy as np  # NumPy's integer dtypes are CuPy's
+import math
 
 from minivit import backend
 
@@ -26,7 +26,7 @@ GOLDEN64 = 0x9E3779B97F4A7C15
 
 def splitmix64(values):
     """SplitMix64's output function on a uint64 array (arithmetic modulo 2**64)."""
-    u64 = np.uint64
+    u64 = backend.xp.uint64  # (NumPy's integer types: CuPy uses the same)
     values = values + u64(GOLDEN64)
     values = (values ^ (values >> u64(30))) * u64(0xBF58476D1CE4E5B9)
     values = (values ^ (values >> u64(27))) * u64(0x94D049BB133111EB)
@@ -35,7 +35,7 @@ def splitmix64(values):
 
 def lowbias32(words):
     """Wellons' lowbias32 on a uint32 array, in place."""
-    u32 = np.uint32
+    u32 = backend.xp.uint32
     words ^= words >> u32(16)
     words *= u32(0x7FEB352D)
     words ^= words >> u32(15)
@@ -49,12 +49,12 @@ def sample_uniform(samples, draw_key: int, shape: tuple, dtype):
     ``samples[r]`` (uint64 (B,), B = shape[0]) under ``draw_key`` (a 64-bit integer)."""
     xp = backend.xp
     rows = int(shape[0])
-    row_length = int(np.prod(shape[1:], dtype=np.int64))
-    row_keys = (splitmix64(samples * np.uint64(GOLDEN64) + np.uint64(draw_key)) >> np.uint64(32)).astype(np.uint32)
-    words = row_keys[:, None] ^ lowbias32(xp.arange(row_length, dtype=np.uint32))[None, :]  # (B, row_length)
+    row_length = math.prod(int(size) for size in shape[1:])
+    row_keys = (splitmix64(samples * xp.uint64(GOLDEN64) + xp.uint64(draw_key)) >> xp.uint64(32)).astype(xp.uint32)
+    words = row_keys[:, None] ^ lowbias32(xp.arange(row_length, dtype=xp.uint32))[None, :]  # (B, row_length)
     words = lowbias32(words).reshape(rows, *shape[1:])
-    if np.dtype(dtype) == np.float32:  # the top 24 bits: every float32 in [0, 1) with 24-bit spacing
-        words >>= np.uint32(8)
+    if xp.dtype(dtype) == xp.float32:  # the top 24 bits: every float32 in [0, 1) with 24-bit spacing
+        words >>= xp.uint32(8)
         uniform = words.astype(xp.float32)
         uniform *= xp.float32(2.0 ** -24)
         return uniform

@@ -20,12 +20,13 @@ import sys
 
 from minivit.augment import AugmentConfig
 from minivit.cli import ArgumentParser
-from minivit.config import PRESETS, ViTConfig
+from minivit.config import POOLINGS, PRESETS, ViTConfig
 from minivit.option_checks import option_names
 from minivit.training.data import DOWNLOAD_WITH_DATA_DIR
 from minivit.training.options import (
     BACKENDS,
     FINETUNING,
+    OPTION_HELP,
     RECIPES,
     RESUMABLE_CHANGES,
     SESSION_OPTIONS,
@@ -36,7 +37,7 @@ from minivit.training.run_folder import RunFolder
 
 # TrainConfig fields whose flags are written out by hand below
 _SPECIAL_FIELDS = ("preset", "model", "data_dir", "download", "out", "backend", "augment", "progress", "classes",
-                   "init_from", "freeze", "layer_decay")
+                   "init_from", "freeze", "layer_decay", "given_options", "budget_choice")
 
 
 def _class_list(text: str) -> list[str]:
@@ -77,12 +78,13 @@ def build_parser(prog: str = "python -m minivit.train", recipe: str | None = Non
         if item.name in _SPECIAL_FIELDS:
             continue
         default = defaults[item.name]
+        shown = f"default: {default}" + (f" ({OPTION_HELP[item.name]})" if item.name in OPTION_HELP else "")
         if isinstance(item.default, bool):
             parser.add_argument(f"--{item.name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
-                                help=f"default: {default}")
+                                help=shown)
             continue
         kind = float if item.name in ("time_budget",) else type(item.default) if item.default is not None else int
-        parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, help=f"default: {default}")
+        parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, help=shown)
     augment = parser.add_argument_group("augmentation")
     augment_defaults = dataclasses.asdict(RECIPES[recipe or "cifar-tiny"].get("augment", AugmentConfig()))
     for item in dataclasses.fields(AugmentConfig):
@@ -99,6 +101,9 @@ def build_parser(prog: str = "python -m minivit.train", recipe: str | None = Non
             model.add_argument(flag, dest=f"model.{item.name}", action=argparse.BooleanOptionalAction)
         elif item.name == "patch_stride":
             model.add_argument(flag, dest=f"model.{item.name}", type=int)
+        elif item.name == "pooling":
+            model.add_argument(flag, dest=f"model.{item.name}", choices=POOLINGS,
+                               help="classify from the CLS token (cls, ViT's way) or the mean of all tokens (mean)")
         else:
             model.add_argument(flag, dest=f"model.{item.name}", type=type(item.default))
     return parser
@@ -136,7 +141,9 @@ def config_from_args(argv=None, prog: str = "python -m minivit.train",
         augment_config = AugmentConfig(**augment)
     except ValueError as error:
         raise ValueError(f"Bad augmentation options: {option_names(str(error))}") from error
-    return TrainConfig(**{**values, "model": model, "augment": augment_config}), False
+    # the options the user gave: a recipe that follows the budget leaves them as given
+    given = sorted(f"augment.{key}" if key in augment else key for key in args if not key.startswith("model."))
+    return TrainConfig(**{**values, "model": model, "augment": augment_config, "given_options": given}), False
 
 
 def _resumed_config(values: dict, args: dict, model: dict, augment: dict) -> tuple[TrainConfig, SavedRun]:

@@ -88,14 +88,15 @@ def split_for_validation(dataset: Dataset, val_fraction: float, seed: int) -> tu
 
 
 def report_data_problems(train_set: Dataset, val_set: Dataset, data_dir: str, image_size: int,
-                         classes: list[str] | None, test_set: Dataset | None = None, warn: bool = True) -> None:
+                         classes: list[str] | None, test_set: Dataset | None = None, warn: bool = True,
+                         progress: bool = True) -> None:
     """Before training: refuse a class without training images, and (``warn``: rank 0) print what would
     mislead: small classes, a test split lacking classes (or with classes training lacks), validation or
     test images that are copies of training images. ``test_set``: the run's own, if it loaded one."""
     warnings, test = [], test_set
     if test is None and warn:
         try:
-            test = load_test_split(data_dir, image_size, classes)
+            test = load_test_split(data_dir, image_size, classes, progress)
         except DataError as error:  # the test split is not training's to refuse: evaluate will
             warnings.append(f"the test split of {data_dir} was not checked: {error}")
     for warning in warnings + audit_training_data(train_set, val_set, test, warn=warn):

@@ -53,10 +53,11 @@ class RunRandomness:
         """The per-batch draws of ``step`` (whether to mix, lambda, the box): the same on every rank."""
         return np.random.default_rng([self.seed, MIXING, step])
 
-    def augment_step(self, step: int, images, labels, config: AugmentConfig, mean, std, num_classes: int):
+    def augment_step(self, step: int, images, labels, config: AugmentConfig, mean, std, num_classes: int,
+                     mix: bool = True):
         """(pixel_values, targets) of this rank's share of the batch of ``step`` (``images``, ``labels``:
-        ``batches.get(step)``), augmented and mixed as one process does it; the dropout masks of
-        the step's forward are then drawn for the same images."""
+        ``batches.get(step)``), augmented and mixed as one process does it (``mix=False``: not mixed);
+        the dropout masks of the step's forward are then drawn for the same images."""
         batches = self.batches
         epoch = step // batches.steps_per_epoch
         samples = batches.samples(step)
@@ -70,4 +71,4 @@ class RunRandomness:
 
         return augment_batch(images, labels, config, mean, std, num_classes,
                              self.augment_stream.restart(augment_key, samples), self.mixing_rng(step),
-                             partners if batches.num_ranks > 1 else None)
+                             partners if batches.num_ranks > 1 else None, mix=mix)

@@ -71,6 +71,8 @@ def epoch_summary(row: dict) -> str:
     """One line for a metrics row."""
     summary = (f"epoch {row['epoch']:g}: train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f} | "
                f"val loss {row['val_loss']:.3f} acc {row['val_accuracy']:.3f} | {row['images_per_second']} img/s")
+    if "ema_val_accuracy" in row:
+        summary += f" | EMA val acc {row['ema_val_accuracy']:.3f}"
     if "test_accuracy" in row:
         summary += f" | test acc {row['test_accuracy']:.3f}"
     return summary

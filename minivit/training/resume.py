@@ -106,7 +106,10 @@ def read_saved_run(run_folder: RunFolder) -> SavedRun:
 def check_continues(saved: SavedRun, requested: TrainConfig) -> None:
     """Refuse to continue ``saved`` with options it was not trained with (other than RESUMABLE_CHANGES),
     or weights that are not finite."""
-    before, now = saved.config.to_dict(), requested.to_dict()
+    from minivit.training import budget_recipe
+
+    before = saved.config.to_dict()
+    now = budget_recipe.keep_saved_choice(requested, before).to_dict()  # the recipe the budget chose stays
     differences = []
     for key in before:
         if key in RESUMABLE_CHANGES or before[key] == now.get(key):

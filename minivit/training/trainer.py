@@ -56,17 +56,18 @@ import numpy as np  # host side: normalisation, metrics
 from minivit import backend
 from minivit.adapt import build_from_pretrained
 from minivit.amp import LossScaler
-from minivit.checkpoint import CheckpointError, NonFiniteWeights, save_checkpoint
+from minivit.checkpoint import CheckpointError, NonFiniteWeights, read_ema_weights, save_checkpoint
 from minivit.cli import RunFailed
 from minivit.config import ViTConfig
 from minivit.data import DataError
 from minivit.distributed import Communicator, SingleProcess, connect, mark_raised_together
 from minivit.distributed.sharding import evaluate_sharded
+from minivit.ema import WeightAverage
 from minivit.evaluate import evaluate_model
 from minivit.model import ViTForImageClassification
 from minivit.optim import build_optimizer
 from minivit.profile import phase
-from minivit.training import report
+from minivit.training import budget_recipe, report
 from minivit.training.data import (
     Batches,
     check_fits_model,
@@ -171,12 +172,15 @@ class Trainer:
         if pretrained is not None and pretrained.preset and pretrained.preset != self.config.preset:
             # a finetuned model has its source's shape, whatever the preset: named for what it is
             self.config = dataclasses.replace(self.config, preset=pretrained.preset)
+        if saved is not None:  # the budget recipe's choice, as the checkpoint holds it (budget_recipe)
+            self.config = budget_recipe.keep_saved_choice(self.config, saved.config.to_dict())
         self._set_up_data(self._model_config(saved, pretrained), saved, pretrained)
         self._set_up_model(pretrained)
         self._set_up_optimizer()
         self._set_up_random_streams()
         self._set_up_schedule()
         self._start_at_step_0()
+        self._set_up_ema()
         if saved is not None:
             self._resume_from(saved)
 
@@ -187,6 +191,8 @@ class Trainer:
         self.comm.broadcast(self.model.flat.data)
         for buffer in self.optimizer.state_buffers():
             self.comm.broadcast(buffer)
+        if self.ema is not None:
+            self.comm.broadcast(self.ema.average)
         self.optimizer.step_count = self.comm.broadcast_object(self.optimizer.step_count)
         self.history = self.comm.broadcast_object(self.history)  # a resumed run's rows so far
 
@@ -234,7 +240,7 @@ class Trainer:
             # labelled by name as the training classes: a test split that lacks a class keeps the others' labels
             self.test_set = test_set.relabelled_as(self.class_names, f"The test split of {data_dir}")
         report_data_problems(self.train_set, self.val_set, data_dir, model_config.image_size, config.classes,
-                             self.test_set, warn=self.writes)
+                             self.test_set, warn=self.writes, progress=shows_progress)
 
     def _set_up_model(self, pretrained: Pretrained | None) -> None:
         dtype = self.config.precision  # float16: a float16 model, float32 master weights in the optimizer
@@ -282,6 +288,11 @@ class Trainer:
         self.last_good: tuple | None = None  # (checkpoint path, step) of the newest good checkpoint
         self.watch = DivergenceWatch(self.model_config.num_labels, len(self.val_set.labels))
 
+    def _set_up_ema(self) -> None:
+        """The moving average of the weights (--ema; minivit.ema): of the float32 master weights in float16."""
+        weights = self.model.flat.data if self.optimizer.master is None else self.optimizer.master
+        self.ema = WeightAverage(self.model.flat, weights, self.config.ema) if self.config.ema else None
+
     def _resume_from(self, saved: SavedRun) -> None:
         # (on any number of ranks: the run's randomness is a function of seed, epoch, image and step)
         if saved.model_state is not None:  # (on ranks other than 0, the metadata alone)
@@ -292,6 +303,13 @@ class Trainer:
                     self.optimizer.load_weights(saved.model_state)
             except ValueError as error:
                 raise CheckpointError(f"{saved.path}: {error}") from error
+        if self.ema is not None:  # (rank 0 reads it; _share_state_of_rank_0 sends it to the others)
+            self.ema.updates = saved.step
+            if saved.model_state is not None:
+                try:
+                    self.ema.load_state_dict(read_ema_weights(saved.path), saved.step)
+                except ValueError as error:
+                    raise CheckpointError(f"{saved.path}: {error}") from error
         if self.scaler is not None and saved.loss_scale is not None:
             self.scaler.load_state_dict(saved.loss_scale)
         self.step, self.best_accuracy, self.elapsed = saved.step, saved.best_accuracy, saved.elapsed
@@ -317,12 +335,14 @@ class Trainer:
         }
         return meta
 
-    def evaluate(self, images: np.ndarray, labels: np.ndarray) -> dict:
-        """Loss and accuracy over a data set (in a distributed run, each rank evaluates its shard)."""
+    def evaluate(self, images: np.ndarray, labels: np.ndarray, tta: bool = False) -> dict:
+        """Loss and accuracy over a data set (in a distributed run, each rank evaluates its shard);
+        ``tta``: with flip test-time augmentation."""
         if self.comm.size == 1:
-            return evaluate_model(self.model, images, labels, self.mean, self.std, self.config.eval_batch_size)
+            return evaluate_model(self.model, images, labels, self.mean, self.std, self.config.eval_batch_size,
+                                  tta)
         return evaluate_sharded(self.model, images, labels, self.mean, self.std, self.config.eval_batch_size,
-                                self.comm)
+                                self.comm, tta)
 
     def save(self, name: str = "checkpoint-last.npz"):
         """Write a checkpoint (rank 0). Refused (TrainingDiverged, on every rank) if a weight or optimizer
@@ -331,7 +351,8 @@ class Trainer:
         refused, unwritten = None, None
         if self.writes:
             try:
-                save_checkpoint(path, self.model, self.optimizer, self._meta())
+                save_checkpoint(path, self.model, self.optimizer, self._meta(),
+                                ema_weights=self.ema.state_dict() if self.ema is not None else None)
             except NonFiniteWeights as error:
                 refused = error.names_text()
             except OSError as error:
@@ -384,6 +405,11 @@ class Trainer:
         """The schedule's rate at ``step`` (and, with a time budget, at the run's clock): minivit.training.schedule."""
         return self.schedule.learning_rate(step, self.elapsed)
 
+    def schedule_position(self, step: int) -> float:
+        """How far along the schedule the run is, in steps: ``step``, or under a time budget the larger of
+        it and the budget's share spent times the schedule's steps (see ``learning_rate``)."""
+        return self.schedule.position(step, self.elapsed)
+
     def train_step(self):
         """One optimisation step; returns (loss, correct) as 0-d backend arrays (no host sync).
 
@@ -400,9 +426,14 @@ class Trainer:
                                       backend.asarray(self.std, dtype="float32"))
             _, mean, std = self._device_stats
         with phase("augment"):
+            mix = self.schedule_position(self.step) < self.config.mixing_stops_at * self.total_steps
             pixel_values, targets = self.randomness.augment_step(self.step, images, labels, self.config.augment,
-                                                                 mean, std, self.model.config.num_labels)
-        return self.take_step(pixel_values, targets, self.learning_rate(self.step))
+                                                                 mean, std, self.model.config.num_labels, mix=mix)
+        loss, correct = self.take_step(pixel_values, targets, self.learning_rate(self.step))
+        if self.ema is not None:
+            with phase("optimizer"):
+                self.ema.update()
+        return loss, correct
 
     def run(self) -> dict:
         """Train until the end of the schedule or a stop (Ctrl-C, --time-budget, --max-steps); returns a summary."""
@@ -432,6 +463,7 @@ class Trainer:
         last = self.history[-1] if self.history else {}
         return {"run_dir": str(self.run_dir), "step": self.step, "finished": finished, "stop_reason": stop_reason,
                 "val_accuracy": last.get("val_accuracy"), "best_val_accuracy": self.best_accuracy,
+                **({"ema_val_accuracy": last.get("ema_val_accuracy")} if self.ema is not None else {}),
                 "elapsed": self.elapsed, "checkpoint": str(path)}
 
     def _compile_kernels(self) -> None:
@@ -480,6 +512,7 @@ class Trainer:
                                             self.elapsed, config.time_budget)
         self._curves = report.CurvesPlotter(self.run_folder.curves, f"{config.preset} ({backend.name})")
         stop_reason = None
+        chooser = budget_recipe.BudgetRecipe.for_run(config, len(self.train_set.labels), self.step, together)
         try:
             while self.step < self.total_steps:
                 loss, correct = self.train_step()
@@ -491,6 +524,8 @@ class Trainer:
                 clock = elapsed_before + time.perf_counter() - session_start - self._clock_paused
                 if not together:
                     self.elapsed = clock
+                if chooser is not None and self._follow_the_budget(chooser, progress):
+                    chooser = None
                 if self.on_step is not None:
                     self.on_step(self, self.step)
                 end_of_epoch = self.step % self.steps_per_epoch == 0
@@ -515,6 +550,28 @@ class Trainer:
             if progress is not None:
                 progress.close()
         return stop_reason
+
+    def _follow_the_budget(self, chooser, progress) -> bool:
+        """Once the pace is measured, the budget recipe's choice applies (minivit.training.budget_recipe)."""
+        choice = chooser.observe(self.step)
+        if self.comm.size > 1:  # every rank measures the same steps; rank 0's pace decides
+            choice = self.comm.broadcast_object(choice)
+        if choice is None:
+            return False
+        self.config = budget_recipe.apply(self.config, choice)
+        self.schedule, _ = Schedule.for_run(self.config, self.steps_per_epoch)  # its warmup share, the same epochs
+        if not self.config.ema:
+            self.ema = None
+        elif self.ema is None:
+            self._set_up_ema()
+        if self.writes:  # said on stderr (above the progress bar, if there is one)
+            message = budget_recipe.describe(choice, self.config.time_budget)
+            if progress is not None:
+                progress.write(message)
+            else:
+                print(message, file=sys.stderr)
+            self.run_folder.start_logs(self.config.to_dict(), fresh=False)  # train_config.json with the choice
+        return True
 
     def _drain(self, pending: list, progress) -> None:
         """Read the pending losses on the host (one copy); stop on the first NaN or infinity."""
@@ -556,6 +613,10 @@ class Trainer:
         val = self.evaluate(self.val_set.images, self.val_set.labels)
         if not math.isfinite(val["loss"]):
             self._diverged(f"The validation loss became {val['loss']}")
+        ema_val = None
+        if self.ema is not None:  # the moving average of the weights, validated beside them
+            with self.ema.in_model(self.model):
+                ema_val = self.evaluate(self.val_set.images, self.val_set.labels)
         row = {"epoch": round(self.step / self.steps_per_epoch, 4), "step": self.step,
                "train_loss": self.epoch_sums["loss"] / seen, "train_accuracy": self.epoch_sums["correct"] / seen,
                "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": self.optimizer.lr,
@@ -567,10 +628,16 @@ class Trainer:
         unwritten = self.comm.broadcast_object(self._unwritten)
         if unwritten:  # the steps log could not be written: neither will the checkpoint be
             self._raise_together(SaveFailed(unwritten))
+        if ema_val is not None:
+            row["ema_val_loss"], row["ema_val_accuracy"] = ema_val["loss"], ema_val["accuracy"]
         if self.test_set is not None:  # for time-to-accuracy measurements: not part of the training clock
             started = time.perf_counter()
-            test = self.evaluate(self.test_set.images, self.test_set.labels)
+            test = self.evaluate(self.test_set.images, self.test_set.labels, tta=self.config.tta)
             row["test_loss"], row["test_accuracy"] = test["loss"], test["accuracy"]
+            if self.ema is not None:
+                with self.ema.in_model(self.model):
+                    row["ema_test_accuracy"] = self.evaluate(self.test_set.images, self.test_set.labels,
+                                                             tta=self.config.tta)["accuracy"]
             self._clock_paused += time.perf_counter() - started
         if not partial:
             self.epoch_sums = {"loss": 0.0, "correct": 0.0, "seen": 0}

@@ -1,0 +1,426 @@
+"""What pays in short runs (issue 26): the moving average of the weights, flip test-time augmentation,
+mean pooling from the command line, mixing that stops before the end, a schedule that ends at zero
+with the budget, and the recipe that follows the budget. Tiny generated data; no timing."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from synthetic_data import write_image_folder
+
+import minivit
+from minivit import backend
+from minivit.augment import AugmentConfig, augment_batch
+from minivit.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, read_ema_weights
+from minivit.ema import WeightAverage
+from minivit.evaluate import evaluate_model
+from minivit.evaluate import main as evaluate_main
+from minivit.train import TrainConfig, Trainer, config_from_args, train
+from minivit.training import budget_recipe
+from minivit.training import randomness as randomness_module
+from minivit.training import trainer as trainer_module
+
+TINY_MODEL = dict(image_size=8, patch_size=4, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                  intermediate_size=32, num_labels=3, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("images"), per_class=16, size=8)
+
+
+def tiny_config(data_dir, out, **changes) -> TrainConfig:
+    # 48 images, 25% validation -> 36 training images -> 4 steps of 8 per epoch.
+    values = dict(model=TINY_MODEL, data_dir=str(data_dir), out=str(out), epochs=3, batch_size=8,
+                  val_fraction=0.25, warmup_epochs=1, lr=3e-3, progress=False, eval_batch_size=16)
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    """time.perf_counter advancing 10 ms per call: the clock-driven schedule without timing anything."""
+    ticks = itertools.count()
+    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: next(ticks) * 0.01)
+
+
+# --- the moving average of the weights -----------------------------------------------------------
+
+def test_weight_average_follows_its_formula():
+    """average = d_t average + (1 - d_t) w, with d_t = min(decay, (1 + t) / (10 + t)): exact in float32."""
+    model = minivit.ViTForImageClassification(minivit.ViTConfig(**TINY_MODEL))
+    ema = WeightAverage(model.flat, model.flat.data, decay=0.9)
+    expected = model.flat.data.astype(np.float64)
+    for t in range(30):
+        model.flat.data[...] += np.float32(0.01 * (t + 1))
+        decay = min(0.9, (1 + t) / (10 + t))
+        assert ema.current_decay() == decay
+        ema.update()
+        expected = decay * expected + (1 - decay) * model.flat.data
+    assert ema.updates == 30
+    np.testing.assert_allclose(ema.average, expected, rtol=1e-5, atol=1e-6)  # float32 rounding over 30 updates
+    with pytest.raises(ValueError, match="decay must be in"):
+        WeightAverage(model.flat, model.flat.data, decay=1.0)
+
+
+def test_weight_average_swaps_into_the_model_and_back():
+    model = minivit.ViTForImageClassification(minivit.ViTConfig(**TINY_MODEL))
+    ema = WeightAverage(model.flat, model.flat.data, decay=0.99)
+    own = model.flat.data.copy()
+    ema.average[...] = 0.5
+    with ema.in_model(model):
+        assert (model.flat.data == 0.5).all()
+    np.testing.assert_array_equal(model.flat.data, own)
+    assert sorted(ema.state_dict()) == sorted(model.state_dict())
+
+
+def test_ema_is_validated_and_checkpointed_beside_the_weights(data_dir, tmp_path):
+    train(tiny_config(data_dir, tmp_path / "run", ema=0.9))
+    last = rows(tmp_path / "run" / "metrics.jsonl")[-1]
+    assert 0 <= last["ema_val_accuracy"] <= 1 and "ema_val_loss" in last
+    path = tmp_path / "run" / "checkpoint-last.npz"
+    raw, ema = read_checkpoint(path)[1], read_ema_weights(path)
+    assert sorted(raw) == sorted(ema)
+    assert any(not np.array_equal(raw[name], ema[name]) for name in raw)  # two sets of weights
+    model = load_checkpoint(path, weights="ema")
+    for name, array in model.state_dict().items():
+        np.testing.assert_array_equal(array, ema[name])
+    # the validation logged for the EMA is the EMA checkpoint's, evaluated afresh
+    trainer = Trainer(tiny_config(data_dir, tmp_path / "again", ema=0.9))
+    val = evaluate_model(model, trainer.val_set.images, trainer.val_set.labels, trainer.mean, trainer.std)
+    assert val["accuracy"] == last["ema_val_accuracy"]
+    trainer.run_folder.release()
+
+
+def test_ema_resumes_exactly(data_dir, tmp_path):
+    train(tiny_config(data_dir, tmp_path / "straight", ema=0.9))
+    train(tiny_config(data_dir, tmp_path / "resumed", ema=0.9, max_steps=5))
+    train(tiny_config(data_dir, tmp_path / "resumed", ema=0.9), resume=True)
+    straight = read_ema_weights(tmp_path / "straight" / "checkpoint-last.npz")
+    resumed = read_ema_weights(tmp_path / "resumed" / "checkpoint-last.npz")
+    for name in straight:
+        np.testing.assert_array_equal(straight[name], resumed[name], err_msg=name)
+
+
+def test_evaluate_uses_either_weights_and_says_when_there_is_no_average(data_dir, tmp_path, capsys):
+    train(tiny_config(data_dir, tmp_path / "plain", epochs=1))
+    train(tiny_config(data_dir, tmp_path / "ema", epochs=1, ema=0.9))
+    common = ["--data-dir", str(data_dir), "--json", "--figure", str(tmp_path / "confusion.png"), "--overwrite"]
+    assert evaluate_main(["--checkpoint", str(tmp_path / "ema" / "checkpoint-last.npz"), "--weights", "ema",
+                          *common]) == 0
+    assert json.loads(capsys.readouterr().out)["weights"] == "ema"
+    assert evaluate_main(["--checkpoint", str(tmp_path / "plain" / "checkpoint-last.npz"), "--weights", "ema",
+                          *common]) != 0
+    assert "trained without --ema" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="trained without --ema"):
+        load_checkpoint(tmp_path / "plain" / "checkpoint-last.npz", weights="ema")
+
+
+# --- flip test-time augmentation ---------------------------------------------------------------------
+
+def test_tta_averages_the_logits_of_each_image_and_its_mirror():
+    model = minivit.ViTForImageClassification(minivit.ViTConfig(**{**TINY_MODEL, "hidden_dropout_prob": 0.0,
+                                                                   "attention_probs_dropout_prob": 0.0}))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (10, 3, 8, 8), dtype=np.uint8)
+    labels = rng.integers(0, 3, 10)
+    mean, std = np.full(3, 0.5, np.float32), np.full(3, 0.25, np.float32)
+    result = evaluate_model(model, images, labels, mean, std, batch_size=4, tta=True)
+    pixels = ((images / 255.0 - mean[:, None, None]) / std[:, None, None]).astype(np.float32)
+    model.eval()
+    with minivit.no_grad():
+        logits = 0.5 * (model.forward(pixels) + model.forward(np.ascontiguousarray(pixels[..., ::-1])))
+    np.testing.assert_array_equal(result["predictions"], logits.argmax(axis=1))
+    # a mirror-symmetric image is its own mirror: TTA changes nothing
+    symmetric = np.concatenate([images[..., :4], images[..., :4][..., ::-1]], axis=-1)
+    plain = evaluate_model(model, symmetric, labels, mean, std)
+    flipped = evaluate_model(model, symmetric, labels, mean, std, tta=True)
+    assert flipped["loss"] == pytest.approx(plain["loss"], rel=1e-5)
+
+
+def test_the_trainer_uses_tta_for_its_test_evaluations_only_when_asked(data_dir, tmp_path):
+    for tta in (False, True):
+        out = tmp_path / f"tta-{tta}"
+        train(tiny_config(data_dir, out, epochs=2, test_every_epoch=True, tta=tta))
+        last = rows(out / "metrics.jsonl")[-1]
+        model = load_checkpoint(out / "checkpoint-last.npz")
+        test = minivit.data.load_split(data_dir, "test", image_size=8)
+        meta = model.checkpoint_meta
+        expected = evaluate_model(model, test.images, test.labels, np.array(meta["mean"], np.float32),
+                                  np.array(meta["std"], np.float32), tta=tta)
+        assert last["test_loss"] == pytest.approx(expected["loss"], rel=1e-6)
+
+
+# --- mean pooling, reachable from the command line ---------------------------------------------------
+
+def test_mean_pooling_is_a_command_line_option(data_dir, tmp_path):
+    config, _ = config_from_args(["--pooling", "mean", "--data-dir", str(data_dir), "--out", str(tmp_path / "run")])
+    assert config.model == {"pooling": "mean"} and config.model_config().pooling == "mean"
+    train(tiny_config(data_dir, tmp_path / "run", epochs=1, model={**TINY_MODEL, "pooling": "mean"}))
+    assert load_checkpoint(tmp_path / "run" / "checkpoint-last.npz").config.pooling == "mean"
+
+
+# --- mixup and cutmix that stop before the end ---------------------------------------------------
+
+def test_augment_batch_leaves_mixing_out_when_told():
+    rng, host_rng = backend.default_rng(0), np.random.default_rng(0)
+    images = np.zeros((4, 3, 8, 8), np.uint8)
+    labels = np.array([0, 1, 2, 0])
+    config = AugmentConfig(mixup_alpha=0.8, cutmix_alpha=1.0)
+    mean, std = np.zeros(3, np.float32), np.ones(3, np.float32)
+    _, mixed = augment_batch(images, labels, config, mean, std, 3, rng, host_rng)
+    _, unmixed = augment_batch(images, labels, config, mean, std, 3, rng, host_rng, mix=False)
+    assert mixed.shape == (4, 3) and unmixed.shape == (4,)
+
+
+def test_mixing_stops_at_its_share_of_the_schedule(data_dir, tmp_path, monkeypatch):
+    seen = []
+
+    def recording(*args, mix=True, **kwargs):
+        seen.append(mix)
+        return augment_batch(*args, mix=mix, **kwargs)
+
+    monkeypatch.setattr(randomness_module, "augment_batch", recording)
+    train(tiny_config(data_dir, tmp_path / "run", epochs=2, mixing_stops_at=0.75,
+                      augment=AugmentConfig(mixup_alpha=0.8, cutmix_alpha=1.0)))
+    assert seen == [True] * 6 + [False] * 2  # 8 steps; the last quarter unmixed
+
+
+# --- a schedule that ends at zero as the budget runs out --------------------------------------------
+
+def test_with_min_lr_0_the_last_step_of_a_budget_takes_almost_no_step(data_dir, tmp_path, fake_clock):
+    result = train(tiny_config(data_dir, tmp_path / "run", epochs=1000, time_budget=3.0, min_lr=0.0))
+    assert result["stop_reason"] == "time budget spent"
+    rates = [row["lr"] for row in rows(tmp_path / "run" / "steps.jsonl")]
+    assert len(rates) > 20 and max(rates) == pytest.approx(3e-3, rel=0.05)
+    assert rates[-1] < 0.01 * 3e-3  # the cosine's last hundredth: (pi x share left)^2 / 4 of the peak
+    meta = read_checkpoint(tmp_path / "run" / "checkpoint-last.npz")[0]
+    position = max(meta["step"], meta["elapsed"] / 3.0 * 4000)
+    assert minivit.optim.warmup_cosine(position, 4000, 4, 3e-3, 0.0) == pytest.approx(0.0, abs=1e-12)
+
+
+# --- the recipe that follows the budget ----------------------------------------------------------------
+
+@pytest.mark.parametrize("epochs, crop, randaugment, magnitude, cutmix, stops", [
+    (5, 0, 0, None, 0.0, 1.0), (16.5, 0, 0, None, 0.0, 1.0), (26, 4, 0, None, 0.0, 1.0),
+    (45, 4, 2, 5.0, 0.0, 1.0), (150, 4, 2, 9.0, 0.0, 1.0), (240, 4, 2, 9.0, 1.0, 0.9)])
+def test_the_epochs_choose_the_row(epochs, crop, randaugment, magnitude, cutmix, stops):
+    config = TrainConfig(epochs=100, budget_recipe=True, time_budget=600)
+    choice = budget_recipe.choose(epochs, 1000.0, config)
+    chosen = budget_recipe.apply(config, choice)
+    assert chosen.augment.crop_padding == crop and chosen.augment.randaugment_ops == randaugment
+    if magnitude is not None:
+        assert chosen.augment.randaugment_magnitude == magnitude
+    assert chosen.augment.cutmix_alpha == cutmix and chosen.augment.mixup_alpha == 0.0
+    assert chosen.mixing_stops_at == stops and chosen.min_lr == 0.0 and chosen.label_smoothing == 0.1
+    assert chosen.warmup_epochs == pytest.approx((0.1 if epochs >= 200 else 0.05) * 100)
+    assert chosen.budget_choice == choice and choice["epochs"] == epochs
+
+
+def test_every_row_cites_its_evidence_and_the_rows_cover_every_count():
+    assert [row.below_epochs for row in budget_recipe.ROWS] == sorted(row.below_epochs for row in budget_recipe.ROWS)
+    assert budget_recipe.ROWS[-1].below_epochs == float("inf")
+    for row in budget_recipe.ROWS:
+        assert "benchmarks/results/" in row.evidence or "omihub777/ViT-CIFAR" in row.evidence \
+            or "Small-Size Datasets" in row.evidence, row.name
+
+
+def test_options_the_user_gave_win():
+    config, _ = config_from_args(["--preset", "cifar-cpu", "--crop-padding", "2", "--label-smoothing", "0.2",
+                                  "--warmup-epochs", "3", "--time-budget", "600"])
+    assert config.budget_recipe  # on in the cifar-cpu recipe
+    assert {"augment.crop_padding", "label_smoothing", "warmup_epochs"} <= set(config.given_options)
+    chosen = budget_recipe.apply(config, budget_recipe.choose(30, 2000.0, config))
+    assert chosen.augment.crop_padding == 2 and chosen.label_smoothing == 0.2 and chosen.warmup_epochs == 3
+    assert chosen.budget_choice["kept"] == {"augment.crop_padding": 2, "label_smoothing": 0.2, "warmup_epochs": 3}
+    assert chosen.min_lr == 0.0  # not given: the row's
+
+
+def test_the_message_says_what_was_chosen_and_why():
+    config = TrainConfig(epochs=100, budget_recipe=True, time_budget=600, given_options=["label_smoothing"],
+                         label_smoothing=0.2)
+    text = budget_recipe.describe(budget_recipe.choose(16.47, 1235.0, config), 600)
+    assert "1,235 images/s" in text and "about 16.47 epochs in 600 s" in text and "flips only" in text
+    assert "crop_padding 0" in text and "as given: label_smoothing 0.2" in text and "warmup_epochs 5" in text
+    assert "why: benchmarks/results/cpu-recipe-sweep.md" in text and "--no-budget-recipe" in text
+
+
+def test_the_pace_is_measured_after_two_steps_over_twenty():
+    """Steps of 0.5 s each: 16 images/s at batch 8, measured from the end of step 2 to the end of step 22."""
+    now = {"seconds": 0.0}
+
+    def observe(meter, steps):
+        results = []
+        for step in steps:
+            now["seconds"] = step * 0.5
+            results.append(meter.observe(step))
+        return results
+
+    results = observe(budget_recipe.PaceMeter(start_step=0, batch_size=8, budget=1e6, clock=lambda: now["seconds"]),
+                      range(1, 30))
+    assert results[:21] == [None] * 21 and results[21] == pytest.approx(16.0)
+    # a short budget: the window closes once it has taken 2% of the budget (2 s of 100 s: 4 steps)
+    results = observe(budget_recipe.PaceMeter(start_step=10, batch_size=8, budget=100.0, clock=lambda: now["seconds"]),
+                      range(11, 20))
+    assert results[:5] == [None] * 5 and results[5] == pytest.approx(16.0)  # steps 11 to 15; step 16 decides
+    # the ranks of a distributed run measure the same steps, whatever their clocks say
+    results = observe(budget_recipe.PaceMeter(start_step=0, batch_size=8, budget=100.0, share=None,
+                                              clock=lambda: now["seconds"]), range(1, 30))
+    assert results.index(pytest.approx(16.0)) == 21
+
+
+def choose_after_three_steps(epochs):
+    def observe(self, step):
+        return budget_recipe.choose(epochs, 1234.0, self.config) if step == 3 else None
+    return observe
+
+
+def test_the_trainer_applies_the_choice_and_a_resumed_run_keeps_it(data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(budget_recipe.BudgetRecipe, "observe", choose_after_three_steps(26))
+    config = tiny_config(data_dir, tmp_path / "run", epochs=1000, time_budget=600, budget_recipe=True, max_steps=6,
+                         augment=AugmentConfig(crop_padding=0), progress=True)
+    trainer = Trainer(config)
+    trainer.run()
+    assert "budget recipe: 1,234 images/s over the first steps: about 26 epochs" in capsys.readouterr().err
+    assert trainer.config.augment.crop_padding == 4 and trainer.schedule.warmup_steps == 0.05 * 1000 * 4
+    saved = read_checkpoint(tmp_path / "run" / "checkpoint-last.npz")[0]["train_config"]
+    assert saved["budget_choice"]["row"] == "tens of epochs: crops and flips"
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["augment"]["crop_padding"] == 4
+
+    def never(self, step):
+        raise AssertionError("a resumed run measured its pace again")
+
+    monkeypatch.setattr(budget_recipe.BudgetRecipe, "observe", never)
+    resumed = Trainer(tiny_config(data_dir, tmp_path / "run", epochs=1000, time_budget=600, budget_recipe=True,
+                                  max_steps=8, augment=AugmentConfig(crop_padding=0)), resume=True)
+    assert resumed.config.budget_choice == saved["budget_choice"] and resumed.config.augment.crop_padding == 4
+    resumed.run()
+    config, resume = config_from_args(["--resume", "--out", str(tmp_path / "run"), "--max-steps", "10"])
+    assert resume and config.budget_choice == saved["budget_choice"] and config.augment.crop_padding == 4
+    assert train(config, resume=True)["step"] == 10
+
+
+def test_without_a_budget_or_with_the_recipe_off_nothing_is_chosen(data_dir, tmp_path):
+    assert budget_recipe.BudgetRecipe.for_run(TrainConfig(budget_recipe=True), 100, 0) is None
+    assert budget_recipe.BudgetRecipe.for_run(TrainConfig(budget_recipe=False, time_budget=60), 100, 0) is None
+    config, _ = config_from_args(["--preset", "cifar-cpu", "--no-budget-recipe", "--time-budget", "60"])
+    assert not config.budget_recipe
+
+
+# --- the PyTorch side of benchmarks/cpu_training_budget.py follows the same choices ---------------------
+
+def test_the_pytorch_reference_follows_ema_tta_mixing_and_mean_pooling(data_dir, tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"))
+    from torch_reference import TorchTrainer
+
+    model = {**TINY_MODEL, "pooling": "mean", "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    config = tiny_config(data_dir, tmp_path / "torch", epochs=2, model=model, ema=0.9, mixing_stops_at=0.5,
+                         augment=AugmentConfig(mixup_alpha=0.8), tta=True, test_every_epoch=True)
+    trainer = TorchTrainer(config, threads=1)
+    # the same initial weights: PyTorch's logits (mean pooling, with and without TTA) are minivit's
+    val = trainer.val_set
+    ours = evaluate_model(trainer.model, val.images, val.labels, trainer.mean, trainer.std, tta=True)
+    theirs = trainer.evaluate(val.images, val.labels, tta=True)
+    assert theirs["loss"] == pytest.approx(ours["loss"], rel=1e-4)
+    mixes = []
+
+    def recording(*args, mix=True, **kwargs):
+        mixes.append(mix)
+        return augment_batch(*args, mix=mix, **kwargs)
+
+    monkeypatch.setattr(randomness_module, "augment_batch", recording)
+    trainer.run()
+    assert mixes == [True] * 4 + [False] * 4
+    last = trainer.history[-1]
+    assert "ema_val_accuracy" in last and "ema_test_accuracy" in last and trainer.ema.updates == 8
+    parameters = torch.nn.utils.parameters_to_vector(trainer.torch_model.parameters())
+    assert not torch.equal(parameters, trainer.ema.average)  # an average, not the weights
+
+
+# --- two ranks: one average, one choice -------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_two_ranks_keep_one_average_and_choose_one_recipe(data_dir, tmp_path):
+    from test_distributed import tiny_values, train_on_ranks
+
+    values = tiny_values(data_dir, tmp_path / "straight", epochs=3, ema=0.9)
+    train_on_ranks(2, values, tmp_path / "straight-reports")
+    resumed_values = {**values, "out": str(tmp_path / "resumed")}
+    train_on_ranks(2, {**resumed_values, "max_steps": 4}, tmp_path / "stopped-reports")
+    train_on_ranks(2, resumed_values, tmp_path / "resumed-reports", resume=True)
+    straight = read_ema_weights(tmp_path / "straight" / "checkpoint-last.npz")
+    resumed = read_ema_weights(tmp_path / "resumed" / "checkpoint-last.npz")
+    for name in straight:
+        np.testing.assert_array_equal(straight[name], resumed[name], err_msg=name)
+    # rank 1 validates its shard with the average rank 0 read from the checkpoint: the sums agree
+    losses = [{row["step"]: row["ema_val_loss"] for row in rows(tmp_path / run / "metrics.jsonl")}
+              for run in ("straight", "resumed")]
+    assert [losses[1][step] for step in (3, 6, 9)] == pytest.approx([losses[0][step] for step in (3, 6, 9)],
+                                                                    rel=1e-12)
+
+    # the budget recipe: the ranks measure the same 20 steps, and rank 0's pace decides for both
+    budget = tiny_values(data_dir, tmp_path / "budget", epochs=1000, time_budget=600, budget_recipe=True,
+                         max_steps=24)
+    reports = train_on_ranks(2, budget, tmp_path / "budget-reports")
+    assert [report["summary"]["step"] for report in reports] == [24, 24]
+    choice = json.loads((tmp_path / "budget" / "train_config.json").read_text())["budget_choice"]
+    assert choice["row"] in [row.name for row in budget_recipe.ROWS]
+
+
+# --- on the simulated GPU --------------------------------------------------------------------------
+
+def test_ema_tta_mixing_and_the_budget_recipe_on_the_simulated_gpu(data_dir, tmp_path, capsys, monkeypatch):
+    from minivit.train import main as train_main
+
+    monkeypatch.setattr(budget_recipe.BudgetRecipe, "observe", choose_after_three_steps(240))
+    tiny = ["--image-size", "8", "--patch-size", "4", "--hidden-size", "16", "--num-hidden-layers", "1",
+            "--num-attention-heads", "2", "--intermediate-size", "32", "--batch-size", "8", "--val-fraction", "0.25",
+            "--no-progress", "--backend", "cupy-sim", "--sync-every", "2"]
+    try:
+        assert train_main(["--preset", "cifar-gpu", "--data-dir", str(data_dir), "--out", str(tmp_path / "run"),
+                           "--epochs", "3", "--time-budget", "600", "--ema", "0.9", "--tta", "--test-every-epoch",
+                           *tiny]) == 0
+        last = rows(tmp_path / "run" / "metrics.jsonl")[-1]
+        assert "ema_val_accuracy" in last and "ema_test_accuracy" in last
+        config = json.loads((tmp_path / "run" / "train_config.json").read_text())
+        assert config["mixing_stops_at"] == 0.9 and config["augment"]["cutmix_alpha"] == 1.0
+        assert config["ema"] == 0.9  # given: the row's "no EMA" does not apply
+        capsys.readouterr()
+        assert evaluate_main(["--checkpoint", str(tmp_path / "run" / "checkpoint-last.npz"), "--data-dir",
+                              str(data_dir), "--backend", "cupy-sim", "--weights", "ema", "--tta", "--json",
+                              "--figure", str(tmp_path / "confusion.png")]) == 0
+        assert json.loads(capsys.readouterr().out)["tta"] is True
+    finally:
+        backend.use("numpy")
+
+
+def test_in_float16_training_the_average_is_of_the_float32_master_weights(data_dir, tmp_path):
+    try:
+        trainer = Trainer(tiny_config(data_dir, tmp_path / "run", epochs=1, ema=0.9, backend="cupy-sim",
+                                      precision="float16"))
+        assert trainer.ema.weights is trainer.optimizer.master and trainer.ema.average.dtype == np.float32
+        trainer.run()
+        ema = read_ema_weights(tmp_path / "run" / "checkpoint-last.npz")
+        assert all(array.dtype == np.float32 and np.isfinite(array).all() for array in ema.values())
+        assert "ema_val_accuracy" in rows(tmp_path / "run" / "metrics.jsonl")[-1]
+    finally:
+        backend.use("numpy")
+
+
+def test_the_sweep_judges_a_run_on_the_validation_split_the_trainer_used(data_dir, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"))
+    from cpu_recipe_sweep import validation_accuracies
+
+    train(tiny_config(data_dir, tmp_path / "run", epochs=1, ema=0.9, lr=1e-4))  # barely trained: some right
+    last = rows(tmp_path / "run" / "metrics.jsonl")[-1]
+    assert 0 < last["val_accuracy"] < 1  # (another split would score otherwise)
+    accuracies = validation_accuracies(tmp_path / "run")
+    assert sorted(accuracies) == ["ema", "ema tta", "raw", "raw tta"]
+    assert accuracies["raw"] == last["val_accuracy"] and accuracies["ema"] == last["ema_val_accuracy"]
