@@ -161,10 +161,144 @@ def load_images(split: str = "train", count: int | None = None, seed: int = 0, i
 
 def use_mine(**functions):
     """minivit.dispatch.use_mine: run the engine on your functions (a ``with`` block, or a plain call
-    that lasts until ``use_mine()``); the fast kernels are off while they are in."""
+    that lasts until ``use_mine()``); the fast kernels are off while they are in.
+
+    Each function is first run once on small probe inputs (``probe_engine_function``): one that
+    returns values of other shapes than the engine's, or that hands the work to the engine's own
+    function, is refused here, with the reason, before the model runs on it."""
     from minivit import dispatch
 
+    for name, function in functions.items():
+        problem = probe_engine_function(name, function)
+        if problem:
+            raise ValueError(f"use_mine: your {name} cannot go into the engine: {problem}")
     return dispatch.use_mine(**functions)
+
+
+# The probe inputs of each engine function a lesson writes: (arguments of the reference call), made
+# from a seeded generator, float64. A backward's cache comes from the engine's forward. linear_backward
+# is probed on 2-D and on 3-D inputs (the engine calls it on both).
+def _probe_calls(name: str):
+    from minivit import backend, ops
+
+    rng = np.random.default_rng(0)
+
+    def normal(*shape):
+        return backend.asarray(rng.standard_normal(shape))
+
+    if name == "linear_backward":
+        calls = []
+        for x_shape in ((6, 4), (2, 3, 4)):
+            out, cache = ops.linear_forward(normal(*x_shape), normal(4, 5), normal(5))
+            calls.append((normal(*out.shape), cache))
+        return calls
+    if name == "cls_concat_backward":
+        return [(normal(2, 5, 4), 2)]
+    if name == "softmax_backward":
+        out, cache = ops.softmax_forward(normal(2, 3, 5), -1)
+        return [(normal(*out.shape), cache)]
+    if name == "attention_forward":
+        return [(normal(2, 2, 5, 4), normal(2, 2, 5, 4), normal(2, 2, 5, 4))]
+    if name == "attention_backward":
+        out, cache = ops.attention_forward(normal(2, 2, 5, 4), normal(2, 2, 5, 4), normal(2, 2, 5, 4))
+        return [(normal(*out.shape), cache)]
+    if name == "layernorm_backward":
+        out, cache = ops.layernorm_forward(normal(2, 3, 5), normal(5), normal(5), 1e-5)
+        return [(normal(*out.shape), cache)]
+    if name == "cross_entropy_forward":
+        return [(normal(4, 3), backend.asarray(np.array([0, 2, 1, 2]))),
+                (normal(4, 3), backend.asarray(np.array([0, 2, 1, 2])), 0.1)]
+    if name == "cross_entropy_backward":
+        _, cache = ops.cross_entropy_forward(normal(4, 3), backend.asarray(np.array([0, 2, 1, 2])), 0.1)
+        return [(1.0, cache)]
+    return []
+
+
+def _structure_problem(yours, expected, where: str) -> str:
+    """'' when ``yours`` has the structure and shapes of ``expected`` (tuples, arrays, numbers)."""
+    if expected is None:
+        return "" if yours is None else f"{where} is {type(yours).__name__}, expected None"
+    if isinstance(expected, tuple):
+        if not isinstance(yours, (tuple, list)) or len(yours) != len(expected):
+            count = len(yours) if isinstance(yours, (tuple, list)) else 1
+            return f"{where}: you return {count} value(s), the engine's returns {len(expected)}"
+        for index, (mine, theirs) in enumerate(zip(yours, expected)):
+            problem = _structure_problem(mine, theirs, f"{where}[{index}]")
+            if problem:
+                return problem
+        return ""
+    if hasattr(expected, "shape"):
+        if yours is None:
+            return f"{where} is None, expected an array of shape {tuple(expected.shape)}"
+        shape = tuple(getattr(yours, "shape", np.shape(yours)))
+        if shape != tuple(expected.shape):
+            return (f"{where} has shape {shape}, the engine's has shape {tuple(expected.shape)}: the engine "
+                    "adds it to a tensor of that shape (a gradient has the shape of what it is the gradient of)")
+    return ""
+
+
+def _cell_holds(cell, value) -> bool:
+    try:
+        return cell.cell_contents is value
+    except ValueError:  # an empty cell
+        return False
+
+
+def probe_engine_function(name: str, function) -> str:
+    """Why ``function`` cannot replace the engine's ``name``, or '' when it can.
+
+    It is run on the probe inputs of ``_probe_calls`` beside the engine's reference, with the
+    reference swapped for a sentinel wherever your code could reach it (``minivit.ops.NAME``, the
+    module defining it, any name in your function's module bound to it, any name it closes over):
+    a function that calls the engine's own ``name`` does none of the work itself, and the lessons
+    would count the engine's code as yours. Then the structure and shapes of what it returns are
+    compared with the reference's, on every probe (2-D and 3-D inputs for linear_backward)."""
+    import sys
+
+    from minivit import dispatch, ops
+
+    calls = _probe_calls(name)
+    if not calls:
+        return ""
+    original = dispatch.reference(name)
+    called = []
+
+    def sentinel(*args, **kwargs):
+        called.append(True)
+        return original(*args, **kwargs)
+
+    learner = inspect.unwrap(function)
+    namespaces = [vars(ops), vars(sys.modules[original.__module__]), getattr(learner, "__globals__", {})]
+    swapped = [(space, key) for space in namespaces for key, value in list(space.items()) if value is original]
+    cells = [cell for cell in (getattr(learner, "__closure__", None) or ())
+             if _cell_holds(cell, original)]  # a name bound in an enclosing function
+    for space, key in swapped:
+        space[key] = sentinel
+    for cell in cells:
+        cell.cell_contents = sentinel
+    try:
+        results = []
+        for arguments in calls:
+            try:
+                results.append(learner(*arguments))
+            except Exception as error:  # noqa: BLE001 (the learner's error, reported by name)
+                return (f"on a probe input it raised {type(error).__name__}: {error} (shapes "
+                        f"{[tuple(a.shape) for a in arguments if hasattr(a, 'shape')]})")
+    finally:
+        for space, key in swapped:
+            space[key] = original
+        for cell in cells:
+            cell.cell_contents = original
+    if called:
+        return (f"it calls the engine's own {name} (minivit.ops.{name}), so the engine would run its own "
+                "code under your name. Write the computation itself.")
+    for arguments, yours in zip(calls, results):
+        problem = _structure_problem(yours, original(*arguments), "what it returns")
+        if problem:
+            cache = arguments[1] if len(arguments) > 1 and isinstance(arguments[1], tuple) else ()
+            shapes = [tuple(a.shape) for a in (*arguments[:1], *cache) if hasattr(a, "shape")]
+            return f"{problem} (on a probe whose arrays, the cache's included, have shapes {shapes})"
+    return ""
 
 
 def remember(function, name: str | None = None) -> None:

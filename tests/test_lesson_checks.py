@@ -605,3 +605,176 @@ def test_ring_allreduce_seconds_names_the_missing_terms():
     assert_names(E.check_ring_allreduce_seconds, lambda S_, N, a, b: (N - 1) * (a + S_ / N / b), "one half only")
     assert_names(E.check_ring_allreduce_seconds, lambda S_, N, a, b: 2 * (N - 1) * (a + S_ / b), "S/N bytes")
     assert_names(E.check_ring_allreduce_seconds, lambda S_, N, a, b: 2 * (N - 1) * S_ / N / b, "no latency")
+
+
+# --- the holes a check must not have (issue 27.5) -------------------------------------------------
+
+def test_gradcheck_compares_shapes_before_values():
+    """minivit.gradcheck never flattens: a dweight with the right numbers in another shape fails,
+    naming the tensor and both shapes."""
+    from minivit import ops
+    from minivit.gradcheck import check_op
+
+    rng = np.random.default_rng(0)
+
+    def reshaped_dweight(dout, cache):
+        dx, dweight, dbias = ops.linear_backward(dout, cache)
+        return dx, dweight.reshape(dweight.shape[::-1]), dbias  # the same numbers, read as (D, K)
+
+    with pytest.raises(ValueError, match=r"weight: the analytic gradient has shape \(2, 4\), but weight has "
+                                         r"shape \(4, 2\)"):
+        check_op(ops.linear_forward, reshaped_dweight, {"x": rng.standard_normal((3, 4)),
+                                                        "weight": rng.standard_normal((4, 2)),
+                                                        "bias": rng.standard_normal(2)})
+
+
+def test_the_lessons_finite_differences_are_minivit_gradchecks():
+    """One stencil: the lessons' numerical_gradient is minivit.gradcheck's, on 2-D and 3-D inputs."""
+    from minivit import gradcheck
+
+    for shape in ((3, 4), (2, 3, 4)):
+        x = np.random.default_rng(1).standard_normal(shape)
+        weights = np.random.default_rng(2).standard_normal(shape)
+        def f(x=x, weights=weights):
+            return np.sum(np.sin(x) * weights)
+
+        numeric = checks.numerical_gradient(f, x)
+        assert numeric.shape == shape
+        np.testing.assert_allclose(numeric, np.cos(x) * weights, rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(numeric, gradcheck.numerical_gradient(f, x))
+
+
+def test_linear_backward_is_checked_on_2d_and_3d_inputs():
+    def three_d_only(dout, cache):
+        x, weight, has_bias = cache
+        dweight = np.einsum("bnk,bnd->kd", x, dout)
+        return dout @ weight.T, dweight, dout.sum(axis=(0, 1)) if has_bias else None
+
+    def sums_two_axes(dout, cache):
+        x, weight, has_bias = cache
+        dx, dweight, _ = S.linear_backward(dout, cache)
+        return dx, dweight, dout.sum(axis=(0, 1)) if has_bias else None
+
+    assert_names(E.check_linear_backward, three_d_only, "2-D input", "raised", "reshape(-1, K)")
+    assert_names(E.check_linear_backward, sums_two_axes, "2-D input", "dbias has shape ()", "expected (5,)")
+
+
+def test_use_mine_refuses_wrong_shapes_and_the_engines_own_function():
+    """lesson_support.use_mine probes each function before the model runs on it: a gradient of
+    another shape, on 2-D or 3-D input, and a function that hands the work to the engine's own are
+    refused with the reason; the solutions go in."""
+    import lesson_support
+
+    from minivit import ops
+
+    def transposed_dweight(dout, cache):
+        dx, dweight, dbias = S.linear_backward(dout, cache)
+        return dx, dweight.T, dbias
+
+    def per_image_on_3d(dout, cache):  # right on 2-D input, (B, K, D) on 3-D
+        x, weight, has_bias = cache
+        dweight = x.swapaxes(-1, -2) @ dout
+        dbias = dout.reshape(-1, dout.shape[-1]).sum(axis=0) if has_bias else None
+        return dout @ weight.T, dweight, dbias
+
+    def engines_own(dout, cache):
+        return ops.linear_backward(dout, cache)
+
+    reference_by_another_name = ops.softmax_backward
+
+    def aliased(dprobs, cache):
+        return reference_by_another_name(dprobs, cache)
+
+    with pytest.raises(ValueError, match=r"shape \(5, 4\), the engine's has shape \(4, 5\)"):
+        lesson_support.use_mine(linear_backward=transposed_dweight)
+    with pytest.raises(ValueError, match=r"shape \(2, 4, 5\).*\(4, 5\).*\(2, 3, 4\)"):
+        lesson_support.use_mine(linear_backward=per_image_on_3d)
+    with pytest.raises(ValueError, match="calls the engine's own linear_backward"):
+        lesson_support.use_mine(linear_backward=engines_own)
+    with pytest.raises(ValueError, match="calls the engine's own softmax_backward"):
+        lesson_support.use_mine(softmax_backward=aliased)
+    assert ops.softmax_backward is reference_by_another_name  # the sentinel is gone again
+    counter = lesson_support.CallCounter({"linear_backward": S.linear_backward,
+                                          "attention_backward": S.attention_backward})
+    with lesson_support.use_mine(**counter.functions):
+        pass
+    assert counter.calls == {"linear_backward": 0, "attention_backward": 0}  # the probe is not counted
+    assert_names(E.check_linear_backward, engines_own, "calls the engine's own linear_backward")
+
+
+def test_same_shape_slips_are_named():
+    """The slips that keep every shape right and give 'relative error 1.0' are named."""
+    assert_names(E.check_cls_concat_backward, lambda d, b: (d[:, :-1], d[:, :1].sum(axis=0, keepdims=True)),
+                 "dout[:, :-1]", "rows 1 to N")
+    assert_names(E.check_cls_concat_backward, lambda d, b: (d[:, 1:], d[:, -1:].sum(axis=0, keepdims=True)),
+                 "from the last token")
+
+    def times_sqrt_d(q, k, v, dropout_p=0.0, rng=None, training=False):
+        from minivit import ops
+
+        out, cache = S.attention_forward(q * q.shape[-1], k, v, dropout_p, rng, training)
+        return out, ops.AttentionCache(q, k, v, cache.scale, cache.probs, cache.dropout_mask)
+
+    assert_names(E.check_attention_forward, times_sqrt_d, "multiplying the scores by sqrt(d)")
+
+    def dk_from_k(dout, cache):
+        dq, dk, dv = S.attention_backward(dout, cache)
+        q, k, v, scale, probs, mask = cache
+        dprobs = dout @ v.swapaxes(-1, -2) * (1 if mask is None else mask)
+        dscores = S.softmax_backward(dprobs, (probs, -1)) * scale
+        return dq, dscores @ k, dv
+
+    assert_names(E.check_attention_backward, dk_from_k, "dk:", "dscores K")
+
+    def no_q_bias(x, qw, qb, kw, kb, vw, vb, ow, ob, num_heads):
+        return S.multi_head_attention(x, qw, 0 * qb, kw, kb, vw, vb, ow, ob, num_heads)
+
+    assert_names(E.check_multi_head_attention, no_q_bias, "leaving out the q bias")
+
+    def adamw(m_only=False, decay_after=False):
+        def adamw_step(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay):
+            if not decay_after:
+                param = param * (1 - lr * weight_decay)
+            m = beta1 * m + (1 - beta1) * grad
+            v = beta2 * v + (1 - beta2) * grad * grad
+            v_hat = v if m_only else v / (1 - beta2**step)
+            param = param - lr * (m / (1 - beta1**step)) / (np.sqrt(v_hat) + eps)
+            if decay_after:
+                param = param * (1 - lr * weight_decay)
+            return param, m, v
+
+        return adamw_step
+
+    assert_names(E.check_adamw_step, adamw(m_only=True), "bias correction on m only")
+    text = assert_names(E.check_adamw_step, adamw(decay_after=True), "weight decay applied after the Adam step")
+    assert "rounding" not in text.lower()
+
+    def one_short(step, total_steps, warmup_steps, base_lr, min_lr=0.0):
+        if step < warmup_steps:
+            return base_lr * (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps - 1))
+        return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * progress))
+
+    assert_names(E.check_learning_rate, one_short, "one step short at the end")
+
+
+def test_gelu_kernel_numbers_are_checked_without_a_gpu(capsys):
+    """The kernel's operation runs as host C (the system's compiler): the tanh approximation, which
+    compiles, fails by name; the exact form passes."""
+    import shutil
+
+    if not shutil.which("cc") and not shutil.which("gcc"):
+        pytest.skip("no C compiler here")
+    operation = "y = 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))"
+    answer = lambda: dict(S.gelu_kernel_parts(), operation=operation)  # noqa: E731
+    try:
+        from minivit.kernels.nvrtc import compile_elementwise  # noqa: F401
+    except ImportError:
+        pytest.skip("no minivit.kernels.nvrtc")
+    text = hint(E.check_gelu_kernel, answer)
+    if "compiles with NVRTC" in capsys.readouterr().out or "tanh approximation" in text:
+        assert "tanh approximation" in text and "compiled as C" in text
+    assert E._elementwise_on_host(dict(S.gelu_kernel_parts(), operation="y = x * erf(x)"), np.ones(3)).shape == (3,)
+    on_host = E._elementwise_on_host(S.gelu_kernel_parts(), np.linspace(-3, 3, 7))
+    np.testing.assert_allclose(on_host, np.linspace(-3, 3, 7) * 0.5 * (1 + np.vectorize(math.erf)(
+        np.linspace(-3, 3, 7) / math.sqrt(2))), rtol=1e-13)
