@@ -441,6 +441,86 @@ def check_parameters_per_layer(parameters_per_layer) -> None:
                     parts=parts)
 
 
+def _smoothed_targets(labels, K, eps, *, others_only=False):
+    onehot = np.eye(K)[labels]
+    if others_only:  # eps spread over the K - 1 wrong classes, the true one at 1 - eps
+        return (1 - eps) * onehot + eps / (K - 1) * (1 - onehot)
+    return (1 - eps) * onehot + eps / K
+
+
+def check_cross_entropy_forward(cross_entropy_forward) -> None:
+    """cross_entropy_forward(logits, targets, label_smoothing) -> (loss, (log_probs, q)), the engine's
+    cache: log-softmax by log-sum-exp, q the (smoothed) target distribution, the loss a mean over the batch."""
+    from minivit import ops
+
+    rng = np.random.default_rng(14)
+    B, K = 4, 5
+    labels = np.array([0, 3, 1, 4])
+    sizes = {"the batch size B": B, "the number of classes K": K}
+    for eps in (0.0, 0.1):
+        logits = rng.standard_normal((B, K)) * 2
+        what = f"cross_entropy_forward, {B} images, {K} classes, label_smoothing {eps}"
+        loss, cache = _pair(cross_entropy_forward(logits.copy(), labels.copy(), eps), what, "loss, cache")
+        expected_loss, (expected_log_probs, expected_q) = ops.cross_entropy_forward(logits, labels, eps)
+        log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        mistakes = {"the mean over the classes too (a mean of B*K numbers; the loss sums over the classes)":
+                    float(expected_loss) / K}
+        if eps:
+            mistakes["smoothing spread as eps/(K-1) over the wrong classes only (minivit and PyTorch use "
+                     "q = (1 - eps) onehot + eps/K: every class gets eps/K, the true one included)"] = \
+                -float((_smoothed_targets(labels, K, eps, others_only=True) * log_softmax).sum()) / B
+            mistakes["no label smoothing (eps ignored)"] = float(ops.cross_entropy_forward(logits, labels)[0])
+        check_value(np.asarray(loss).item() if np.ndim(loss) == 0 else loss, float(expected_loss),
+                    f"{what}: the loss", rtol=1e-9, sizes=sizes, mistakes=mistakes)
+        if not isinstance(cache, tuple) or len(cache) != 2:
+            raise NotYet(what, ["the cache is the engine's (log_probs, q): the log-probabilities (B, K) and the "
+                                "target distribution (B, K); cross_entropy_backward reads it"])
+        check_array(cache[0], expected_log_probs, f"{what}: log_probs in the cache", "log_probs",
+                    mistakes={"the probabilities instead of their log": np.exp(expected_log_probs)})
+        check_array(cache[1], expected_q, f"{what}: q, the target distribution in the cache", "q",
+                    mistakes={"eps/(K-1) over the wrong classes only":
+                              _smoothed_targets(labels, K, eps, others_only=True)} if eps else None)
+    what = "cross_entropy_forward on logits near 1000 (a confident model's): no overflow"
+    large = rng.standard_normal((B, K)) * 3 + 1000
+    loss, _ = _pair(cross_entropy_forward(large.copy(), labels.copy(), 0.0), what, "loss, cache")
+    if not np.isfinite(float(np.asarray(loss))):
+        raise NotYet(what, [f"yours is {float(np.asarray(loss))}: exp(1000) overflows float64 (its largest is "
+                            "about exp(709)). Subtract each row's largest logit before the exp: log softmax(z) = "
+                            "(z - m) - log sum exp(z - m), the same for every m (log-sum-exp)"])
+    check_value(float(np.asarray(loss)), float(ops.cross_entropy_forward(large, labels)[0]), what, rtol=1e-9)
+    _remember(cross_entropy_forward, "cross_entropy_forward")
+
+
+def check_cross_entropy_backward(cross_entropy_backward) -> None:
+    """cross_entropy_backward(dloss, cache) -> dlogits = (softmax(logits) - q) dloss / B, against finite
+    differences of the engine's loss."""
+    from minivit import ops
+
+    rng = np.random.default_rng(15)
+    B, K = 4, 5
+    labels = np.array([2, 0, 4, 4])
+    for eps in (0.0, 0.1):
+        logits = rng.standard_normal((B, K))
+        loss, cache = ops.cross_entropy_forward(logits, labels, eps)
+        log_probs, q = cache
+        probs = np.exp(log_probs)
+        node = logits.copy()
+        numeric = numerical_gradient(
+            lambda node=node, eps=eps: float(ops.cross_entropy_forward(node, labels, eps)[0]) * 0.7, node)
+        yours = cross_entropy_backward(0.7, (log_probs.copy(), q.copy()))
+        onehot = np.eye(K)[labels]
+        mistakes = {"onehot(y) - p, the sign flipped": 0.7 * (onehot - probs) / B if not eps else 0.7 * (q - probs) / B,
+                    "dloss left out (the upstream gradient multiplies everything)": (probs - q) / B,
+                    "log_probs - q, the log-probabilities where the probabilities belong": 0.7 * (log_probs - q) / B}
+        if eps:
+            mistakes["p - onehot(y): the smoothed targets q are what the loss compares with"] = \
+                0.7 * (probs - onehot) / B
+        check_array(yours, numeric, f"cross_entropy_backward, dloss 0.7, label_smoothing {eps}, "
+                    "against finite differences", "dlogits", rtol=1e-7, mistakes=mistakes,
+                    sizes={"the batch size B": B, "the number of classes K": K})
+    _remember(cross_entropy_backward, "cross_entropy_backward")
+
+
 # --- lesson 7 -------------------------------------------------------------------------------------
 
 def check_init_std(init_std) -> None:

@@ -45,6 +45,8 @@ ENGINE_EXERCISES = {
     "attention_forward": 4,
     "attention_backward": 4,
     "layernorm_backward": 5,
+    "cross_entropy_forward": 6,
+    "cross_entropy_backward": 6,
 }
 
 
@@ -378,8 +380,26 @@ class CallCounter:
 
             self.functions[name] = counted
 
+    def callers(self, name: str) -> list[str]:
+        """The other counted functions whose code calls ``name`` directly (not through the engine, so
+        those calls are not counted: your attention_backward calls your softmax_backward itself)."""
+        import inspect
+
+        found = []
+        for other, function in self.functions.items():
+            code = getattr(inspect.unwrap(function), "__code__", None)
+            if other != name and code is not None and name in code.co_names and self.calls[other]:
+                found.append(other)
+        return found
+
     def __str__(self) -> str:
-        return ", ".join(f"{name} {count:,d}x" for name, count in self.calls.items())
+        parts = []
+        for name, count in self.calls.items():
+            callers = self.callers(name) if not count else []
+            inside = (f" (by the engine: it runs inside your {' and '.join(callers)}, which "
+                      f"call{'s' if len(callers) == 1 else ''} it directly)") if callers else ""
+            parts.append(f"{name} {count:,d}x{inside}")
+        return ", ".join(parts)
 
 
 @contextlib.contextmanager

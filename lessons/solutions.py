@@ -133,6 +133,20 @@ def parameters_per_layer(D, M, qkv_bias=True):
     return layernorms + attention + mlp
 
 
+def cross_entropy_forward(logits, targets, label_smoothing=0.0):
+    B, K = logits.shape
+    shifted = logits - logits.max(axis=1, keepdims=True)  # log-sum-exp: exp never overflows
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # (B, K)
+    q = np.eye(K)[targets] if targets.ndim == 1 else targets  # class labels, or probabilities (mixup)
+    q = (1 - label_smoothing) * q + label_smoothing / K
+    return -(q * log_probs).sum() / B, (log_probs, q)
+
+
+def cross_entropy_backward(dloss, cache):
+    log_probs, q = cache
+    return (np.exp(log_probs) - q) * dloss / log_probs.shape[0]  # (p - q) / B
+
+
 # Lesson 7
 def init_std(fan_in):
     return 1.0 / math.sqrt(fan_in)

@@ -137,6 +137,8 @@ def test_every_exercise_has_a_check_and_a_solution():
     (E.check_multi_head_attention, S.multi_head_attention), (E.check_attention_backward, S.attention_backward),
     (E.check_layernorm_stages, S.layernorm_backward_by_graph), (E.check_layernorm_backward, S.layernorm_backward),
     (E.check_parameters_per_layer, S.parameters_per_layer), (E.check_init_std, S.init_std),
+    (E.check_cross_entropy_forward, S.cross_entropy_forward),
+    (E.check_cross_entropy_backward, S.cross_entropy_backward),
     (E.check_bias_correction, S.bias_correction), (E.check_adamw_step, S.adamw_step),
     (E.check_learning_rate, S.learning_rate), (E.check_seconds_per_call, S.seconds_per_call),
     (E.check_resize_matrix, S.resize_matrix), (E.check_layer_decay_scale, S.layer_decay_scale),
@@ -778,3 +780,56 @@ def test_gelu_kernel_numbers_are_checked_without_a_gpu(capsys):
     on_host = E._elementwise_on_host(S.gelu_kernel_parts(), np.linspace(-3, 3, 7))
     np.testing.assert_allclose(on_host, np.linspace(-3, 3, 7) * 0.5 * (1 + np.vectorize(math.erf)(
         np.linspace(-3, 3, 7) / math.sqrt(2))), rtol=1e-13)
+
+
+def test_the_loss_mistakes():
+    """Lesson 6's loss: no log-sum-exp, a sum for the mean, smoothing over the wrong classes, and
+    the backward's sign, scale, upstream factor and targets, each named."""
+    def forward(shift=True, reduce="mean", others_only=False, cache_probs=False):
+        def cross_entropy_forward(logits, targets, label_smoothing=0.0):
+            B, K = logits.shape
+            z = logits - logits.max(axis=1, keepdims=True) if shift else logits
+            onehot = np.eye(K)[targets]
+            q = ((1 - label_smoothing) * onehot + label_smoothing / (K - 1) * (1 - onehot) if others_only
+                 else (1 - label_smoothing) * onehot + label_smoothing / K)
+            with np.errstate(over="ignore", invalid="ignore"):  # the overflow the check names
+                log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+                total = -(q * log_probs).sum()
+            loss = {"mean": total / B, "sum": total, "mean over classes": total / (B * K)}[reduce]
+            return loss, (np.exp(log_probs) if cache_probs else log_probs, q)
+
+        return cross_entropy_forward
+
+    assert_names(E.check_cross_entropy_forward, forward(shift=False), "overflows", "log-sum-exp")
+    assert_names(E.check_cross_entropy_forward, forward(reduce="sum"), "4 times the expected", "batch size B")
+    assert_names(E.check_cross_entropy_forward, forward(reduce="mean over classes"), "mean over the classes")
+    assert_names(E.check_cross_entropy_forward, forward(others_only=True), "label_smoothing 0.1", "eps/(K-1)")
+    assert_names(E.check_cross_entropy_forward, forward(cache_probs=True), "log_probs", "instead of their log")
+
+    def backward(variant):
+        def cross_entropy_backward(dloss, cache):
+            log_probs, q = cache
+            B, K = log_probs.shape
+            p = np.exp(log_probs)
+            onehot = (q == q.max(axis=1, keepdims=True)).astype(float)
+            return {"sign": (q - p) * dloss / B, "no B": (p - q) * dloss, "no dloss": (p - q) / B,
+                    "onehot": (p - onehot) * dloss / B}[variant]
+
+        return cross_entropy_backward
+
+    assert_names(E.check_cross_entropy_backward, backward("sign"), "sign flipped")
+    assert_names(E.check_cross_entropy_backward, backward("no B"), "4 times the expected", "batch size B")
+    assert_names(E.check_cross_entropy_backward, backward("no dloss"), "dloss left out")
+    assert_names(E.check_cross_entropy_backward, backward("onehot"), "label_smoothing 0.1", "smoothed targets q")
+
+
+def test_the_call_counter_says_where_an_uncounted_function_runs():
+    """Lesson 8 with the solutions: softmax_backward is called by attention_backward directly, so the
+    engine counts 0; the report says it ran inside attention_backward (issue 28.11)."""
+    import lesson_support
+
+    counter = lesson_support.CallCounter({"softmax_backward": S.softmax_backward,
+                                          "attention_backward": S.attention_backward})
+    counter.calls["attention_backward"] = 3
+    assert str(counter) == ("softmax_backward 0x (by the engine: it runs inside your attention_backward, which "
+                            "calls it directly), attention_backward 3x")
