@@ -418,6 +418,122 @@ def check_layernorm_backward(layernorm_backward) -> None:
     _remember(layernorm_backward, "layernorm_backward")
 
 
+# The whole encoder layer's backward, node by node, in the order the gradient reaches them.
+LAYER_STAGES = ("dfc2_weight", "dfc2_bias", "dgelu_out", "dfc1_out", "dfc1_weight", "dfc1_bias", "dln2_out",
+                "dln2_gamma", "dln2_beta", "dh", "do_weight", "do_bias", "dcontext", "dq", "dk", "dv", "dqkv",
+                "dqkv_weight", "dqkv_bias", "dln1_out", "dln1_gamma", "dln1_beta", "dx")
+
+
+def layer_parameters(D, M, seed=16):
+    """The parameters of one pre-norm encoder layer, by the names encoder_layer_forward reads (float64)."""
+    rng = np.random.default_rng(seed)
+    return {"ln1_gamma": 1 + 0.3 * rng.standard_normal(D), "ln1_beta": 0.3 * rng.standard_normal(D),
+            "qkv_weight": rng.standard_normal((D, 3 * D)) / math.sqrt(D), "qkv_bias": 0.3 * rng.standard_normal(3 * D),
+            "o_weight": rng.standard_normal((D, D)) / math.sqrt(D), "o_bias": 0.3 * rng.standard_normal(D),
+            "ln2_gamma": 1 + 0.3 * rng.standard_normal(D), "ln2_beta": 0.3 * rng.standard_normal(D),
+            "fc1_weight": rng.standard_normal((D, M)) / math.sqrt(D), "fc1_bias": 0.3 * rng.standard_normal(M),
+            "fc2_weight": rng.standard_normal((M, D)) / math.sqrt(M), "fc2_bias": 0.3 * rng.standard_normal(D)}
+
+
+def encoder_layer_forward(x, params, num_heads, eps=1e-12):
+    """One pre-norm encoder layer, as the engine's ViTLayer computes it (no dropout), from the ops:
+
+        h   = x + o_proj(attention(split(qkv(LN1(x)))))      the first residual fork
+        out = h + fc2(gelu(fc1(LN2(h))))                      the second
+
+    Returns (out, cache): the cache holds each op's own cache, by node, and what the backward needs
+    to split and merge the packed q/k/v."""
+    from minivit import ops
+
+    D = x.shape[-1]
+    ln1_out, ln1 = ops.layernorm_forward(x, params["ln1_gamma"], params["ln1_beta"], eps)
+    qkv_out, qkv = ops.linear_forward(ln1_out, params["qkv_weight"], params["qkv_bias"])  # (B, T, 3D) packed
+    q, k, v = (ops.split_heads(qkv_out[..., i * D:(i + 1) * D], num_heads) for i in range(3))  # (B, H, T, d)
+    context, attention = ops.attention_forward(q, k, v)  # (B, H, T, d)
+    attention_out, o = ops.linear_forward(ops.merge_heads(context), params["o_weight"], params["o_bias"])
+    h = x + attention_out
+    ln2_out, ln2 = ops.layernorm_forward(h, params["ln2_gamma"], params["ln2_beta"], eps)
+    fc1_out, fc1 = ops.linear_forward(ln2_out, params["fc1_weight"], params["fc1_bias"])  # (B, T, M)
+    gelu_out, gelu = ops.gelu_forward(fc1_out)
+    mlp_out, fc2 = ops.linear_forward(gelu_out, params["fc2_weight"], params["fc2_bias"])
+    cache = {"ln1": ln1, "qkv": qkv, "attention": attention, "o": o, "ln2": ln2, "fc1": fc1, "gelu": gelu,
+             "fc2": fc2, "num_heads": num_heads}
+    return h + mlp_out, cache
+
+
+def _layer_gradients(dout, cache):
+    """The expected gradient at every node, composed from the engine's reference ops."""
+    from minivit import ops
+
+    g = {}
+    g["dgelu_out"], g["dfc2_weight"], g["dfc2_bias"] = ops.linear_backward(dout, cache["fc2"])
+    g["dfc1_out"] = ops.gelu_backward(g["dgelu_out"], cache["gelu"])
+    g["dln2_out"], g["dfc1_weight"], g["dfc1_bias"] = ops.linear_backward(g["dfc1_out"], cache["fc1"])
+    dbranch, g["dln2_gamma"], g["dln2_beta"] = ops.layernorm_backward(g["dln2_out"], cache["ln2"])
+    g["dh"] = dout + dbranch
+    dmerged, g["do_weight"], g["do_bias"] = ops.linear_backward(g["dh"], cache["o"])
+    g["dcontext"] = ops.split_heads(dmerged, cache["num_heads"])
+    g["dq"], g["dk"], g["dv"] = ops.attention_backward(g["dcontext"], cache["attention"])
+    g["dqkv"] = np.concatenate([ops.merge_heads(g[name]) for name in ("dq", "dk", "dv")], axis=-1)
+    g["dln1_out"], g["dqkv_weight"], g["dqkv_bias"] = ops.linear_backward(g["dqkv"], cache["qkv"])
+    dbranch, g["dln1_gamma"], g["dln1_beta"] = ops.layernorm_backward(g["dln1_out"], cache["ln1"])
+    g["dx"] = g["dh"] + dbranch
+    return g, {"dh_branch": g["dh"] - dout, "dx_branch": dbranch}
+
+
+def check_encoder_layer_backward(encoder_layer_backward) -> None:
+    """The learner's whole-layer backward, stage by stage (each node's gradient, in the order the
+    gradient reaches it), then the input's gradient against finite differences of the whole layer."""
+    from minivit import ops
+
+    B, T, D, M, H = 2, 5, 6, 10, 2
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((B, T, D))
+    params = layer_parameters(D, M)
+    out, cache = encoder_layer_forward(x, params, H)
+    dout = rng.standard_normal(out.shape)
+    expected, branches = _layer_gradients(dout, cache)
+    sizes = {"the batch size B": B, "the tokens T": T, "the rows B*T": B * T, "the heads H": H}
+    packed_wrongly = np.concatenate([ops.merge_heads(expected[n]) for n in ("dk", "dq", "dv")], axis=-1)
+    plain = np.concatenate([expected[n].reshape(B, T, D) for n in ("dq", "dk", "dv")], axis=-1)
+    hints = {
+        "dfc1_out": {"mistakes": {"dgelu_out without GELU's derivative (gelu_backward left out)":
+                                  expected["dgelu_out"]}},
+        "dh": {"mistakes": {"the MLP branch's gradient only: at the fork h -> (h, MLP(LN2(h))) the gradients of "
+                            "both paths add, and the skip path brings dout itself": branches["dh_branch"],
+                            "dout only (the skip path): the MLP branch's gradient, through LN2, must be added":
+                            dout}},
+        "dx": {"mistakes": {"the attention branch's gradient only: the skip path brings dh, and the two add":
+                            branches["dx_branch"],
+                            "dh only (the skip path): the attention branch's gradient, through LN1, must be added":
+                            expected["dh"]}},
+        "dqkv": {"mistakes": {"q, k, v packed in another order (the forward slices q, then k, then v)": packed_wrongly,
+                              "heads merged with a plain reshape (no transpose back to (B, T, H, d))": plain}},
+        "dcontext": {"mistakes": {"a plain reshape into heads (no transpose)":
+                                  ops.linear_backward(expected["dh"], cache["o"])[0].reshape(B, H, T, D // H)}},
+    }
+    what = "the encoder layer's backward, node by node"
+    stages = encoder_layer_backward(dout.copy(), cache)
+    if not isinstance(stages, dict):
+        raise NotYet(what, [f"your function returned a {type(stages).__name__}: expected the dict of every node's "
+                            f"gradient ({', '.join(LAYER_STAGES)})"])
+    for stage in LAYER_STAGES:
+        if stages.get(stage) is None:
+            raise NotYet(f"{what}: {stage}", [f"{stage} is not written yet (None). Every node before it is right; "
+                                              "the gradient reaches this one next."])
+        lines = diagnose(stages[stage], expected[stage], stage, rtol=1e-9, sizes=sizes, **hints.get(stage, {}))
+        if lines:
+            raise NotYet(f"{what}: {stage}", lines)
+    print(f"PASS: {what}: all {len(LAYER_STAGES)} nodes, from dfc2_weight to dx (largest difference "
+          f"{max(float(np.max(np.abs(stages[s] - expected[s]))) for s in LAYER_STAGES):.1e})")
+
+    def whole(node=x):
+        return np.sum(encoder_layer_forward(node, params, H)[0] * dout)
+
+    numeric = numerical_gradient(whole, x)
+    check_array(stages["dx"], numeric, "dx against finite differences of the whole layer", "dx", rtol=1e-7)
+
+
 # --- lesson 6 -------------------------------------------------------------------------------------
 
 def _layer_parameters(D, M, qkv_bias):

@@ -403,6 +403,70 @@ class CallCounter:
 
 
 @contextlib.contextmanager
+def use_my_layer(model, layer_forward, layer_backward):
+    """Run every encoder layer of ``model`` on ``layer_forward(x, params, num_heads, eps) -> (out, cache)``
+    and your ``layer_backward(dout, cache) -> {node: gradient}`` (lesson 5's whole layer), inside a
+    ``with`` block. The layer's parameters are read from the model (q, k and v side by side, as the
+    engine packs them) and your gradients are added to theirs, so the optimizer trains on them."""
+    from minivit import backend
+
+    xp = backend.xp
+    layers = model.encoder.layers
+    if model.config.hidden_dropout_prob or model.config.attention_probs_dropout_prob:
+        raise ValueError("use_my_layer: your layer has no dropout; make the model with hidden_dropout_prob=0 "
+                         "and attention_probs_dropout_prob=0.")
+    pairs = {"ln1": "layernorm_before", "ln2": "layernorm_after"}
+
+    def parameters(layer):
+        attention, mlp = layer.attention, layer.mlp
+        found = {f"{short}_{kind}": getattr(getattr(layer, name), attr).data
+                 for short, name in pairs.items() for kind, attr in (("gamma", "weight"), ("beta", "bias"))}
+        projections = (attention.q_proj, attention.k_proj, attention.v_proj)
+        found["qkv_weight"] = xp.concatenate([p.weight.data for p in projections], axis=1)  # (D, 3D)
+        found["qkv_bias"] = (xp.concatenate([p.bias.data for p in projections])
+                             if attention.q_proj.bias is not None else None)
+        for short, module in (("o", attention.o_proj), ("fc1", mlp.fc1), ("fc2", mlp.fc2)):
+            found[f"{short}_weight"], found[f"{short}_bias"] = module.weight.data, module.bias.data
+        return found
+
+    def add_gradients(layer, grads):
+        attention, mlp = layer.attention, layer.mlp
+        for short, name in pairs.items():
+            getattr(layer, name).weight.grad += grads[f"d{short}_gamma"]
+            getattr(layer, name).bias.grad += grads[f"d{short}_beta"]
+        D = attention.o_proj.weight.data.shape[0]
+        for index, projection in enumerate((attention.q_proj, attention.k_proj, attention.v_proj)):
+            projection.weight.grad += grads["dqkv_weight"][:, index * D:(index + 1) * D]
+            if projection.bias is not None:
+                projection.bias.grad += grads["dqkv_bias"][index * D:(index + 1) * D]
+        for short, module in (("o", attention.o_proj), ("fc1", mlp.fc1), ("fc2", mlp.fc2)):
+            module.weight.grad += grads[f"d{short}_weight"]
+            module.bias.grad += grads[f"d{short}_bias"]
+
+    def install(layer):
+        def forward(hidden_states):
+            out, cache = layer_forward(hidden_states, parameters(layer), layer.attention.num_heads,
+                                       layer.layernorm_before.eps)
+            layer._keep(cache)  # nothing kept inside no_grad, as the engine's layers
+            return out
+
+        def backward(dout):
+            grads = layer_backward(dout, layer._pop_cache())
+            add_gradients(layer, grads)
+            return grads["dx"]
+
+        layer.forward, layer.backward = forward, backward
+
+    for layer in layers:
+        install(layer)
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            del layer.forward, layer.backward  # the class's methods again
+
+
+@contextlib.contextmanager
 def no_grad():
     """Forwards that keep no activations (evaluation only): minivit.no_grad()."""
     import minivit

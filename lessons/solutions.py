@@ -125,6 +125,25 @@ def layernorm_backward(dout, cache):
     return dx, dgamma, dbeta
 
 
+def encoder_layer_backward(dout, cache):
+    g = {}
+    # second residual: out = h + fc2(gelu(fc1(LN2(h)))); the MLP branch first
+    g["dgelu_out"], g["dfc2_weight"], g["dfc2_bias"] = ops.linear_backward(dout, cache["fc2"])
+    g["dfc1_out"] = ops.gelu_backward(g["dgelu_out"], cache["gelu"])
+    g["dln2_out"], g["dfc1_weight"], g["dfc1_bias"] = ops.linear_backward(g["dfc1_out"], cache["fc1"])
+    dbranch, g["dln2_gamma"], g["dln2_beta"] = ops.layernorm_backward(g["dln2_out"], cache["ln2"])
+    g["dh"] = dout + dbranch  # the fork: the skip path's gradient plus the branch's
+    # first residual: h = x + o_proj(attention(...)); the attention branch
+    dmerged, g["do_weight"], g["do_bias"] = ops.linear_backward(g["dh"], cache["o"])
+    g["dcontext"] = ops.split_heads(dmerged, cache["num_heads"])  # the inverse of merge_heads
+    g["dq"], g["dk"], g["dv"] = ops.attention_backward(g["dcontext"], cache["attention"])
+    g["dqkv"] = np.concatenate([ops.merge_heads(g[n]) for n in ("dq", "dk", "dv")], axis=-1)  # packed again
+    g["dln1_out"], g["dqkv_weight"], g["dqkv_bias"] = ops.linear_backward(g["dqkv"], cache["qkv"])
+    dbranch, g["dln1_gamma"], g["dln1_beta"] = ops.layernorm_backward(g["dln1_out"], cache["ln1"])
+    g["dx"] = g["dh"] + dbranch
+    return g
+
+
 # Lesson 6
 def parameters_per_layer(D, M, qkv_bias=True):
     layernorms = 2 * 2 * D

@@ -139,6 +139,7 @@ def test_every_exercise_has_a_check_and_a_solution():
     (E.check_parameters_per_layer, S.parameters_per_layer), (E.check_init_std, S.init_std),
     (E.check_cross_entropy_forward, S.cross_entropy_forward),
     (E.check_cross_entropy_backward, S.cross_entropy_backward),
+    (E.check_encoder_layer_backward, S.encoder_layer_backward),
     (E.check_bias_correction, S.bias_correction), (E.check_adamw_step, S.adamw_step),
     (E.check_learning_rate, S.learning_rate), (E.check_seconds_per_call, S.seconds_per_call),
     (E.check_resize_matrix, S.resize_matrix), (E.check_layer_decay_scale, S.layer_decay_scale),
@@ -833,3 +834,80 @@ def test_the_call_counter_says_where_an_uncounted_function_runs():
     counter.calls["attention_backward"] = 3
     assert str(counter) == ("softmax_backward 0x (by the engine: it runs inside your attention_backward, which "
                             "calls it directly), attention_backward 3x")
+
+
+def test_the_whole_layer_mistakes():
+    """Lesson 5's whole layer: a fork whose gradients do not add, GELU's derivative left out, q/k/v
+    packed in another order, the heads merged without the transpose, a node not written yet."""
+    from minivit import ops
+
+    def variant(mistake):
+        def encoder_layer_backward(dout, cache):
+            g = S.encoder_layer_backward(dout, cache)
+            B, H, T, d = g["dq"].shape
+            if mistake == "second fork":
+                g["dh"] = g["dh"] - dout
+            elif mistake == "first fork skip only":
+                g["dx"] = g["dh"]
+            elif mistake == "no gelu":
+                g["dfc1_out"] = g["dgelu_out"]
+            elif mistake == "order":
+                g["dqkv"] = np.concatenate([ops.merge_heads(g[n]) for n in ("dk", "dq", "dv")], axis=-1)
+            elif mistake == "plain merge":
+                g["dqkv"] = np.concatenate([g[n].reshape(B, T, H * d) for n in ("dq", "dk", "dv")], axis=-1)
+            elif mistake == "unwritten":
+                g["dcontext"] = None
+            elif mistake == "dqkv_weight per image":
+                x_ln = cache["qkv"][0]
+                g["dqkv_weight"] = x_ln.swapaxes(-1, -2) @ g["dqkv"]
+            return g
+
+        return encoder_layer_backward
+
+    assert_names(E.check_encoder_layer_backward, variant("second fork"), "dh", "gradients of both paths add")
+    assert_names(E.check_encoder_layer_backward, variant("first fork skip only"), "dx", "dh only (the skip path)")
+    assert_names(E.check_encoder_layer_backward, variant("no gelu"), "dfc1_out", "GELU's derivative")
+    assert_names(E.check_encoder_layer_backward, variant("order"), "dqkv", "another order")
+    assert_names(E.check_encoder_layer_backward, variant("plain merge"), "dqkv", "plain reshape")
+    assert_names(E.check_encoder_layer_backward, variant("unwritten"), "dcontext is not written yet")
+    assert_names(E.check_encoder_layer_backward, variant("dqkv_weight per image"),
+                 "dqkv_weight has shape (2, 6, 18), expected (6, 18)", "sum over the batch")
+    assert_names(E.check_encoder_layer_backward, lambda dout, cache: (dout, None), "expected the dict")
+
+
+def test_use_my_layer_trains_as_the_engine():
+    """The solution's layer, plugged into every encoder layer, gives the engine's losses and leaves
+    the model's own methods in place afterwards."""
+    import lesson_support
+
+    import minivit
+    from minivit import dispatch, optim
+
+    config = minivit.ViTConfig(image_size=8, patch_size=4, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=12, num_labels=3, hidden_dropout_prob=0.0,
+                               attention_probs_dropout_prob=0.0)
+    rng = np.random.default_rng(0)
+    images, labels = rng.standard_normal((4, 3, 8, 8)), rng.integers(0, 3, 4)
+    curves = []
+    for mine in (False, True):
+        model = minivit.ViTForImageClassification(config, seed=1, dtype="float64").train()
+        optimizer = optim.AdamW(model.named_parameters(), lr=1e-2)
+        losses = []
+        context = (lesson_support.use_my_layer(model, E.encoder_layer_forward, S.encoder_layer_backward) if mine
+                   else lesson_support.contextlib.nullcontext())
+        with context:
+            for _ in range(3):
+                optimizer.zero_grad()
+                loss, cache = dispatch.cross_entropy_forward(model.forward(images), labels)
+                model.backward(dispatch.cross_entropy_backward(1.0, cache))
+                optimizer.step()
+                losses.append(float(loss))
+        curves.append(losses)
+        assert "forward" not in vars(model.encoder.layers[0])
+    np.testing.assert_allclose(curves[1], curves[0], rtol=1e-12)
+    with pytest.raises(ValueError, match="hidden_dropout_prob=0"):
+        with lesson_support.use_my_layer(minivit.ViTForImageClassification(
+                minivit.ViTConfig(image_size=8, patch_size=4, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=12, num_labels=3, hidden_dropout_prob=0.1)),
+                E.encoder_layer_forward, S.encoder_layer_backward):
+            pass
