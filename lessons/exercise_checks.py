@@ -746,6 +746,80 @@ def check_adamw_step(adamw_step) -> None:
     check_array(yours, expected, what, "params after each step", rtol=1e-7)
 
 
+def check_numerical_gradient(numerical_gradient) -> None:
+    """The learner's centred difference against minivit.gradcheck's 3-point stencil, on 2-D and 3-D
+    inputs, x unchanged afterwards."""
+    from minivit import gradcheck
+
+    h = 1e-5
+    for shape in ((3, 4), (2, 3, 4)):
+        x = _distinct(shape, seed=len(shape)) * 3
+        weights = np.random.default_rng(len(shape)).standard_normal(shape)
+
+        def f(x=x, weights=weights):
+            return float(np.sum(np.sin(x) * weights + 0.5 * x**3))
+
+        original = x.copy()
+        expected = gradcheck.numerical_gradient(f, x, h=h, stencil=3)
+        what = f"numerical_gradient on a {len(shape)}-D x {shape}, h = {h}, against minivit.gradcheck's 3-point stencil"
+        yours = numerical_gradient(f, x, h)
+        if not np.array_equal(x, original):
+            raise NotYet(what, ["x changed: put each element back after perturbing it (x[i] = original) -- the "
+                                "function reads x, and every later difference would start from a wrong point"])
+        forward_difference = np.zeros_like(x)
+        f_x = f()
+        for index in np.ndindex(shape):
+            saved = x[index]
+            x[index] = saved + h
+            forward_difference[index] = (f() - f_x) / h
+            x[index] = saved
+        exact = np.cos(x) * weights + 1.5 * x**2
+        check_array(yours, expected, what, "numeric", rtol=1e-6,
+                    mistakes={"the one-sided difference (f(x + h) - f(x)) / h: error O(h), where the centred one's is "
+                              "O(h^2)": forward_difference},
+                    sizes={"the 2 of 2h": 2})
+        error = float(np.max(np.abs(yours - exact) / np.maximum(1e-8, np.abs(yours) + np.abs(exact))))
+        print(f"  against the exact derivative: relative error {error:.1e} (expect about 1e-10 in float64 at h = {h})")
+
+
+def check_train_step(train_step) -> None:
+    """The learner's training step (zero the gradients, forward, loss, backward, update) against the
+    engine's, five steps of a tiny ViT in float64."""
+    import minivit
+    from minivit import dispatch, optim
+
+    config = minivit.ViTConfig(image_size=8, patch_size=4, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=12, num_labels=3, hidden_dropout_prob=0.0,
+                               attention_probs_dropout_prob=0.0)
+    rng = np.random.default_rng(18)
+    images, labels = rng.standard_normal((6, 3, 8, 8)), rng.integers(0, 3, 6)
+
+    def losses(step_function, steps=5):
+        model = minivit.ViTForImageClassification(config, seed=2, dtype="float64").train()
+        optimizer = optim.AdamW(model.named_parameters(), lr=1e-2)
+        return [float(step_function(model, optimizer, images, labels)) for _ in range(steps)]
+
+    def engine(model, optimizer, images, labels, accumulate=False, step_first=False):
+        if not accumulate:
+            optimizer.zero_grad()
+        if step_first:
+            optimizer.step()
+        loss, cache = dispatch.cross_entropy_forward(model.forward(images), labels)
+        model.backward(dispatch.cross_entropy_backward(1.0, cache))
+        if not step_first:
+            optimizer.step()
+        return loss
+
+    expected = losses(engine)
+    what = "train_step: five steps, the losses against the engine's"
+    yours = losses(train_step)
+    check_curve(np.arange(1, 6), yours, expected, what, ylabel="training loss", rtol=1e-9, plot=False,
+                mistakes={"no optimizer.zero_grad(): the gradients of every step add up": losses(
+                              lambda *a: engine(*a, accumulate=True)),
+                          "optimizer.step() before the backward (each update uses the previous step's gradient)":
+                              losses(lambda *a: engine(*a, step_first=True))})
+
+
 # --- lesson 8 -------------------------------------------------------------------------------------
 
 def check_learning_rate(learning_rate) -> None:

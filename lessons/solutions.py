@@ -185,6 +185,29 @@ def adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1=0.9, beta2=0.99
     return param, exp_avg, exp_avg_sq
 
 
+def numerical_gradient(f, x, h=1e-5):
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        original = x[index]
+        x[index] = original + h
+        f_plus = f()
+        x[index] = original - h
+        f_minus = f()
+        x[index] = original  # put it back
+        grad[index] = (f_plus - f_minus) / (2 * h)
+    return grad
+
+
+def train_step(model, optimizer, images, labels):
+    from minivit import dispatch
+
+    optimizer.zero_grad()  # the gradients of the last step are spent
+    loss, cache = dispatch.cross_entropy_forward(model.forward(images), labels)
+    model.backward(dispatch.cross_entropy_backward(1.0, cache))  # adds into every parameter's .grad
+    optimizer.step()
+    return loss
+
+
 # Lesson 8
 def learning_rate(step, total_steps, warmup_steps, base_lr, min_lr=0.0):
     if step < warmup_steps:

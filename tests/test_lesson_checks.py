@@ -140,6 +140,7 @@ def test_every_exercise_has_a_check_and_a_solution():
     (E.check_cross_entropy_forward, S.cross_entropy_forward),
     (E.check_cross_entropy_backward, S.cross_entropy_backward),
     (E.check_encoder_layer_backward, S.encoder_layer_backward),
+    (E.check_numerical_gradient, S.numerical_gradient), (E.check_train_step, S.train_step),
     (E.check_bias_correction, S.bias_correction), (E.check_adamw_step, S.adamw_step),
     (E.check_learning_rate, S.learning_rate), (E.check_seconds_per_call, S.seconds_per_call),
     (E.check_resize_matrix, S.resize_matrix), (E.check_layer_decay_scale, S.layer_decay_scale),
@@ -911,3 +912,46 @@ def test_use_my_layer_trains_as_the_engine():
                                   intermediate_size=12, num_labels=3, hidden_dropout_prob=0.1)),
                 E.encoder_layer_forward, S.encoder_layer_backward):
             pass
+
+
+def test_the_gradient_checker_and_training_step_mistakes():
+    """Lesson 7's own checker (one-sided, no 2, x not restored) and step (no zero_grad, step first)."""
+    def checker(mistake):
+        def numerical_gradient(f, x, h=1e-5):
+            grad = np.zeros_like(x)
+            for index in np.ndindex(x.shape):
+                original = x[index]
+                x[index] = original + h
+                f_plus = f()
+                x[index] = original if mistake == "one-sided" else original - h
+                f_minus = f()
+                if mistake != "not restored":
+                    x[index] = original
+                grad[index] = (f_plus - f_minus) / (h if mistake in ("one-sided", "no 2") else 2 * h)
+            return grad
+
+        return numerical_gradient
+
+    assert_names(E.check_numerical_gradient, checker("one-sided"), "one-sided difference")
+    assert_names(E.check_numerical_gradient, checker("no 2"), "twice the expected")
+    assert_names(E.check_numerical_gradient, checker("not restored"), "x changed", "put each element back")
+    assert_names(E.check_numerical_gradient, lambda f, x, h=1e-5: S.numerical_gradient(f, x, h).reshape(-1),
+                 "has shape (12,), expected (3, 4)")
+
+    from minivit import dispatch
+
+    def no_zero_grad(model, optimizer, images, labels):
+        loss, cache = dispatch.cross_entropy_forward(model.forward(images), labels)
+        model.backward(dispatch.cross_entropy_backward(1.0, cache))
+        optimizer.step()
+        return loss
+
+    def step_first(model, optimizer, images, labels):
+        optimizer.zero_grad()
+        optimizer.step()
+        loss, cache = dispatch.cross_entropy_forward(model.forward(images), labels)
+        model.backward(dispatch.cross_entropy_backward(1.0, cache))
+        return loss
+
+    assert_names(E.check_train_step, no_zero_grad, "no optimizer.zero_grad()", "add up")
+    assert_names(E.check_train_step, step_first, "before the backward")
