@@ -131,6 +131,18 @@ def data_dir() -> str:
     return str(default)
 
 
+def shown_site(site: str) -> str:
+    """A source location ("path:line in function ...") as a notebook prints it: a notebook cell's code
+    (which IPython keeps in a temporary file with a numbered name) as "this notebook, line N", any
+    other file by its name alone (no machine paths)."""
+    import re
+
+    cell = re.match(r"^.*ipykernel_\d+[/\\]\d+\.py:(\d+)(.*)$", site)
+    if cell:
+        return f"a cell of this notebook, line {cell.group(1)}{cell.group(2)}"
+    return os.path.basename(site)
+
+
 def describe_data() -> str:
     """Where the lessons' images come from, in words (no absolute paths)."""
     from minivit.data import find_data
@@ -464,6 +476,102 @@ def use_my_layer(model, layer_forward, layer_backward):
     finally:
         for layer in layers:
             del layer.forward, layer.backward  # the class's methods again
+
+
+def speed_against_pytorch(config, batch_size: int, rounds: int = 3, steps: int = 3, mine: dict | None = None):
+    """Images per second of a training step (forward, loss, backward, AdamW) and of inference, measured
+    here, now: minivit as ``python -m minivit.train`` runs it (fast kernels), minivit on ``mine`` (your
+    functions, through use_mine) when given, and transformers' ViT on PyTorch with the same config,
+    batch and thread count when torch and transformers are installed. The sides take turns, ``rounds``
+    times (a loaded machine's speed drifts); each number is the median. Uses benchmarks/timing.py,
+    as benchmarks/throughput_cpu.py does. Returns {side: {"training step": images/s, "inference": images/s}}
+    and prints a table (with one line instead of the PyTorch column when torch is missing)."""
+    import sys
+
+    import minivit
+    from minivit import optim
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from timing import median_seconds, minivit_step_functions
+
+    rng = np.random.default_rng(0)
+    size = config.image_size
+    images = rng.standard_normal((batch_size, config.num_channels, size, size)).astype("float32")
+    labels = rng.integers(0, config.num_labels, batch_size)
+    model = minivit.ViTForImageClassification(config, seed=0)
+    sides = {"minivit (fast kernels)": minivit_step_functions(
+        model, optim.AdamW(model.named_parameters(), lr=1e-3, weight_decay=0.05), images, labels)}
+    if mine:
+        inference, train_step = minivit_step_functions(
+            model, optim.AdamW(model.named_parameters(), lr=1e-3, weight_decay=0.05), images, labels)
+
+        def with_mine(function):
+            def run():
+                with use_mine(**mine):
+                    function()
+            return run
+
+        sides["minivit on your functions"] = (with_mine(inference), with_mine(train_step))
+    missing = ""
+    try:
+        import warnings
+
+        with warnings.catch_warnings():  # tqdm inside transformers, without ipywidgets: not the learner's concern
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            import torch
+            from transformers import ViTConfig, ViTForImageClassification
+
+        from minivit import convert
+    except ImportError as error:
+        missing = f"PyTorch: not measured ({error.name} is not installed; pip install torch transformers to compare)"
+    else:
+        threads = int(os.environ.get("OMP_NUM_THREADS", "0")) or os.cpu_count() or 1
+        torch.set_num_threads(threads)
+        hf_model = ViTForImageClassification(ViTConfig(**convert.hf_config_kwargs(config)))
+        hf_optimizer = torch.optim.AdamW(hf_model.parameters(), lr=1e-3, weight_decay=0.05)
+        x, y = torch.from_numpy(images), torch.from_numpy(labels)
+
+        def torch_inference():
+            hf_model.eval()
+            with torch.inference_mode():
+                hf_model(pixel_values=x)
+
+        def torch_train_step():
+            hf_model.train()
+            hf_optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(hf_model(pixel_values=x).logits, y).backward()
+            hf_optimizer.step()
+
+        sides["transformers' ViT on PyTorch"] = (torch_inference, torch_train_step)
+    seconds = {(side, kind): [] for side in sides for kind in ("training step", "inference")}
+    for _ in range(rounds):
+        for side, (inference, train_step) in sides.items():
+            seconds[side, "training step"].append(median_seconds(train_step, steps, 2))
+            seconds[side, "inference"].append(median_seconds(inference, steps, 2))
+    kinds = ("training step", "inference")
+    speeds = {side: {kind: batch_size / float(np.median(seconds[side, kind])) for kind in kinds} for side in sides}
+    print(f"images per second, batch {batch_size}, measured in this notebook ({rounds} rounds in turn, "
+          f"{os.cpu_count()} CPU cores visible):")
+    torch_side = speeds.get("transformers' ViT on PyTorch")
+    for side, speed in speeds.items():
+        ratios = ""
+        if torch_side and side != "transformers' ViT on PyTorch":
+            ratios = "   " + ", ".join(f"{speed[kind] / torch_side[kind]:.2f}x PyTorch's {kind}" for kind in speed)
+        print(f"  {side:32s} training step {speed['training step']:8.1f}   inference {speed['inference']:8.1f}{ratios}")
+    if missing:
+        print("  " + missing)
+    return speeds
+
+
+@contextlib.contextmanager
+def in_folder(path):
+    """Run a block with ``path`` as the working folder (contextlib.chdir, which Python 3.10 lacks)."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 @contextlib.contextmanager
