@@ -244,7 +244,7 @@ def _structure_problem(yours, expected, where: str) -> str:
     if hasattr(expected, "shape"):
         if yours is None:
             return f"{where} is None, expected an array of shape {tuple(expected.shape)}"
-        shape = tuple(getattr(yours, "shape", np.shape(yours)))
+        shape = tuple(yours.shape) if hasattr(yours, "shape") else np.shape(yours)
         if shape != tuple(expected.shape):
             return (f"{where} has shape {shape}, the engine's has shape {tuple(expected.shape)}: the engine "
                     "adds it to a tensor of that shape (a gradient has the shape of what it is the gradient of)")
@@ -267,6 +267,17 @@ def probe_engine_function(name: str, function) -> str:
     a function that calls the engine's own ``name`` does none of the work itself, and the lessons
     would count the engine's code as yours. Then the structure and shapes of what it returns are
     compared with the reference's, on every probe (2-D and 3-D inputs for linear_backward)."""
+    from minivit import backend
+
+    previous = backend.name
+    backend.use("numpy")  # the probe runs on the host, whatever the lesson's backend (the simulated GPU's too)
+    try:
+        return _probe(name, function)
+    finally:
+        backend.use(previous)
+
+
+def _probe(name: str, function) -> str:
     import sys
 
     from minivit import dispatch, ops
