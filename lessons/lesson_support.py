@@ -180,10 +180,17 @@ def use_mine(**functions):
     Each function is first run once on small probe inputs (``probe_engine_function``): one that
     returns values of other shapes than the engine's, or that hands the work to the engine's own
     function, is refused here, with the reason, before the model runs on it."""
+    from checks import NotYet
+
     from minivit import dispatch
 
     for name, function in functions.items():
-        problem = probe_engine_function(name, function)
+        try:
+            problem = probe_engine_function(name, function)
+        except NotImplementedError as error:  # the exercise's placeholder: say which exercise the cell waits for
+            raise NotYet(f"this cell waits for {str(error).split(':')[0] or 'an exercise'} ({name})",
+                         [f"your {name} is not written yet ({error}): write it, run its check, then this "
+                          "cell"]) from None
         if problem:
             raise ValueError(f"use_mine: your {name} cannot go into the engine: {problem}")
     return dispatch.use_mine(**functions)
@@ -306,6 +313,8 @@ def _probe(name: str, function) -> str:
         for arguments in calls:
             try:
                 results.append(learner(*arguments))
+            except NotImplementedError:
+                raise  # not written yet: use_mine says which exercise the cell waits for
             except Exception as error:  # noqa: BLE001 (the learner's error, reported by name)
                 return (f"on a probe input it raised {type(error).__name__}: {error} (shapes "
                         f"{[tuple(a.shape) for a in arguments if hasattr(a, 'shape')]})")

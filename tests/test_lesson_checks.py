@@ -981,3 +981,13 @@ def test_the_speed_table_measures_every_side_or_says_why_not(monkeypatch, capsys
     assert set(speeds) == {"minivit (fast kernels)", "minivit on your functions"}
     assert all(speed["training step"] > 0 and speed["inference"] > 0 for speed in speeds.values())
     assert "PyTorch: not measured (transformers is not installed" in out
+
+
+def test_a_cell_after_an_unwritten_exercise_says_which_exercise_it_waits_for():
+    import lesson_support
+
+    def layernorm_backward(dout, cache):
+        raise NotImplementedError("Exercise 2: write layernorm_backward")
+
+    with pytest.raises(NotYet, match=r"this cell waits for Exercise 2 \(layernorm_backward\)"):
+        lesson_support.use_mine(layernorm_backward=layernorm_backward)
