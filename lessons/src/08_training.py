@@ -149,9 +149,12 @@ else:
 
 # %% [markdown]
 # `steps.jsonl` has a row per step (training loss and accuracy on the augmented batch, learning
-# rate); `metrics.jsonl` a row per epoch, with the validation numbers. Two minutes on two CPU cores,
-# on your functions (the reference math, without the engine's fast kernels), is an epoch or two of
-# `cifar-cpu`: the curve below is the start of a run, not its end.
+# rate); `metrics.jsonl` a row per epoch, with the validation numbers. How far two minutes go on
+# your functions (the reference math, without the engine's fast kernels) depends on the machine and
+# on what else runs on it: the run above printed its steps and images per second. On two quiet CPU
+# cores it is about an epoch of `cifar-cpu` (some 400 steps); the notebook in the repository was run
+# on a development machine shared with other jobs, where the same two minutes made far fewer. Either
+# way the curve below is the start of a run, not its end.
 
 # %%
 steps = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
@@ -205,7 +208,11 @@ check(continued["step"] > summary["step"], "the run went on from its checkpoint"
 # three ways: the engine as `python -m minivit.train` runs it (its fast kernels), the engine on
 # your functions (what the run above trained on), and transformers' ViT on PyTorch with the same
 # configuration, batch and threads (skipped, with one line, where torch is not installed). The
-# sides take turns; on a shared machine the numbers move from run to run, the ratios less.
+# sides take turns, but on a machine shared with other work the numbers move from run to run, and
+# the engine's multithreaded kernels suffer most when the cores are oversubscribed. The notebook in
+# the repository was run on such a machine: its table is what that run got. On a quiet machine,
+# `python benchmarks/throughput_cpu.py` measures the same three sides (the README's Results give
+# its numbers).
 
 # %%
 import minivit  # noqa: E402
