@@ -132,8 +132,12 @@ if len(rows) == 2:
 # The same model and batch on this machine's CPU, measured now: the engine as
 # `python -m minivit.train` runs it (its fast kernels, the numba loops of the last section among
 # them) against transformers' ViT on PyTorch with the same configuration, batch and threads (one
-# line instead, where torch is not installed). On a shared machine the numbers move from run to
-# run; the ratios less.
+# line instead, where torch is not installed). On a machine shared with other work both sides'
+# multithreaded code suffers when the cores are oversubscribed, and the numbers and even the ratios
+# move from run to run: the notebook in the repository was run on such a machine, and its table is
+# what that run got, not what either library does on a quiet one. There,
+# `python benchmarks/throughput_cpu.py` measures the same comparison (the README's Results give its
+# numbers).
 
 # %%
 cpu_speeds = speed_against_pytorch(config, batch_size, rounds=1 if FAST else 3, steps=2 if FAST else 3)
