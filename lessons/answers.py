@@ -39,23 +39,27 @@ ANSWERS = {
         better. For the CLS token and position embeddings, zero is no better than any other value:
         they are learned inputs, not multipliers of inputs, and decaying them only erases what they
         learned (the same holds for biases and LayerNorm gains).""",
-        r"""The CLS token: its state is never read, so nothing downstream depends on it except through
-        attention from other tokens, and with mean pooling it still enters as a key and value. Its
-        gradient is not zero then, but it is no longer the summary the head reads; if the CLS token
-        were dropped from the sequence entirely its gradient would be exactly zero.""",
+        r"""None becomes useless, but the CLS token loses its special role. minivit's mean pooling
+        (`pool_forward(..., "mean")`) averages all $T = N + 1$ tokens, the CLS token's final state
+        included, so the head reads it with weight $1/T$ like any patch, and it also enters every
+        layer's attention as a key and value. Its gradient is therefore not zero: it is the gradient
+        of one more learned token among $T$, no longer of the summary the head reads alone. Only if
+        the CLS token were dropped from the sequence would its gradient be exactly zero.""",
     ],
     4: [
         r"""For `cifar-tiny`: $T = 65$, $D = 192$, 3 heads of $d = 64$. Attention's two products cost
         about $2 T^2 D = 2 \cdot 65^2 \cdot 192 \approx 1.6$ M multiply-adds per image and layer; the
-        four projections $4 T D^2 \approx 9.6$ M and the MLP $8 T D^2 \approx 19$ M. The linear layers
-        dominate while $T < D$ (roughly); attention would dominate with many more tokens, e.g. a
-        patch size of 2 ($T = 257$) or high-resolution images.""",
+        four projections $4 T D^2 \approx 9.6$ M and the MLP $8 T D^2 \approx 19$ M. Per head, $T^2 d$
+        against one projection's $T D d$ (its share of $T D^2$) flips at $T = D$; but a layer has
+        $12 T D^2$ of linear work against attention's $2 T^2 D$, so attention dominates the layer only
+        beyond $T = 6D \approx 1{,}150$ tokens for $D = 192$. A patch size of 2 on CIFAR-10
+        ($T = 257$) does not get there; high-resolution images with small patches do.""",
         r"""The Jacobian of a softmax over $T$ entries is $T \times T$ per row, and only its product
         with $g$ is needed: $y \odot (g - \langle g, y\rangle)$ costs $O(T)$ per row instead of
         $O(T^2)$ to build and $O(T^2)$ to multiply. One `cifar-tiny` layer at batch 128 has
         $128 \cdot 3 \cdot 65 = 24{,}960$ rows, so the Jacobians would be
-        $24{,}960 \cdot 65^2 \cdot 4$ bytes $\approx 422$ MB per layer, against 1.7 MB for the
-        probabilities themselves.""",
+        $24{,}960 \cdot 65^2 \cdot 4$ bytes $\approx 422$ MB per layer, against
+        $24{,}960 \cdot 65 \cdot 4$ bytes $\approx 6.5$ MB for the probabilities themselves.""",
         r"""$P$ does not change: the softmax is invariant to adding a constant to a row. A bias of the
         key projection adds $\langle q_i, b_k \rangle$ to every score of row $i$ (the same for every
         key $j$), so it changes nothing and its gradient is exactly zero. The gradient checks see
@@ -118,17 +122,22 @@ ANSWERS = {
     ],
     8: [
         r"""Because the schedule's shape (warmup, then a cosine that reaches its minimum at the end) is
-        what makes the last steps fine-tune the weights at a small rate. Stopping a 50-epoch schedule
+        what makes the last steps fine-tune the weights at a small rate. Stopping the recipe's 100-epoch schedule
         after 10 minutes leaves the rate near its peak at the end: the weights are still moving fast
         and the accuracy is noisier and lower. Fitting the schedule to the budget gives the decay its
         turn.""",
         r"""With smoothing 0.1 over 10 classes the target is 0.91 on the true class and 0.01 on each
         other. The lowest loss is reached when the prediction equals that target: the entropy of the
         target, $-0.91 \ln 0.91 - 9 \cdot 0.01 \ln 0.01 \approx 0.086 + 0.414 = 0.50$.""",
-        r"""The training accuracy is measured on augmented images (crops, flips) in training mode and
-        averaged over the epoch while the model is still improving; validation runs on clean images
-        at the end of the epoch, with the model as it is then. Early on, the model at the end of an
-        epoch is much better than its average during it.""",
+        r"""The training accuracy is measured on augmented images (flips: the `cifar-cpu` preset does
+        not crop; other recipes crop too), in training mode, averaged over the epoch while the model
+        is still improving; validation runs on clean images at the end of the epoch, with the model
+        as it is then. The average over the epoch pulls the training number down (the model at the
+        end of an epoch is better than its average during it) and the augmentation too; the training
+        images being the ones the model learns from pulls it up. Which wins depends on the run: in a
+        two-minute `cifar-cpu` run (flips only) the two are close after one epoch, either way round;
+        with stronger augmentation (crops, RandAugment, mixup) or within the first epoch the training
+        number is usually below. Later the gap opens the other way as the model fits its training set.""",
     ],
     9: [
         r"""For one image each operation is a tiny kernel: the time is launch overhead (a few

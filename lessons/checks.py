@@ -339,6 +339,12 @@ def diagnose(yours, expected, name: str = "your answer", *, sizes: dict | None =
                      f"{list(bad)}): a division by zero, a log of 0, or an overflow?")
         return lines + _side_by_side(yours, expected, name)
     loose = max(1e-4, 10 * rtol)
+    for mistake, produced in (mistakes or {}).items():  # first: a slip near the answer is not "rounding"
+        produced = np.asarray(produced)
+        if produced.shape == yours.shape and _close(yours, produced, rtol, atol):
+            lines.append(f"this is what {mistake} gives")
+            where = _where_hints(yours, expected, regions, max(rtol, 1e-9))
+            return lines + where + _side_by_side(yours, expected, name)
     if _close(yours, expected, loose, atol):  # near, but not within the tolerance asked for
         error = float(np.max(np.abs(yours - expected))) / max(_scale(expected), 1e-300)
         lines.append(f"yours is close but not within the tolerance: the largest difference is {error:.1e} of the "
@@ -450,26 +456,15 @@ def check_count(yours, expected: int, what: str, parts: dict | None = None) -> N
 
 
 def numerical_gradient(f, x: np.ndarray, h: float = 1e-3) -> np.ndarray:
-    """df/dx by the 5-point centred stencil, element by element (x is perturbed in place, restored).
+    """df/dx by minivit.gradcheck's 5-point centred stencil, element by element (x is perturbed in
+    place, restored): (-f(x+2h) + 8 f(x+h) - 8 f(x-h) + f(x-2h)) / 12h, truncation error O(h^4),
+    about 1e-10 relative in float64 for the smooth functions here. One stencil for the engine and
+    the lessons: this is minivit.gradcheck.numerical_gradient."""
+    from minivit import gradcheck
 
-    (-f(x+2h) + 8 f(x+h) - 8 f(x-h) + f(x-2h)) / 12h has truncation error O(h^4): in float64,
-    about 1e-10 relative for the smooth functions here.
-    """
     if x.dtype != np.float64:
         raise TypeError(f"finite differences need float64, got {x.dtype}")
-    grad = np.zeros_like(x)
-    flat_x, flat_grad = x.reshape(-1), grad.reshape(-1)
-    if not np.shares_memory(flat_x, x):
-        raise ValueError("x must be contiguous to be perturbed in place")
-    for i in range(flat_x.size):
-        original = flat_x[i]
-        values = []
-        for offset in (2, 1, -1, -2):
-            flat_x[i] = original + offset * h
-            values.append(float(f()))
-        flat_x[i] = original
-        flat_grad[i] = (-values[0] + 8 * values[1] - 8 * values[2] + values[3]) / (12 * h)
-    return grad
+    return gradcheck.numerical_gradient(f, x, h=h, stencil=5)
 
 
 def _relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:

@@ -28,8 +28,13 @@ from checks import (
 
 
 def _remember(function, name):
-    from lesson_support import remember
+    """Probe an engine function as use_mine will (shapes on every probe input, and not the engine's
+    own function under another name), then keep it for the later lessons."""
+    from lesson_support import probe_engine_function, remember
 
+    problem = probe_engine_function(name, function)
+    if problem:
+        raise NotYet(f"{name} can run inside the engine", [f"your {name}: {problem}"])
     remember(function, name)
 
 
@@ -81,6 +86,19 @@ def check_linear_backward(linear_backward) -> None:
     sizes = {"the batch size B": B, "the number of patches N": N, "the number of rows B*N": B * N}
     check_gradients(ops.linear_forward, linear_backward, inputs,
                     "linear_backward against finite differences", grads=["dx", "dweight", "dbias"], sizes=sizes)
+    # The classifier head calls the same function on 2-D input (B, D): an answer written for 3-D only
+    # (an einsum over "bnk", a sum over axes (0, 1)) must fail here, not later inside the model.
+    rows = {"x": rng.standard_normal((7, K)), "weight": rng.standard_normal((K, D)), "bias": rng.standard_normal(D)}
+    what = "linear_backward on 2-D input x (B, K), as the classifier head calls it"
+    try:
+        check_gradients(ops.linear_forward, linear_backward, rows, what, grads=["dx", "dweight", "dbias"],
+                        sizes={"the number of rows B": 7})
+    except NotYet:
+        raise
+    except Exception as error:  # noqa: BLE001 (an answer written for 3-D arrays)
+        raise NotYet(what, [f"your function raised {type(error).__name__}: {error}",
+                            "it works on (B, N, K) but not on (B, K): flatten every leading axis with "
+                            "x.reshape(-1, K) instead of naming them"]) from None
     out, cache = ops.linear_forward(inputs["x"], inputs["weight"], None)
     returned = linear_backward(np.ones_like(out), cache)
     dbias = returned[2] if isinstance(returned, tuple) and len(returned) == 3 else "?"
@@ -119,9 +137,19 @@ def check_cls_concat_backward(cls_concat_backward) -> None:
 
     rng = np.random.default_rng(2)
     inputs = {"patch_embeddings": rng.standard_normal((3, 4, 5)), "cls_token": rng.standard_normal((1, 1, 5))}
+    def hints(dout, cache):
+        return {"dpatch_embeddings": {"mistakes": {
+                    "the slice dout[:, :-1] (the CLS token is row 0: the patches are rows 1 to N, dout[:, 1:])":
+                    dout[:, :-1]}},
+                "dcls_token": {"mistakes": {
+                    "the CLS gradient taken from the last token (dout[:, -1:]); the CLS token is row 0":
+                    dout[:, -1:].sum(axis=0, keepdims=True),
+                    "the CLS gradient taken from row 1 (the first patch); the CLS token is row 0":
+                    dout[:, 1:2].sum(axis=0, keepdims=True)}}}
+
     check_gradients(ops.cls_concat_forward, cls_concat_backward, inputs,
                     "cls_concat_backward against finite differences",
-                    grads=["dpatch_embeddings", "dcls_token"],
+                    grads=["dpatch_embeddings", "dcls_token"], hints=hints,
                     sizes={"the batch size B": 3, "the number of patches N": 4})
     _remember(cls_concat_backward, "cls_concat_backward")
 
@@ -184,6 +212,7 @@ def _attention_variants(q, k, v):
     variants = {
         "leaving out the 1/sqrt(d) scale": scores,
         "scaling by 1/d instead of 1/sqrt(d)": scores / d,
+        "multiplying the scores by sqrt(d) instead of dividing by it": scores * math.sqrt(d),
     }
     probs = {name: _softmax(s) for name, s in variants.items()}
     probs["the softmax over axis -2 (down the columns) instead of the last axis (along each row)"] = \
@@ -241,7 +270,10 @@ def check_multi_head_attention(multi_head_attention) -> None:
     heads = [ops.split_heads(a, H) for a in (q, k, v)]
     context = ops.merge_heads(ops.attention_forward(*heads)[0])
     plain = [a.reshape(B, H, T, D // H) for a in (q, k, v)]
+    q_unbiased = ops.split_heads(x @ weights["q_weight"], H)
+    no_q_bias = ops.merge_heads(ops.attention_forward(q_unbiased, heads[1], heads[2])[0])
     mistakes = {
+        "leaving out the q bias (q = x q_weight + q_bias)": no_q_bias @ weights["o_weight"] + weights["o_bias"],
         "leaving out the output projection (o_weight, o_bias)": context,
         "splitting the heads with a plain reshape (no transpose)":
             ops.attention_forward(*plain)[0].reshape(B, T, D) @ weights["o_weight"] + weights["o_bias"],
@@ -272,9 +304,12 @@ def check_attention_backward(attention_backward) -> None:
         dscores = probs * (dprobs - (dprobs * probs).sum(-1, keepdims=True)) * scale
         plain_dprobs = dout @ v.swapaxes(-1, -2)
         plain_dscores = probs * (plain_dprobs - (plain_dprobs * probs).sum(-1, keepdims=True)) * scale
-        hints = {"dq": {"mistakes": {"dscores^T K instead of dscores K": dscores.swapaxes(-1, -2) @ k}},
+        hints = {"dq": {"mistakes": {"dscores^T K instead of dscores K": dscores.swapaxes(-1, -2) @ k,
+                                     "the scale sqrt(d) where the forward has 1/sqrt(d) (scores times sqrt(d)?)":
+                                     dscores @ k / scale**2}},
                  "dk": {"mistakes": {"dscores Q instead of dscores^T Q (dk needs the transpose: "
-                                     "S[i, j] = q_i . k_j / sqrt(d))": dscores @ q}},
+                                     "S[i, j] = q_i . k_j / sqrt(d))": dscores @ q,
+                                     "dscores K (dq's formula with K where dk needs dscores^T Q)": dscores @ k}},
                  "dv": {"mistakes": {"P dout instead of P^T dout": dropped @ dout}}}
         if mask is not None:
             hints["dv"]["mistakes"]["P^T dout with P before dropout (the forward multiplied V by the "
@@ -283,12 +318,13 @@ def check_attention_backward(attention_backward) -> None:
             hints["dk"]["mistakes"]["ignoring the dropout mask on the way back"] = plain_dscores.swapaxes(-1, -2) @ q
         return hints
 
+    expect = "below 1e-6 (dk's smallest elements sit near the finite differences' noise)"
     check_gradients(lambda q, k, v: ops.attention_forward(q, k, v), attention_backward, inputs,
                     "attention_backward against finite differences", grads=["dq", "dk", "dv"],
-                    sizes=sizes, hints=hints, expect="below 1e-7")
+                    sizes=sizes, hints=hints, expect=expect)
     check_gradients(lambda q, k, v: ops.attention_forward(q, k, v, 0.3, np.random.default_rng(0), True),
                     attention_backward, inputs, "attention_backward with dropout (p = 0.3, the same mask each call)",
-                    grads=["dq", "dk", "dv"], sizes=sizes, hints=hints, expect="below 1e-7")
+                    grads=["dq", "dk", "dv"], sizes=sizes, hints=hints, expect=expect)
     _remember(attention_backward, "attention_backward")
 
 
@@ -383,6 +419,122 @@ def check_layernorm_backward(layernorm_backward) -> None:
     _remember(layernorm_backward, "layernorm_backward")
 
 
+# The whole encoder layer's backward, node by node, in the order the gradient reaches them.
+LAYER_STAGES = ("dfc2_weight", "dfc2_bias", "dgelu_out", "dfc1_out", "dfc1_weight", "dfc1_bias", "dln2_out",
+                "dln2_gamma", "dln2_beta", "dh", "do_weight", "do_bias", "dcontext", "dq", "dk", "dv", "dqkv",
+                "dqkv_weight", "dqkv_bias", "dln1_out", "dln1_gamma", "dln1_beta", "dx")
+
+
+def layer_parameters(D, M, seed=16):
+    """The parameters of one pre-norm encoder layer, by the names encoder_layer_forward reads (float64)."""
+    rng = np.random.default_rng(seed)
+    return {"ln1_gamma": 1 + 0.3 * rng.standard_normal(D), "ln1_beta": 0.3 * rng.standard_normal(D),
+            "qkv_weight": rng.standard_normal((D, 3 * D)) / math.sqrt(D), "qkv_bias": 0.3 * rng.standard_normal(3 * D),
+            "o_weight": rng.standard_normal((D, D)) / math.sqrt(D), "o_bias": 0.3 * rng.standard_normal(D),
+            "ln2_gamma": 1 + 0.3 * rng.standard_normal(D), "ln2_beta": 0.3 * rng.standard_normal(D),
+            "fc1_weight": rng.standard_normal((D, M)) / math.sqrt(D), "fc1_bias": 0.3 * rng.standard_normal(M),
+            "fc2_weight": rng.standard_normal((M, D)) / math.sqrt(M), "fc2_bias": 0.3 * rng.standard_normal(D)}
+
+
+def encoder_layer_forward(x, params, num_heads, eps=1e-12):
+    """One pre-norm encoder layer, as the engine's ViTLayer computes it (no dropout), from the ops:
+
+        h   = x + o_proj(attention(split(qkv(LN1(x)))))      the first residual fork
+        out = h + fc2(gelu(fc1(LN2(h))))                      the second
+
+    Returns (out, cache): the cache holds each op's own cache, by node, and what the backward needs
+    to split and merge the packed q/k/v."""
+    from minivit import ops
+
+    D = x.shape[-1]
+    ln1_out, ln1 = ops.layernorm_forward(x, params["ln1_gamma"], params["ln1_beta"], eps)
+    qkv_out, qkv = ops.linear_forward(ln1_out, params["qkv_weight"], params["qkv_bias"])  # (B, T, 3D) packed
+    q, k, v = (ops.split_heads(qkv_out[..., i * D:(i + 1) * D], num_heads) for i in range(3))  # (B, H, T, d)
+    context, attention = ops.attention_forward(q, k, v)  # (B, H, T, d)
+    attention_out, o = ops.linear_forward(ops.merge_heads(context), params["o_weight"], params["o_bias"])
+    h = x + attention_out
+    ln2_out, ln2 = ops.layernorm_forward(h, params["ln2_gamma"], params["ln2_beta"], eps)
+    fc1_out, fc1 = ops.linear_forward(ln2_out, params["fc1_weight"], params["fc1_bias"])  # (B, T, M)
+    gelu_out, gelu = ops.gelu_forward(fc1_out)
+    mlp_out, fc2 = ops.linear_forward(gelu_out, params["fc2_weight"], params["fc2_bias"])
+    cache = {"ln1": ln1, "qkv": qkv, "attention": attention, "o": o, "ln2": ln2, "fc1": fc1, "gelu": gelu,
+             "fc2": fc2, "num_heads": num_heads}
+    return h + mlp_out, cache
+
+
+def _layer_gradients(dout, cache):
+    """The expected gradient at every node, composed from the engine's reference ops."""
+    from minivit import ops
+
+    g = {}
+    g["dgelu_out"], g["dfc2_weight"], g["dfc2_bias"] = ops.linear_backward(dout, cache["fc2"])
+    g["dfc1_out"] = ops.gelu_backward(g["dgelu_out"], cache["gelu"])
+    g["dln2_out"], g["dfc1_weight"], g["dfc1_bias"] = ops.linear_backward(g["dfc1_out"], cache["fc1"])
+    dbranch, g["dln2_gamma"], g["dln2_beta"] = ops.layernorm_backward(g["dln2_out"], cache["ln2"])
+    g["dh"] = dout + dbranch
+    dmerged, g["do_weight"], g["do_bias"] = ops.linear_backward(g["dh"], cache["o"])
+    g["dcontext"] = ops.split_heads(dmerged, cache["num_heads"])
+    g["dq"], g["dk"], g["dv"] = ops.attention_backward(g["dcontext"], cache["attention"])
+    g["dqkv"] = np.concatenate([ops.merge_heads(g[name]) for name in ("dq", "dk", "dv")], axis=-1)
+    g["dln1_out"], g["dqkv_weight"], g["dqkv_bias"] = ops.linear_backward(g["dqkv"], cache["qkv"])
+    dbranch, g["dln1_gamma"], g["dln1_beta"] = ops.layernorm_backward(g["dln1_out"], cache["ln1"])
+    g["dx"] = g["dh"] + dbranch
+    return g, {"dh_branch": g["dh"] - dout, "dx_branch": dbranch}
+
+
+def check_encoder_layer_backward(encoder_layer_backward) -> None:
+    """The learner's whole-layer backward, stage by stage (each node's gradient, in the order the
+    gradient reaches it), then the input's gradient against finite differences of the whole layer."""
+    from minivit import ops
+
+    B, T, D, M, H = 2, 5, 6, 10, 2
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((B, T, D))
+    params = layer_parameters(D, M)
+    out, cache = encoder_layer_forward(x, params, H)
+    dout = rng.standard_normal(out.shape)
+    expected, branches = _layer_gradients(dout, cache)
+    sizes = {"the batch size B": B, "the tokens T": T, "the rows B*T": B * T, "the heads H": H}
+    packed_wrongly = np.concatenate([ops.merge_heads(expected[n]) for n in ("dk", "dq", "dv")], axis=-1)
+    plain = np.concatenate([expected[n].reshape(B, T, D) for n in ("dq", "dk", "dv")], axis=-1)
+    hints = {
+        "dfc1_out": {"mistakes": {"dgelu_out without GELU's derivative (gelu_backward left out)":
+                                  expected["dgelu_out"]}},
+        "dh": {"mistakes": {"the MLP branch's gradient only: at the fork h -> (h, MLP(LN2(h))) the gradients of "
+                            "both paths add, and the skip path brings dout itself": branches["dh_branch"],
+                            "dout only (the skip path): the MLP branch's gradient, through LN2, must be added":
+                            dout}},
+        "dx": {"mistakes": {"the attention branch's gradient only: the skip path brings dh, and the two add":
+                            branches["dx_branch"],
+                            "dh only (the skip path): the attention branch's gradient, through LN1, must be added":
+                            expected["dh"]}},
+        "dqkv": {"mistakes": {"q, k, v packed in another order (the forward slices q, then k, then v)": packed_wrongly,
+                              "heads merged with a plain reshape (no transpose back to (B, T, H, d))": plain}},
+        "dcontext": {"mistakes": {"a plain reshape into heads (no transpose)":
+                                  ops.linear_backward(expected["dh"], cache["o"])[0].reshape(B, H, T, D // H)}},
+    }
+    what = "the encoder layer's backward, node by node"
+    stages = encoder_layer_backward(dout.copy(), cache)
+    if not isinstance(stages, dict):
+        raise NotYet(what, [f"your function returned a {type(stages).__name__}: expected the dict of every node's "
+                            f"gradient ({', '.join(LAYER_STAGES)})"])
+    for stage in LAYER_STAGES:
+        if stages.get(stage) is None:
+            raise NotYet(f"{what}: {stage}", [f"{stage} is not written yet (None). Every node before it is right; "
+                                              "the gradient reaches this one next."])
+        lines = diagnose(stages[stage], expected[stage], stage, rtol=1e-9, sizes=sizes, **hints.get(stage, {}))
+        if lines:
+            raise NotYet(f"{what}: {stage}", lines)
+    print(f"PASS: {what}: all {len(LAYER_STAGES)} nodes, from dfc2_weight to dx (largest difference "
+          f"{max(float(np.max(np.abs(stages[s] - expected[s]))) for s in LAYER_STAGES):.1e})")
+
+    def whole(node=x):
+        return np.sum(encoder_layer_forward(node, params, H)[0] * dout)
+
+    numeric = numerical_gradient(whole, x)
+    check_array(stages["dx"], numeric, "dx against finite differences of the whole layer", "dx", rtol=1e-7)
+
+
 # --- lesson 6 -------------------------------------------------------------------------------------
 
 def _layer_parameters(D, M, qkv_bias):
@@ -404,6 +556,86 @@ def check_parameters_per_layer(parameters_per_layer) -> None:
                     _layer_parameters(D, M, qkv_bias),
                     f"one encoder layer, D = {D}, M = {M}, {'with' if qkv_bias else 'without'} q/k/v biases",
                     parts=parts)
+
+
+def _smoothed_targets(labels, K, eps, *, others_only=False):
+    onehot = np.eye(K)[labels]
+    if others_only:  # eps spread over the K - 1 wrong classes, the true one at 1 - eps
+        return (1 - eps) * onehot + eps / (K - 1) * (1 - onehot)
+    return (1 - eps) * onehot + eps / K
+
+
+def check_cross_entropy_forward(cross_entropy_forward) -> None:
+    """cross_entropy_forward(logits, targets, label_smoothing) -> (loss, (log_probs, q)), the engine's
+    cache: log-softmax by log-sum-exp, q the (smoothed) target distribution, the loss a mean over the batch."""
+    from minivit import ops
+
+    rng = np.random.default_rng(14)
+    B, K = 4, 5
+    labels = np.array([0, 3, 1, 4])
+    sizes = {"the batch size B": B, "the number of classes K": K}
+    for eps in (0.0, 0.1):
+        logits = rng.standard_normal((B, K)) * 2
+        what = f"cross_entropy_forward, {B} images, {K} classes, label_smoothing {eps}"
+        loss, cache = _pair(cross_entropy_forward(logits.copy(), labels.copy(), eps), what, "loss, cache")
+        expected_loss, (expected_log_probs, expected_q) = ops.cross_entropy_forward(logits, labels, eps)
+        log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        mistakes = {"the mean over the classes too (a mean of B*K numbers; the loss sums over the classes)":
+                    float(expected_loss) / K}
+        if eps:
+            mistakes["smoothing spread as eps/(K-1) over the wrong classes only (minivit and PyTorch use "
+                     "q = (1 - eps) onehot + eps/K: every class gets eps/K, the true one included)"] = \
+                -float((_smoothed_targets(labels, K, eps, others_only=True) * log_softmax).sum()) / B
+            mistakes["no label smoothing (eps ignored)"] = float(ops.cross_entropy_forward(logits, labels)[0])
+        check_value(np.asarray(loss).item() if np.ndim(loss) == 0 else loss, float(expected_loss),
+                    f"{what}: the loss", rtol=1e-9, sizes=sizes, mistakes=mistakes)
+        if not isinstance(cache, tuple) or len(cache) != 2:
+            raise NotYet(what, ["the cache is the engine's (log_probs, q): the log-probabilities (B, K) and the "
+                                "target distribution (B, K); cross_entropy_backward reads it"])
+        check_array(cache[0], expected_log_probs, f"{what}: log_probs in the cache", "log_probs",
+                    mistakes={"the probabilities instead of their log": np.exp(expected_log_probs)})
+        check_array(cache[1], expected_q, f"{what}: q, the target distribution in the cache", "q",
+                    mistakes={"eps/(K-1) over the wrong classes only":
+                              _smoothed_targets(labels, K, eps, others_only=True)} if eps else None)
+    what = "cross_entropy_forward on logits near 1000 (a confident model's): no overflow"
+    large = rng.standard_normal((B, K)) * 3 + 1000
+    loss, _ = _pair(cross_entropy_forward(large.copy(), labels.copy(), 0.0), what, "loss, cache")
+    if not np.isfinite(float(np.asarray(loss))):
+        raise NotYet(what, [f"yours is {float(np.asarray(loss))}: exp(1000) overflows float64 (its largest is "
+                            "about exp(709)). Subtract each row's largest logit before the exp: log softmax(z) = "
+                            "(z - m) - log sum exp(z - m), the same for every m (log-sum-exp)"])
+    check_value(float(np.asarray(loss)), float(ops.cross_entropy_forward(large, labels)[0]), what, rtol=1e-9)
+    _remember(cross_entropy_forward, "cross_entropy_forward")
+
+
+def check_cross_entropy_backward(cross_entropy_backward) -> None:
+    """cross_entropy_backward(dloss, cache) -> dlogits = (softmax(logits) - q) dloss / B, against finite
+    differences of the engine's loss."""
+    from minivit import ops
+
+    rng = np.random.default_rng(15)
+    B, K = 4, 5
+    labels = np.array([2, 0, 4, 4])
+    for eps in (0.0, 0.1):
+        logits = rng.standard_normal((B, K))
+        loss, cache = ops.cross_entropy_forward(logits, labels, eps)
+        log_probs, q = cache
+        probs = np.exp(log_probs)
+        node = logits.copy()
+        numeric = numerical_gradient(
+            lambda node=node, eps=eps: float(ops.cross_entropy_forward(node, labels, eps)[0]) * 0.7, node)
+        yours = cross_entropy_backward(0.7, (log_probs.copy(), q.copy()))
+        onehot = np.eye(K)[labels]
+        mistakes = {"onehot(y) - p, the sign flipped": 0.7 * (onehot - probs) / B if not eps else 0.7 * (q - probs) / B,
+                    "dloss left out (the upstream gradient multiplies everything)": (probs - q) / B,
+                    "log_probs - q, the log-probabilities where the probabilities belong": 0.7 * (log_probs - q) / B}
+        if eps:
+            mistakes["p - onehot(y): the smoothed targets q are what the loss compares with"] = \
+                0.7 * (probs - onehot) / B
+        check_array(yours, numeric, f"cross_entropy_backward, dloss 0.7, label_smoothing {eps}, "
+                    "against finite differences", "dlogits", rtol=1e-7, mistakes=mistakes,
+                    sizes={"the batch size B": B, "the number of classes K": K})
+    _remember(cross_entropy_backward, "cross_entropy_backward")
 
 
 # --- lesson 7 -------------------------------------------------------------------------------------
@@ -432,25 +664,29 @@ def check_bias_correction(bias_correction) -> None:
 
 
 def adamw_reference(param, grads, lr, beta1, beta2, eps, weight_decay, *, bias_correction=True,
-                    coupled=False, decay_times_lr=True, eps_inside=False, sqrt_correction=True):
+                    coupled=False, decay_times_lr=True, eps_inside=False, sqrt_correction=True,
+                    correct_v=True, decay_after=False):
     """AdamW as torch.optim.AdamW computes it, and the usual slips as options: the parameters after
     each step, stacked."""
     p = param.copy()
     m, v = np.zeros_like(p), np.zeros_like(p)
     history = []
     for t, g in enumerate(grads, 1):
+        decay = 1 - (lr * weight_decay if decay_times_lr else weight_decay)
         if coupled:
             g = g + weight_decay * p
-        else:
-            p = p * (1 - (lr * weight_decay if decay_times_lr else weight_decay))
+        elif not decay_after:
+            p = p * decay
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * g * g
         m_hat = m / (1 - beta1**t) if bias_correction else m
-        v_hat = v / (1 - beta2**t) if bias_correction else v
+        v_hat = v / (1 - beta2**t) if bias_correction and correct_v else v
         if not sqrt_correction:
             v_hat = v / (1 - beta2**t) ** 2
         denominator = np.sqrt(v_hat + eps) if eps_inside else np.sqrt(v_hat) + eps
         p = p - lr * m_hat / denominator
+        if decay_after and not coupled:
+            p = p * decay
         history.append(p)
     return np.stack(history), m, v
 
@@ -494,6 +730,9 @@ def check_adamw_step(adamw_step) -> None:
         "weight decay added to the gradient (Adam with L2, not AdamW's decoupled decay)": dict(coupled=True),
         "decaying by weight_decay instead of lr * weight_decay": dict(decay_times_lr=False),
         "eps inside the square root": dict(eps_inside=True),
+        "bias correction on m only (v_hat = v / (1 - beta2^t) is missing)": dict(correct_v=False),
+        "the weight decay applied after the Adam step (AdamW decays the parameter the step starts from: "
+        "param * (1 - lr * weight_decay) first)": dict(decay_after=True),
         "dividing v by (1 - beta2^t)^2, i.e. correcting sqrt(v) by (1 - beta2^t) instead of its square root":
             dict(sqrt_correction=False),
     }
@@ -506,6 +745,80 @@ def check_adamw_step(adamw_step) -> None:
                               > 1e-7 * np.abs(expected).max()))
         raise NotYet(what, [f"your parameters part from AdamW's at step {first + 1}"] + lines)
     check_array(yours, expected, what, "params after each step", rtol=1e-7)
+
+
+def check_numerical_gradient(numerical_gradient) -> None:
+    """The learner's centred difference against minivit.gradcheck's 3-point stencil, on 2-D and 3-D
+    inputs, x unchanged afterwards."""
+    from minivit import gradcheck
+
+    h = 1e-5
+    for shape in ((3, 4), (2, 3, 4)):
+        x = _distinct(shape, seed=len(shape)) * 3
+        weights = np.random.default_rng(len(shape)).standard_normal(shape)
+
+        def f(x=x, weights=weights):
+            return float(np.sum(np.sin(x) * weights + 0.5 * x**3))
+
+        original = x.copy()
+        expected = gradcheck.numerical_gradient(f, x, h=h, stencil=3)
+        what = f"numerical_gradient on a {len(shape)}-D x {shape}, h = {h}, against minivit.gradcheck's 3-point stencil"
+        yours = numerical_gradient(f, x, h)
+        if not np.array_equal(x, original):
+            raise NotYet(what, ["x changed: put each element back after perturbing it (x[i] = original) -- the "
+                                "function reads x, and every later difference would start from a wrong point"])
+        forward_difference = np.zeros_like(x)
+        f_x = f()
+        for index in np.ndindex(shape):
+            saved = x[index]
+            x[index] = saved + h
+            forward_difference[index] = (f() - f_x) / h
+            x[index] = saved
+        exact = np.cos(x) * weights + 1.5 * x**2
+        check_array(yours, expected, what, "numeric", rtol=1e-6,
+                    mistakes={"the one-sided difference (f(x + h) - f(x)) / h: error O(h), where the centred one's is "
+                              "O(h^2)": forward_difference},
+                    sizes={"the 2 of 2h": 2})
+        error = float(np.max(np.abs(yours - exact) / np.maximum(1e-8, np.abs(yours) + np.abs(exact))))
+        print(f"  against the exact derivative: relative error {error:.1e} (expect about 1e-10 in float64 at h = {h})")
+
+
+def check_train_step(train_step) -> None:
+    """The learner's training step (zero the gradients, forward, loss, backward, update) against the
+    engine's, five steps of a tiny ViT in float64."""
+    import minivit
+    from minivit import dispatch, optim
+
+    config = minivit.ViTConfig(image_size=8, patch_size=4, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=12, num_labels=3, hidden_dropout_prob=0.0,
+                               attention_probs_dropout_prob=0.0)
+    rng = np.random.default_rng(18)
+    images, labels = rng.standard_normal((6, 3, 8, 8)), rng.integers(0, 3, 6)
+
+    def losses(step_function, steps=5):
+        model = minivit.ViTForImageClassification(config, seed=2, dtype="float64").train()
+        optimizer = optim.AdamW(model.named_parameters(), lr=1e-2)
+        return [float(step_function(model, optimizer, images, labels)) for _ in range(steps)]
+
+    def engine(model, optimizer, images, labels, accumulate=False, step_first=False):
+        if not accumulate:
+            optimizer.zero_grad()
+        if step_first:
+            optimizer.step()
+        loss, cache = dispatch.cross_entropy_forward(model.forward(images), labels)
+        model.backward(dispatch.cross_entropy_backward(1.0, cache))
+        if not step_first:
+            optimizer.step()
+        return loss
+
+    expected = losses(engine)
+    what = "train_step: five steps, the losses against the engine's"
+    yours = losses(train_step)
+    check_curve(np.arange(1, 6), yours, expected, what, ylabel="training loss", rtol=1e-9, plot=False,
+                mistakes={"no optimizer.zero_grad(): the gradients of every step add up": losses(
+                              lambda *a: engine(*a, accumulate=True)),
+                          "optimizer.step() before the backward (each update uses the previous step's gradient)":
+                              losses(lambda *a: engine(*a, step_first=True))})
 
 
 # --- lesson 8 -------------------------------------------------------------------------------------
@@ -525,6 +838,10 @@ def check_learning_rate(learning_rate) -> None:
         "a cosine that ends at 0 instead of min_lr": np.where(warm, expected, base * cosine),
         "a cosine over the whole run (progress step / T instead of (step - W) / (T - W))":
             np.where(warm, expected, low + 0.5 * (base - low) * (1 + np.cos(np.pi * steps / total))),
+        "a cosine one step short at the end (progress (step - W) / (T - W - 1): min_lr is reached at step T - 1, "
+        "expected one step later, at T)":
+            np.where(warm, expected, low + 0.5 * (base - low)
+                     * (1 + np.cos(np.pi * np.clip((steps - warmup) / (total - warmup - 1), 0, 1)))),
         "a cosine that falls to min_lr in half the time (cos(2 pi progress)?)":
             np.where(warm, expected, low + 0.5 * (base - low) * (1 + np.cos(2 * np.pi * progress))),
     }
@@ -567,8 +884,9 @@ def check_seconds_per_call(seconds_per_call) -> None:
 
 
 def check_gelu_kernel(gelu_kernel_parts) -> None:
-    """Compile the learner's GELU ElementwiseKernel with NVRTC (no GPU needed); where a GPU is
-    present, run it and compare with the engine's exact GELU."""
+    """Compile the learner's GELU ElementwiseKernel with NVRTC (no GPU needed), evaluate its operation
+    as host C on 10,001 points against the exact GELU (no GPU needed: the tanh approximation fails
+    here), and where a GPU is present, run it there and compare again."""
     what = "your GELU ElementwiseKernel"
     parts = gelu_kernel_parts()
     if not isinstance(parts, dict) or set(parts) != {"in_params", "out_params", "operation", "name"}:
@@ -589,6 +907,19 @@ def check_gelu_kernel(gelu_kernel_parts) -> None:
               "The numerical check against the reference GELU needs a GPU as well.")
         return
     print(f"PASS: {what} compiles with NVRTC (CUDA C checked without a GPU)")
+    x = np.linspace(-6, 6, 10001)
+    expected = x * 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+    mistakes = {"the tanh approximation (gelu_new), not the exact erf form":
+                0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))),
+                "x * erf(x / sqrt 2), without the (1 + ...) / 2": x * np.vectorize(math.erf)(x / math.sqrt(2)),
+                "x * Phi(x) with Phi(x) = (1 + erf(x)) / 2, the 1/sqrt(2) left out":
+                0.5 * x * (1 + np.vectorize(math.erf)(x))}
+    on_host = _elementwise_on_host(parts, x)
+    if isinstance(on_host, str):
+        print(f"SKIPPED: the numbers of your kernel on this machine's CPU: {on_host}")
+    else:
+        check_array(on_host, expected, "your kernel's operation, compiled as C for this CPU, equals the exact GELU "
+                    "on 10,001 points in [-6, 6]", "gelu(x)", rtol=1e-12, atol=1e-12, mistakes=mistakes)
     try:
         import cupy
 
@@ -596,18 +927,76 @@ def check_gelu_kernel(gelu_kernel_parts) -> None:
     except Exception:
         has_gpu = False
     if not has_gpu:
-        print("SKIPPED: the numerical check against the reference GELU runs only where a GPU is present; "
-              "this machine has none. The compile check above ran all the same.")
+        print("SKIPPED: running your kernel on a GPU (this machine has none); its operation's numbers were "
+              "checked on the CPU above.")
         return
     kernel = cupy.ElementwiseKernel(parts["in_params"], parts["out_params"], parts["operation"], parts["name"])
-    x = np.linspace(-6, 6, 10001)
     yours = cupy.asnumpy(kernel(cupy.asarray(x)))
-    expected = x * 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
-    tanh_form = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
     check_array(yours, expected, "your kernel on the GPU equals the exact GELU", "gelu(x)", rtol=1e-12, atol=1e-12,
-                mistakes={"the tanh approximation (gelu_new), not the exact erf form": tanh_form,
-                          "x * erf(x / sqrt 2), without the (1 + ...) / 2":
-                          x * np.vectorize(math.erf)(x / math.sqrt(2))})
+                mistakes=mistakes)
+
+
+# What CUDA offers an elementwise operation that the host's C library names otherwise.
+_CUDA_ON_HOST = """
+#include <math.h>
+#ifndef M_SQRT1_2
+#define M_SQRT1_2 0.70710678118654752440
+#endif
+static double normcdf(double x) { return 0.5 * erfc(-x * M_SQRT1_2); }
+static float normcdff(float x) { return 0.5f * erfcf(-x * (float)M_SQRT1_2); }
+static double rsqrt(double x) { return 1.0 / sqrt(x); }
+static float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+#define __expf expf
+#define __logf logf
+#define __fdividef(a, b) ((a) / (b))
+"""
+_C_TYPES = {"T": "double", "float64": "double", "double": "double", "float32": "float", "float": "float"}
+
+
+def _elementwise_on_host(parts, x):
+    """Evaluate an ElementwiseKernel's operation (one input, one output) as plain C on this machine's
+    CPU: the operation's text goes into a loop, compiled with the system's C compiler and called
+    through ctypes. No GPU needed: the same C expressions, the host's libm. Returns the outputs, or a
+    string saying why it could not run (no compiler, a parameter list it does not handle)."""
+    import ctypes
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    def parameter(text):
+        words = text.replace(",", " ").split()
+        if len(words) != 2 or words[0] not in _C_TYPES:
+            return None
+        return _C_TYPES[words[0]], words[1]
+
+    inputs, outputs = parameter(parts["in_params"]), parameter(parts["out_params"])
+    if inputs is None or outputs is None:
+        return (f"in_params {parts['in_params']!r} and out_params {parts['out_params']!r}: this check reads one "
+                "input and one output, each 'T name' or 'float64 name'")
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        return "this machine has no C compiler (cc, gcc or clang)"
+    (in_type, in_name), (out_type, out_name) = inputs, outputs
+    source = (_CUDA_ON_HOST + "typedef double T;\n"
+              f"void run(const double *in, double *out, long n) {{\n"
+              f"  for (long i = 0; i < n; ++i) {{\n    {in_type} {in_name} = ({in_type})in[i];\n"
+              f"    {out_type} {out_name};\n    {parts['operation']};\n    out[i] = (double){out_name};\n  }}\n}}\n")
+    with tempfile.TemporaryDirectory() as folder:
+        c_file, library = Path(folder) / "kernel.c", Path(folder) / "kernel.so"
+        c_file.write_text(source)
+        built = subprocess.run([compiler, "-O1", "-shared", "-fPIC", "-o", str(library), str(c_file), "-lm"],
+                               capture_output=True, text=True)
+        if built.returncode != 0:
+            log = [line for line in built.stderr.splitlines() if "error" in line][:3]
+            return f"as host C it does not compile ({'; '.join(log) or built.stderr[:200]})"
+        run = ctypes.CDLL(str(library)).run
+        values = np.ascontiguousarray(x, dtype=np.float64)
+        out = np.empty_like(values)
+        pointer = ctypes.POINTER(ctypes.c_double)
+        run.argtypes = [pointer, pointer, ctypes.c_long]
+        run(values.ctypes.data_as(pointer), out.ctypes.data_as(pointer), values.size)
+    return out
 
 
 def check_train_steps(train_steps) -> None:

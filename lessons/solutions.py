@@ -125,12 +125,45 @@ def layernorm_backward(dout, cache):
     return dx, dgamma, dbeta
 
 
+def encoder_layer_backward(dout, cache):
+    g = {}
+    # second residual: out = h + fc2(gelu(fc1(LN2(h)))); the MLP branch first
+    g["dgelu_out"], g["dfc2_weight"], g["dfc2_bias"] = ops.linear_backward(dout, cache["fc2"])
+    g["dfc1_out"] = ops.gelu_backward(g["dgelu_out"], cache["gelu"])
+    g["dln2_out"], g["dfc1_weight"], g["dfc1_bias"] = ops.linear_backward(g["dfc1_out"], cache["fc1"])
+    dbranch, g["dln2_gamma"], g["dln2_beta"] = ops.layernorm_backward(g["dln2_out"], cache["ln2"])
+    g["dh"] = dout + dbranch  # the fork: the skip path's gradient plus the branch's
+    # first residual: h = x + o_proj(attention(...)); the attention branch
+    dmerged, g["do_weight"], g["do_bias"] = ops.linear_backward(g["dh"], cache["o"])
+    g["dcontext"] = ops.split_heads(dmerged, cache["num_heads"])  # the inverse of merge_heads
+    g["dq"], g["dk"], g["dv"] = ops.attention_backward(g["dcontext"], cache["attention"])
+    g["dqkv"] = np.concatenate([ops.merge_heads(g[n]) for n in ("dq", "dk", "dv")], axis=-1)  # packed again
+    g["dln1_out"], g["dqkv_weight"], g["dqkv_bias"] = ops.linear_backward(g["dqkv"], cache["qkv"])
+    dbranch, g["dln1_gamma"], g["dln1_beta"] = ops.layernorm_backward(g["dln1_out"], cache["ln1"])
+    g["dx"] = g["dh"] + dbranch
+    return g
+
+
 # Lesson 6
 def parameters_per_layer(D, M, qkv_bias=True):
     layernorms = 2 * 2 * D
     attention = 4 * D * D + (3 * D if qkv_bias else 0) + D
     mlp = D * M + M + M * D + D
     return layernorms + attention + mlp
+
+
+def cross_entropy_forward(logits, targets, label_smoothing=0.0):
+    B, K = logits.shape
+    shifted = logits - logits.max(axis=1, keepdims=True)  # log-sum-exp: exp never overflows
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # (B, K)
+    q = np.eye(K)[targets] if targets.ndim == 1 else targets  # class labels, or probabilities (mixup)
+    q = (1 - label_smoothing) * q + label_smoothing / K
+    return -(q * log_probs).sum() / B, (log_probs, q)
+
+
+def cross_entropy_backward(dloss, cache):
+    log_probs, q = cache
+    return (np.exp(log_probs) - q) * dloss / log_probs.shape[0]  # (p - q) / B
 
 
 # Lesson 7
@@ -150,6 +183,29 @@ def adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1=0.9, beta2=0.99
     v_hat = exp_avg_sq / bias_correction(step, beta2)
     param = param - lr * m_hat / (np.sqrt(v_hat) + eps)
     return param, exp_avg, exp_avg_sq
+
+
+def numerical_gradient(f, x, h=1e-5):
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        original = x[index]
+        x[index] = original + h
+        f_plus = f()
+        x[index] = original - h
+        f_minus = f()
+        x[index] = original  # put it back
+        grad[index] = (f_plus - f_minus) / (2 * h)
+    return grad
+
+
+def train_step(model, optimizer, images, labels):
+    from minivit import dispatch
+
+    optimizer.zero_grad()  # the gradients of the last step are spent
+    loss, cache = dispatch.cross_entropy_forward(model.forward(images), labels)
+    model.backward(dispatch.cross_entropy_backward(1.0, cache))  # adds into every parameter's .grad
+    optimizer.step()
+    return loss
 
 
 # Lesson 8

@@ -105,6 +105,29 @@ def _require_float64(arrays: dict) -> None:
             )
 
 
+def numerical_gradient(f, x, h: float | None = None, stencil: int = 5):
+    """df/dx for every element of ``x``, by the centred ``stencil`` (see STENCILS): an array of x's shape.
+
+    f: a function of no arguments returning a scalar that reads ``x``, which is perturbed in place,
+    element by element, and restored. The same stencil ``check_gradients`` uses; the lessons'
+    checks call this one.
+    """
+    h = DEFAULT_STEP[stencil] if h is None else h
+    _require_float64({"x": x})
+    offsets, weights = STENCILS[stencil]
+    grad = backend.xp.zeros_like(x)
+    for i in range(x.size):
+        element = _unravel(i, x.shape)
+        original = float(x[element])
+        values = []
+        for offset in offsets:
+            x[element] = original + offset * h
+            values.append(float(f()))
+        x[element] = original
+        grad[element] = sum(w * v for w, v in zip(weights, values)) / h
+    return grad
+
+
 def _check_indices(size: int, max_elements: int | None, rng: random.Random) -> list[int]:
     if max_elements is None or size <= max_elements:
         return list(range(size))
@@ -136,6 +159,10 @@ def check_gradients(f, inputs: dict, analytic: dict, h: float | None = None,
     report = GradcheckReport()
     for name, grad in analytic.items():
         x = inputs[name]  # perturbed in place, element by element (any view works, e.g. a parameter's)
+        if tuple(grad.shape) != tuple(x.shape):  # shape first: a (D, K) dW for a (K, D) W must not pass
+            raise ValueError(f"{name}: the analytic gradient has shape {tuple(grad.shape)}, but {name} has "
+                             f"shape {tuple(x.shape)}. A gradient has the shape of what it is the gradient "
+                             "of: return it in that shape (nothing is flattened or broadcast here).")
         flat_grad = backend.to_numpy(grad).reshape(-1)
         worst = (0.0, 0, float(flat_grad[0]) if x.size else 0.0, float("nan"))
         num_below_noise = 0

@@ -29,6 +29,11 @@
 #
 # `MINIVIT_FAST=1` makes every lesson run in seconds on tiny models (the test suite does that);
 # `MINIVIT_SOLUTIONS=1` switches in the solutions of the exercises.
+#
+# **The outputs you see in the repository's notebooks were made with `MINIVIT_SOLUTIONS=1`**, on
+# real CIFAR-10: every PASS, every "yours" and every run "on your functions" there is the
+# solutions'. Run a notebook yourself and the exercises are yours: each stops at `NotImplementedError`
+# until you write it, and the cells after it either run without it or say which exercise they wait for.
 
 # %%
 import numpy as np
@@ -124,8 +129,8 @@ def patches_by_reshape(x, patch_size):
 
 
 # %%
+x = images.images[:4].astype(np.float64)  # four CIFAR images, for this cell and the ones below
 check_patches_by_reshape(patches_by_reshape)
-x = images.images[:4].astype(np.float64)
 ours = patches_by_reshape(x, 4)
 check_close(ours[0, 9], x[0, :, 4:8, 4:8].reshape(-1), "on a CIFAR image: patch 9 is grid row 1, column 1")
 
@@ -137,7 +142,10 @@ check_close(ours[0, 9], x[0, :, 4:8, 4:8].reshape(-1), "on a CIFAR image: patch 
 # offset $(i, j)$ inside the patch as one strided slice of the image.
 
 # %%
-check_close(ops.im2col(x, 4), patches_by_reshape(x, 4), "im2col equals your reshape")
+try:
+    check_close(ops.im2col(x, 4), patches_by_reshape(x, 4), "im2col equals your reshape")
+except NotImplementedError:
+    print("This comparison waits for Exercise 1 (patches_by_reshape); the rest of the lesson runs without it.")
 check_close(ops.im2col(x, 4, stride=4), ops.im2col(x, 4), "stride = patch size is the default")
 
 # %% [markdown]

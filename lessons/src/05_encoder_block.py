@@ -7,6 +7,9 @@
 #    form the engine runs, and run a ViT on yours.
 # 2. Know GELU's two forms and their derivatives.
 # 3. Assemble a pre-norm block and see how residual connections carry the gradient.
+# 4. Write the whole layer's backward yourself, from the ops: the MLP and GELU, the two residual
+#    forks where gradients add, the packed q/k/v split and merge; checked node by node, then
+#    trained, your layer in every layer of a ViT.
 #
 # One ViT layer (pre-norm, as in ViT and transformers):
 #
@@ -31,8 +34,9 @@ import matplotlib.pyplot as plt
 import minivit
 from minivit import ops
 from minivit.gradcheck import check_model
-from lesson_support import FAST, CallCounter, check, exercise, show_answers, use_mine
-from exercise_checks import check_layernorm_backward, check_layernorm_stages
+from lesson_support import FAST, CallCounter, check, exercise, load_images, show_answers, use_mine, use_my_layer
+from exercise_checks import (check_encoder_layer_backward, check_layernorm_backward, check_layernorm_stages,
+                             encoder_layer_forward)
 
 rng = np.random.default_rng(0)
 
@@ -216,6 +220,128 @@ plt.show()
 # more than an order of magnitude at the first layer. In a deeper or less carefully normalised
 # stack such products vanish or explode.
 #
+# ## The whole layer, by hand
+#
+# Every piece of the layer has a backward now: yours (lessons 2 to 5) or the engine's. The layer's
+# backward is their composition, walked from the output to the input, and three places take care:
+#
+# - **The forks.** $h = x + A(\operatorname{LN}_1(x))$ uses $x$ twice: on the skip path and through the
+#   branch. A variable used twice gets the **sum** of the gradients from both uses (the chain rule
+#   over every path), so $\partial L/\partial x = \partial L/\partial h + (\text{the branch's gradient})$,
+#   and the same at $\text{out} = h + \operatorname{MLP}(\operatorname{LN}_2(h))$.
+# - **The packed projection.** q, k and v come from one matrix product, $x W_{qkv} + b_{qkv}$ with
+#   $W_{qkv}$ of shape $(D, 3D)$, then three slices of $D$ columns, each split into heads. Going back:
+#   merge each head gradient to $(B, T, D)$ and put the three side by side in the same order, q, k, v,
+#   into one $(B, T, 3D)$ gradient for the one `linear_backward`.
+# - **The heads.** `merge_heads` (the forward, before the output projection) is undone by
+#   `split_heads` on the way back, and each `split_heads` by a `merge_heads`.
+#
+# The forward below is the engine's layer (without dropout), written with the ops; its cache holds
+# each op's cache by node name. Read it, then walk it backwards.
+
+# %%
+import inspect
+
+print(inspect.getsource(encoder_layer_forward))
+
+# %% [markdown]
+# **Exercise 3.** Write `encoder_layer_backward(dout, cache)`: return a dict with the gradient at
+# every node, in the order the gradient reaches them: `dfc2_weight`, `dfc2_bias`, `dgelu_out`,
+# `dfc1_out`, `dfc1_weight`, `dfc1_bias`, `dln2_out`, `dln2_gamma`, `dln2_beta`, `dh`, `do_weight`,
+# `do_bias`, `dcontext` (the heads' output, $(B, H, T, d)$), `dq`, `dk`, `dv`, `dqkv` $(B, T, 3D)$,
+# `dqkv_weight`, `dqkv_bias`, `dln1_out`, `dln1_gamma`, `dln1_beta`, `dx`. Use the ops' backwards
+# (`ops.linear_backward`, `ops.gelu_backward`, `ops.layernorm_backward`, `ops.attention_backward`,
+# or your own). The check walks the nodes in that order and stops at the first that is off, naming
+# what it looks like; a node left as `None` is "not written yet", so you can write it a few nodes at
+# a time.
+#
+# <details><summary>Hint 1: the MLP branch</summary>
+#
+# `g["dgelu_out"], g["dfc2_weight"], g["dfc2_bias"] = ops.linear_backward(dout, cache["fc2"])`, then
+# `ops.gelu_backward` with `cache["gelu"]`, then `ops.linear_backward` with `cache["fc1"]`, then
+# `ops.layernorm_backward` with `cache["ln2"]`.
+# </details>
+# <details><summary>Hint 2: the forks</summary>
+#
+# `g["dh"] = dout + (LN2's dx)`; `g["dx"] = g["dh"] + (LN1's dx)`.
+# </details>
+# <details><summary>Hint 3: q, k, v</summary>
+#
+# `g["dcontext"] = ops.split_heads(dmerged, cache["num_heads"])`; after `ops.attention_backward`,
+# `g["dqkv"] = np.concatenate([ops.merge_heads(g[n]) for n in ("dq", "dk", "dv")], axis=-1)`.
+# </details>
+
+# %%
+@exercise
+def encoder_layer_backward(dout, cache):
+    g = {}
+    # TODO: the MLP branch, the second fork, the attention branch (q, k, v), the first fork
+    raise NotImplementedError("Exercise 3: write the encoder layer's backward")
+
+
+# %%
+check_encoder_layer_backward(encoder_layer_backward)
+
+# %% [markdown]
+# **Your layer, trained.** Below, two copies of the same small ViT (float64, no dropout, the same
+# initial weights) train on the same CIFAR-10 batches: one on the engine's layers, one with every
+# encoder layer running the forward above and **your** backward (`use_my_layer` puts them in, and
+# adds your parameter gradients to the model's, so AdamW trains on them). If your backward is
+# right, the two loss curves are the same curve, to rounding.
+
+# %%
+train_images = load_images("train", count=256 if FAST else 2048, seed=5)
+mean, std = train_images.channel_stats()
+train_pixels = (train_images.images / 255.0 - mean[:, None, None]) / std[:, None, None]  # float64
+layer_config = minivit.ViTConfig(image_size=32, patch_size=4, hidden_size=32, num_hidden_layers=2,
+                                 num_attention_heads=4, intermediate_size=64, num_labels=10,
+                                 hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+steps, batch = (5, 32) if FAST else (60, 32)
+
+
+def train_curve(with_my_layer):
+    import contextlib
+
+    from minivit import dispatch, optim
+
+    model = minivit.ViTForImageClassification(layer_config, seed=3, dtype="float64").train()
+    optimizer = optim.AdamW(model.named_parameters(), lr=1e-3)
+    order = np.random.default_rng(6).permutation(len(train_pixels))
+    plugged = (use_my_layer(model, encoder_layer_forward, encoder_layer_backward) if with_my_layer
+               else contextlib.nullcontext())
+    losses = []
+    with plugged:
+        for step in range(steps):
+            chosen = order[(step * batch) % len(order):][:batch]
+            optimizer.zero_grad()
+            loss, cache = dispatch.cross_entropy_forward(model.forward(train_pixels[chosen]), train_images.labels[chosen])
+            model.backward(dispatch.cross_entropy_backward(1.0, cache))
+            optimizer.step()
+            losses.append(float(loss))
+    return np.array(losses)
+
+
+engine_losses = train_curve(False)
+try:
+    your_losses = train_curve(True)
+except NotImplementedError:
+    your_losses = None
+    print("This cell waits for Exercise 3 (encoder_layer_backward): the engine's curve is drawn alone.")
+plt.plot(engine_losses, linewidth=4, alpha=0.35, label="the engine's layers")
+if your_losses is not None:
+    plt.plot(your_losses, "--", label="your layer's backward")
+plt.xlabel("step")
+plt.ylabel("training loss")
+plt.title(f"a 2-layer ViT, {steps} steps of {batch} CIFAR-10 images")
+plt.legend()
+plt.show()
+if your_losses is not None:
+    difference = float(np.max(np.abs(your_losses - engine_losses)))
+    print(f"loss after {steps} steps: engine {engine_losses[-1]:.6f}, yours {your_losses[-1]:.6f}")
+    check(difference < 1e-8, "your layer trains exactly as the engine's (float64)",
+          yours=f"largest difference {difference:.1e}", expected="below 1e-8")
+
+# %% [markdown]
 # ## Questions
 #
 # 1. Why is $\partial L/\partial x$ of LayerNorm orthogonal to the all-ones vector? Check it numerically.
@@ -235,5 +361,7 @@ show_answers(5)
 # - GELU's exact and tanh forms and their derivative.
 # - The evidence that residual connections hand the gradient down unchanged, where a plain stack
 #   multiplies Jacobians.
+# - A whole encoder layer's backward, composed by you from the ops (two forks that add gradients,
+#   the packed q/k/v split and merged back), checked node by node, and trained in a ViT.
 #
 # Next, lesson 6: the whole model, its sanity checks, and all your functions in it at once.

@@ -3,10 +3,11 @@
 #
 # **Goals.**
 # 1. Count the parameters of a ViT, part by part, by formula and by the model.
-# 2. Run the sanity checks that come before any training: initial loss near $\ln 10$, a
+# 2. Write the loss: softmax cross-entropy by log-sum-exp, with label smoothing, and its gradient.
+# 3. Run the sanity checks that come before any training: initial loss near $\ln 10$, a
 #    whole-model gradient check, and overfitting one batch, all of them on **your** functions from
 #    lessons 2 to 5, inside the engine.
-# 3. Show that minivit computes what transformers' ViT computes: the same logits and the same
+# 4. Show that minivit computes what transformers' ViT computes: the same logits and the same
 #    gradient for every parameter, by name.
 #
 # The whole forward pass:
@@ -20,12 +21,11 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minivit
-from minivit import convert, optim
+from minivit import convert, dispatch, optim
 from minivit.gradcheck import check_model, directional_check
-from minivit.ops import cross_entropy_backward, cross_entropy_forward
 from lesson_support import (FAST, REPO, CallCounter, check, exercise, load_images, my_functions, no_grad,
                             show_answers, use_mine)
-from exercise_checks import check_parameters_per_layer
+from exercise_checks import check_cross_entropy_backward, check_cross_entropy_forward, check_parameters_per_layer
 
 # %% [markdown]
 # ## Parameters, part by part
@@ -81,7 +81,7 @@ mean, std = images.channel_stats()
 pixels = ((images.images / 255.0 - mean[:, None, None]) / std[:, None, None]).astype("float32")
 with no_grad():
     logits = model.eval().forward(pixels)
-loss, _ = cross_entropy_forward(logits, images.labels)
+loss, _ = dispatch.cross_entropy_forward(logits, images.labels)  # the engine's: yours comes next
 spread = float(logits.std(axis=1).mean())  # how much an image's ten logits differ, on average
 print(f"initial loss {float(loss):.4f}, ln 10 = {math.log(10):.4f}; the logits' spread per image {spread:.3f}")
 check(spread < 0.5, "the initial prediction is near uniform (each image's logits within about 0.5 of each "
@@ -90,12 +90,69 @@ check(spread < 0.5, "the initial prediction is near uniform (each image's logits
       hint="Far from uniform at initialisation: logits too large (lesson 7 shows what the init scale does).")
 
 # %% [markdown]
+# ## The loss, written by you
+#
+# Everything above the logits is yours already; the loss is the last piece. With $K$ classes, a
+# label $y$ and label smoothing $\varepsilon$, the target distribution is
+# $q = (1 - \varepsilon)\,\text{onehot}(y) + \varepsilon / K$ (every class gets $\varepsilon/K$, the
+# true one included: PyTorch's `label_smoothing`), and the loss of a batch is the mean over its $B$
+# images of the cross-entropy between $q$ and the softmax of the logits $z$:
+#
+# $$ L = -\frac{1}{B} \sum_b \sum_k q_{bk} \log p_{bk}, \qquad \log p_{bk} = z_{bk} - \log \sum_j e^{z_{bj}}. $$
+#
+# **Log-sum-exp.** A confident model's logits reach the hundreds, and $e^{710}$ overflows float64.
+# $\log \sum_j e^{z_j} = m + \log \sum_j e^{z_j - m}$ for any $m$; with $m = \max_j z_j$ the largest
+# exponent is $e^0 = 1$ and nothing overflows.
+#
+# **The gradient.** $\partial L / \partial z_{bk} = (p_{bk} - q_{bk}) / B$: with $\sum_k q_{bk} = 1$,
+# the derivative of $-\sum_k q_k (z_k - \log \sum_j e^{z_j})$ is $-q_k + p_k$; the $1/B$ is the mean's.
+# The softmax's Jacobian of lesson 4 and the log cancel into this one subtraction.
+#
+# **Exercise 2.** Write `cross_entropy_forward(logits, targets, label_smoothing=0.0)`: `logits`
+# $(B, K)$, `targets` the labels $(B,)$; return `(loss, cache)` with the engine's cache
+# `(log_probs, q)`, both $(B, K)$. **Exercise 3.** Write `cross_entropy_backward(dloss, cache)`:
+# the gradient of `dloss * L` with respect to the logits. Both go into the engine with your other
+# functions below: the overfitting and lesson 8's training run on them.
+#
+# <details><summary>Hint 1: the target distribution</summary>
+#
+# `np.eye(K)[targets]` is the one-hot matrix $(B, K)$; then `(1 - eps) * onehot + eps / K`.
+# </details>
+# <details><summary>Hint 2: log-sum-exp in NumPy</summary>
+#
+# `shifted = logits - logits.max(axis=1, keepdims=True)`, then
+# `log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))`.
+# </details>
+# <details><summary>Hint 3: the backward</summary>
+#
+# `np.exp(log_probs)` is $p$; return `(p - q) * dloss / B`.
+# </details>
+
+# %%
+@exercise
+def cross_entropy_forward(logits, targets, label_smoothing=0.0):
+    # TODO: log-sum-exp, the smoothed targets q, the mean loss; return (loss, (log_probs, q))
+    raise NotImplementedError("Exercise 2: write the cross-entropy loss")
+
+
+@exercise
+def cross_entropy_backward(dloss, cache):
+    # TODO: (p - q) * dloss / B
+    raise NotImplementedError("Exercise 3: write the loss's backward")
+
+
+# %%
+check_cross_entropy_forward(cross_entropy_forward)
+check_cross_entropy_backward(cross_entropy_backward)
+
+# %% [markdown]
 # ## Your functions, inside the engine
 #
 # Each engine operation you wrote in lessons 2 to 5 was kept in `lessons/mine/` when its check
 # passed. `my_functions()` reads them back, and `use_mine(...)` puts them all into the engine at
-# once: the linear layers' backward, the CLS token's, the softmax's, attention forward and backward
-# and LayerNorm's backward. The rest of this lesson's checks run on them. (With
+# once: the linear layers' backward, the CLS token's, the softmax's, attention forward and backward,
+# LayerNorm's backward and the loss. The rest of this lesson's checks run on them (the loss in the
+# overfitting, which calls `minivit.dispatch`'s `cross_entropy_forward`: yours while `use_mine` is on). (With
 # `MINIVIT_SOLUTIONS=1` these are the solutions; an exercise that has not passed yet runs the
 # engine's reference, and the line below says which. Your `attention_backward` calls your
 # `softmax_backward` itself, so the engine's count of the latter stays 0 while your attention runs.
@@ -150,8 +207,8 @@ with use_mine(**mine.functions):
     for step in range(1, max_steps + 1):
         overfit.train()
         optimizer.zero_grad()
-        loss, cache = cross_entropy_forward(overfit.forward(batch_x), batch_y)
-        overfit.backward(cross_entropy_backward(1.0, cache))
+        loss, cache = dispatch.cross_entropy_forward(overfit.forward(batch_x), batch_y)  # yours, inside use_mine
+        overfit.backward(dispatch.cross_entropy_backward(1.0, cache))
         optimizer.step()
         losses.append(float(loss))
         if step % 5 == 0:
@@ -219,6 +276,7 @@ show_answers(6)
 # ## What you built
 #
 # - The parameter count of a layer, by formula, checked against the model part by part.
+# - The loss: softmax cross-entropy by log-sum-exp, label smoothing, and its gradient $(p - q)/B$.
 # - The sanity checks that come before training, each passed on **your** functions inside the
 #   engine: the initial loss, a whole-model gradient check, memorising a batch.
 # - The proof that minivit computes what transformers' ViT computes, gradient by gradient.

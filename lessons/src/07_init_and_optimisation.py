@@ -7,6 +7,8 @@
 #    layer's output as large as its input.
 # 2. Derive Adam's bias correction, write AdamW's update yourself, and train a ViT with it.
 # 3. Find a learning rate with a sweep, and read its plot.
+# 4. Write your own gradient checker and training step, and watch a run from inside: activation
+#    scales, gradient norms and update-to-weight ratios, layer by layer.
 #
 # A training run is decided twice before its first step: by where the weights start, and by how
 # each step will move them. This lesson looks at both, on CIFAR-10 images.
@@ -21,7 +23,8 @@ import minivit
 from minivit import optim
 from minivit.ops import cross_entropy_backward, cross_entropy_forward, pool_forward
 from lesson_support import FAST, check, exercise, load_images, no_grad, show_answers
-from exercise_checks import check_adamw_step, check_bias_correction, check_init_std
+from exercise_checks import (check_adamw_step, check_bias_correction, check_init_std, check_numerical_gradient,
+                             check_train_step)
 
 images = load_images("train", count=64 if FAST else 256)
 mean, std = images.channel_stats()
@@ -365,6 +368,118 @@ check(final[rates[-1]] > final[best] + 0.1, "too large a rate is worse than the 
 # images per second measured on an NVIDIA H200 (`benchmarks/results/gpu-h200-2026-11-26/`; loading
 # the data not counted).
 #
+# ## 4. Inside a training run
+#
+# Two tools that every check so far used without showing them: the finite-difference checker,
+# and the training step. Then a run with both opened up, watched from inside.
+#
+# **Exercise 3, your gradient checker.** Write `numerical_gradient(f, x, h=1e-5)`: for every element
+# $x_i$ (any number of axes: `np.ndindex(x.shape)` walks them), the centred difference
+# $(f(x + h e_i) - f(x - h e_i)) / 2h$, with $x$ perturbed in place and put back. Its error is
+# $O(h^2)$ from the truncation plus about $\epsilon_{\text{machine}} |f| / h$ from rounding; $h = 10^{-5}$
+# balances the two in float64. The check compares it with `minivit.gradcheck`'s 3-point stencil
+# (what `check_model` uses, with 5 points) on 2-D and 3-D inputs.
+#
+# <details><summary>Hint</summary>
+#
+# `original = x[index]; x[index] = original + h; f_plus = f(); x[index] = original - h; f_minus = f(); x[index] = original`.
+# </details>
+
+# %%
+@exercise
+def numerical_gradient(f, x, h=1e-5):
+    grad = np.zeros_like(x)
+    # TODO: a loop over np.ndindex(x.shape)
+    raise NotImplementedError("Exercise 3: write the centred difference")
+
+
+# %%
+check_numerical_gradient(numerical_gradient)
+
+# %% [markdown]
+# **Exercise 4, your training step.** Write `train_step(model, optimizer, images, labels)`: zero the
+# gradients, run the forward, the loss (`dispatch.cross_entropy_forward`: yours from lesson 6 inside
+# `use_mine`), the backward from `dispatch.cross_entropy_backward(1.0, cache)`, the optimizer's step;
+# return the loss. The engine's `backward` **adds** into each parameter's `.grad`, which is why the
+# order matters.
+
+# %%
+
+
+@exercise
+def train_step(model, optimizer, images, labels):
+    # TODO: four lines and a return
+    raise NotImplementedError("Exercise 4: write the training step")
+
+
+# %%
+check_train_step(train_step)
+
+# %% [markdown]
+# **Watching a run from inside.** Your step, on the sweep's model at a good rate, with three
+# readings after every step: each layer's output scale (the standard deviation of its activations
+# on the batch), each layer's gradient norm, and the **update-to-weight ratio**
+# $\lVert \Delta\theta \rVert / \lVert \theta \rVert$ of each layer's weights: how much of a weight one
+# step changes. A common rule of thumb (Karpathy's) puts healthy ratios near $10^{-3}$: far below,
+# the layer barely learns; near $10^{-1}$, each step rewrites it. The numbers here depend on the
+# rate and the recipe; read the shapes of the curves.
+
+# %%
+def layer_norms(model, of):
+    """{layer index: the norm of its parameters' ``of`` (data or grad)}, over encoder layer l's parameters."""
+    totals = {}
+    for name, parameter in model.named_parameters():
+        if name.startswith("encoder.layers."):
+            layer = int(name.split(".")[2])
+            totals[layer] = totals.get(layer, 0.0) + float(np.sum(getattr(parameter, of).astype(np.float64) ** 2))
+    return {layer: math.sqrt(total) for layer, total in sorted(totals.items())}
+
+
+watched = minivit.ViTForImageClassification(sweep_config, seed=0).train()
+watched_optimizer = optim.AdamW(watched.named_parameters(), lr=float(best), weight_decay=0.05)
+watch_steps = 10 if FAST else 60
+readings = {"activation std": [], "gradient norm": [], "update / weight": []}
+try:
+    for step in range(watch_steps):
+        chosen = order[(step * batch_size) % len(pixels):][:batch_size]
+        before = {name: p.data.copy() for name, p in watched.named_parameters() if name.startswith("encoder.layers.")}
+        train_step(watched, watched_optimizer, pixels[chosen], labels[chosen])
+        readings["gradient norm"].append(list(layer_norms(watched, "grad").values()))
+        weights = layer_norms(watched, "data")
+        updates = {}
+        for name, old in before.items():
+            layer = int(name.split(".")[2])
+            change = dict(watched.named_parameters())[name].data - old
+            updates[layer] = updates.get(layer, 0.0) + float(np.sum(change.astype(np.float64) ** 2))
+        readings["update / weight"].append([math.sqrt(updates[layer]) / weights[layer] for layer in weights])
+        with no_grad():
+            hidden = watched.embeddings.forward(pixels[chosen])
+            stds = []
+            for layer in watched.encoder.layers:
+                hidden = layer.forward(hidden)
+                stds.append(float(hidden.std()))
+        readings["activation std"].append(stds)
+except NotImplementedError:
+    print("This cell waits for Exercise 4 (train_step): the run uses your step.")
+if readings["activation std"]:
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    for axis, (title, values) in zip(axes, readings.items()):
+        values = np.array(values)
+        for layer in range(values.shape[1]):
+            axis.plot(range(1, len(values) + 1), values[:, layer], label=f"layer {layer}")
+        axis.set_yscale("log")
+        axis.set_xlabel("step")
+        axis.set_title(title)
+    axes[2].axhline(1e-3, color="gray", linestyle="--", label="1e-3")
+    axes[2].legend(fontsize=8)
+    plt.tight_layout()
+    plt.show()
+    final_ratios = readings["update / weight"][-1]
+    print(f"after {watch_steps} steps at lr {float(best):.1e}: update / weight per layer "
+          + ", ".join(f"{ratio:.1e}" for ratio in final_ratios)
+          + "; activation std per layer " + ", ".join(f"{value:.2f}" for value in readings["activation std"][-1]))
+
+# %% [markdown]
 # ## Questions
 #
 # 1. Derive $\operatorname{Var}(y_j)$ for one linear layer. With 20 layers and $\sigma_w = 2/\sqrt{n}$,
@@ -387,5 +502,7 @@ show_answers(7)
 # - Adam's bias correction, derived from a geometric sum, and `adamw_step`, equal to
 #   `minivit.optim.AdamW`; your optimizer trained a ViT to the same losses as the engine's.
 # - A learning-rate sweep and how to read it.
+# - Your own finite-difference checker, equal to `minivit.gradcheck`'s stencil; your own training
+#   step; and a run read from inside: activation scales, gradient norms, update-to-weight ratios.
 #
 # Next, lesson 8: the training pipeline, the learning-rate schedule, and a run on your own functions.

@@ -241,5 +241,6 @@ show_answers(11)
 # - Attention rollout, on a scale where a uniform map looks uniform.
 # - A reading of what a small ViT learns in minutes, against what ViT-L/16 learns from 300 M images.
 #
-# That is the course: from pixels to patches, every forward and backward written and checked,
-# running inside the engine, trained, moved to a GPU, finetuned and looked into.
+# From pixels to patches, every forward and backward written and checked, running inside the
+# engine, trained, moved to a GPU, finetuned and looked into. One lesson is left, lesson 12: the
+# same training on several processes at once, data parallelism and the ring all-reduce.
