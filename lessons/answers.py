@@ -193,11 +193,15 @@ ANSWERS = {
         which shard it is in, and the mean of the shards' gradients is not the big batch's. The
         statistics must be all-reduced too (PyTorch's SyncBatchNorm: one more, small, all-reduce
         per BatchNorm layer in the forward pass). LayerNorm, the ViT's, normalises each token alone.""",
-        r"""No: each rank pairs images within its shard and draws its own mixing weights, so the pairs
-        and weights differ from a 1-process run's, and the two runs train on different mixed images.
-        They are equivalent in distribution: each image is still mixed with a random partner by a
-        Beta-distributed weight, so the expected gradient, and the recipe, are the same. (The same
-        holds for crops, flips and dropout: each rank draws its own.)""",
+        r"""Yes, in minivit: the same training, only faster. Image i of the global batch mixes with
+        image B-1-i whatever rank holds it (a rank whose partners sit on another rank augments them
+        itself, as their own rank does: the same pixels, no communication), and whether and how a
+        batch mixes is drawn from (seed, step), not from the rank. So 1, 2 and 4 ranks build the same
+        mixed images and reach the same weights (tests/test_distributed.py). An engine that lets each
+        rank pair images within its shard with its own random weights trains on other mixed images:
+        equivalent only in distribution (each image still mixed with a random partner by a
+        Beta-distributed weight), not step for step, so its results cannot be reproduced on another
+        number of ranks.""",
         r"""Each rank's share shrinks to 2 images (130 tokens): its matrix products are too small to run
         near the cores' peak, while the all-reduce stays 2(N-1)/N S per rank, so its share of the
         step grows until it dominates. Practitioners grow the global batch with the ranks (the

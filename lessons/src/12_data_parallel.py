@@ -213,10 +213,19 @@ print(f"{model.flat.size:,d} parameters; largest gradient entry {np.abs(whole_ba
 # alone writes the logs and checkpoints. On the CPU each rank runs on its share of the cores; on
 # GPUs each rank takes a GPU and NCCL carries the all-reduce (`minivit/distributed/`).
 #
-# Below, two ranks against one process, the same global batch, with augmentation and dropout off
-# (each rank draws its own random numbers, so with them on the runs would differ by chance, not by
-# error). This needs MPI (`pip install -r requirements-distributed.txt`): without it, the cell says
-# so and moves on.
+# **Why a rank's random numbers must not depend on the rank.** Data parallelism promises the model
+# that one process trains, only faster. That promise breaks quietly if each rank draws its own
+# random numbers: each rank would crop, flip and drop other pixels than one process would, and the
+# same recipe on 2 and on 4 ranks would train different models. Neither is wrong, but the difference
+# cannot be told apart from a bug, and a result cannot be reproduced on another machine. minivit
+# therefore draws each image's augmentation and dropout masks from (seed, epoch, image) and each
+# batch's mixing from (seed, step) (`minivit/training/randomness.py`): what an image gets does not
+# depend on which rank holds it, so 1, 2 or 4 ranks reach the same weights (about 1e-15 apart in
+# float64; `tests/test_distributed.py`), and a run stopped on 4 ranks continues on 1.
+#
+# Below, two ranks against one process, the same global batch (augmentation and dropout are off here
+# only to keep the cell short). This needs MPI (`pip install -r requirements-distributed.txt`):
+# without it, the cell says so and moves on.
 
 # %%
 from minivit.checkpoint import read_checkpoint
@@ -360,8 +369,8 @@ for n in (8, 32):
 #
 # 1. A CNN with BatchNorm is trained on 4 ranks of 32 images against 1 process of 128. Why do the
 #    two differ even with augmentation off, and what would make them agree?
-# 2. With mixup on, each rank mixes the images of its own shard. Is a 2-rank run then the same
-#    training as a 1-process run, only faster? In what sense is it equivalent?
+# 2. With mixup on, an image may mix with a partner held by another rank. Is a 2-rank run then the
+#    same training as a 1-process run, only faster? What would it be if each rank mixed within its shard?
 # 3. Keep the global batch at 128 and go from 2 to 64 ranks. What happens to each rank's matrix
 #    products, and to the all-reduce's share of the step? What do practitioners change instead?
 # 4. The ring sends $2\frac{N-1}{N}S$ bytes per rank. Why can no all-reduce send much less, and when
