@@ -1,8 +1,8 @@
 """Fast CPU implementations of reference operations (NumPy arrays).
 
 Every function here has the name, the signature and the cache of the reference it
-replaces in ``minivit/ops/`` (or ), says which
-one, and is tested against it (tests/test_kernels_cpu.py). ``minivit.dispatch`` chooses
+replaces in ``minivit/ops/``, declares which one (``@replaces``, minivit.kernels.registry),
+and is tested against it (tests/test_kernels_cpu.py). ``minivit.dispatch`` chooses
 between the two; nothing else calls these directly. Where a case is not covered (a
 dtype, an axis, an approximation), the function hands it to the reference.
 

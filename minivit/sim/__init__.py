@@ -17,7 +17,7 @@ Counted (``counters()``, also ``minivit.backend.sim_counters()``):
     launches    kernel launches: each elementwise operation, reduction, copy, gather or
                 scatter, random draw, matrix product (and the copy CuPy makes of an operand
                 whose last two axes are not contiguous), and each CUDA kernel of
-                minivit/kernels/gpu.py, which runs here as its reference but counts as the
+                minivit/kernels/gpu/, which runs here as its reference but counts as the
                 one launch it makes on a GPU (``kernel_launch``)
     syncs       host synchronisations: .item(), float(), int(), bool(), .get(), .tolist(),
                 repr(), boolean-mask indexing; ``sync_sites`` says where each came from

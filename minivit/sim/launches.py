@@ -15,7 +15,7 @@ The configurations are the ones the real launch would get:
                                  (CuPy's default accelerator), one block per output
     matrix products              cuBLAS: an estimate (128 x 128 output tiles, split along K
                                  until the tiles fill the GPU); cuBLAS picks from measured heuristics
-    minivit's CUDA kernels       their own grid and block (``minivit/kernels/gpu.py``)
+    minivit's CUDA kernels       their own grid and block (``minivit/kernels/gpu/``)
 
 A reduction over the rows of a (rows, D) array, ``dout.sum(axis=0)``, gets ``D / 32`` blocks
 from CuPy's rule (6 for D = 192), each thread walking ``rows / 16`` rows in sequence: on a GPU
