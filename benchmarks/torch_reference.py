@@ -2,8 +2,9 @@
 trained by minivit's own Trainer, so that data, split, augmentation, schedule, time budget and
 evaluation are the same code; only the model, its backward and the optimizer step are PyTorch's.
 
-It follows the recipe's choices as minivit does: the recipe that follows the budget (the Trainer
-measures this side's own pace and chooses from the same table), mixup and cutmix that stop at
+It follows the recipe's choices as minivit does: the recipe that follows the budget (given minivit's
+choice by cpu_training_budget.py, so that both sides run one recipe; run alone, the Trainer measures
+this side's own pace and chooses from the same table), mixup and cutmix that stop at
 --mixing-stops-at, the moving average of the weights (--ema: the same decay rule, over PyTorch's
 parameters, validated beside them), flip test-time augmentation in the test evaluations (--tta),
 and mean pooling (transformers' ViT classifies from the CLS token: the mean of its last hidden

@@ -131,10 +131,13 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def figure_path(figure: str | None, checkpoint: str, split: str, overwrite: bool = False) -> Path:
+def figure_path(figure: str | None, checkpoint: str, split: str, overwrite: bool = False, weights: str = "raw",
+                tta: bool = False) -> Path:
     """The confusion matrix's file; its folder must exist, and a file there is replaced only with
-    ``overwrite`` or when it is the default beside a checkpoint in a run folder (checked before any work)."""
-    path = Path(figure) if figure else Path(checkpoint).with_name(f"confusion-{split}.png")
+    ``overwrite`` or when it is the default beside a checkpoint in a run folder (checked before any work).
+    The default names what was evaluated: ``confusion-test.png``, ``confusion-test-ema-tta.png``, ..."""
+    suffix = ("-ema" if weights == "ema" else "") + ("-tta" if tta else "")
+    path = Path(figure) if figure else Path(checkpoint).with_name(f"confusion-{split}{suffix}.png")
     if figure is not None and (not figure.strip() or path.is_dir()):
         raise ValueError(f"--figure {figure!r} must name a file, such as confusion.png.")
     if not path.parent.is_dir():
@@ -159,7 +162,7 @@ def _main(argv) -> int:
     problem = whole_number_problem("--batch-size", args.batch_size, 1)
     if problem:
         raise ValueError(problem + ".")
-    figure = figure_path(args.figure, args.checkpoint, args.split, args.overwrite)
+    figure = figure_path(args.figure, args.checkpoint, args.split, args.overwrite, args.weights, args.tta)
     backend.use(args.backend)
     # a terminal sees the first load's progress; a pipe (--json read by a script) gets the result alone
     result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.split, args.batch_size, sys.stderr.isatty(),

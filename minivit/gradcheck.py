@@ -223,10 +223,26 @@ def _normal(seed: int, shape: tuple):
     return backend.default_rng(seed).standard_normal(shape)
 
 
+def _random_state(rng):
+    """What to restore so that the next draws repeat: a NumPy generator's state, or a per-sample
+    stream's draw count (minivit.sample_random: its draws are a function of it); None on CuPy."""
+    if hasattr(rng, "bit_generator"):
+        return ("generator", rng.bit_generator.state) if backend.name == "numpy" else None
+    return ("stream", rng.draws) if hasattr(rng, "draws") else None
+
+
+def _restore_random_state(rng, state) -> None:
+    kind, value = state
+    if kind == "generator":
+        rng.bit_generator.state = value
+    else:
+        rng.draws = value
+
+
 def _model_objective(model, pixel_values, dlogits):
     """f(params, pixel_values) = sum(logits * dlogits), with the same dropout masks each call."""
     xp = backend.xp
-    rng_state = model.rng.bit_generator.state if backend.name == "numpy" else None
+    rng_state = _random_state(model.rng)
     dropout_active = model.training and any(
         getattr(module, "p", 0.0) or getattr(module, "dropout_p", 0.0) for module in model.modules()
     )
@@ -235,7 +251,7 @@ def _model_objective(model, pixel_values, dlogits):
 
     def f():
         if rng_state is not None:
-            model.rng.bit_generator.state = rng_state  # the same masks every call
+            _restore_random_state(model.rng, rng_state)  # the same masks every call
         with no_grad():  # no backward will follow this forward
             logits = model.forward(pixel_values)
         return xp.sum(logits * dlogits)
@@ -253,13 +269,13 @@ def check_model(model, pixel_values, h: float | None = None, max_elements: int |
     batch_size = pixel_values.shape[0]
     dlogits = _normal(seed, (batch_size, model.config.num_labels))
     f = _model_objective(model, pixel_values, dlogits)
-    rng_state = model.rng.bit_generator.state if backend.name == "numpy" else None
+    rng_state = _random_state(model.rng)
 
     model.zero_grad()
     model.forward(pixel_values)
     dpixel_values = model.backward(dlogits)
     if rng_state is not None:
-        model.rng.bit_generator.state = rng_state
+        _restore_random_state(model.rng, rng_state)
 
     inputs = {name: parameter.data for name, parameter in model.named_parameters()}
     analytic = {name: parameter.grad.copy() for name, parameter in model.named_parameters()}

@@ -57,10 +57,6 @@ def main(argv=None, prog: str = "python -m minivit.train", recipe: str | None = 
     """The command line: prints the summary as one JSON line (and, on stderr, the command to run next);
     errors as one ``error:`` line.
     ``recipe``: the command's own recipe (``python -m minivit.finetune``'s), whose defaults --help shows."""
-    from minivit.kernels import tune_process
-
-    tune_process()  # the CPU kernels' process settings (importing minivit changes nothing)
-
     def run(arguments) -> int:
         try:
             config, resume = config_from_args(arguments, prog, recipe)

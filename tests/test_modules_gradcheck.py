@@ -112,6 +112,19 @@ def test_whole_model_with_dropout_in_training_mode():
     report.assert_close(1e-5)  # about 1e-7
 
 
+def test_a_model_whose_dropout_draws_per_image_checks_too():
+    """A model that went through a Trainer draws its dropout masks from a per-image stream
+    (minivit.sample_random): the check rewinds that stream's draws, as it rewinds a generator."""
+    import numpy as np
+
+    from minivit.sample_random import SampleStream, install_dropout_stream
+
+    model = make_model(hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2).train()
+    install_dropout_stream(model, SampleStream(key=7, samples=np.arange(2)))
+    report = check_model(model, normal(0, 2, 3, 8, 8))
+    report.assert_close(1e-5)  # about 1e-7
+
+
 def test_directional_derivative(backend_name):
     model = make_model(num_hidden_layers=3).eval()
     assert directional_check(model, normal(0, 2, 3, 8, 8), num_directions=4) < 1e-6  # about 1e-9

@@ -12,7 +12,7 @@ Element (r, j) of the draw (j counts the row's elements in order) is a hash of
 SplitMix64 is the output function of Steele, Lea and Flood's generator (2014); lowbias32 is
 Chris Wellons' 32-bit integer hash (a bijection with very low bias). minivit.sample_random
 builds its per-sample streams on this; on a GPU one CUDA kernel computes the same words
-(minivit/kernels/gpu/sample_random.cu) instead of the ~25 launches of this array math.
+(minivit/kernels/gpu/counter_random.cu) instead of the ~25 launches of this array math.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 
 def dropout_forward(x, p: float, rng, training: bool = True):
-    """rng: a backend generator (``minivit.backend.default_rng``). Identity when not training or p == 0."""
+    """rng: a backend generator (``minivit.backend.default_rng``), or in training a per-image stream
+    (``minivit.sample_random.SampleStream``: the same ``random`` call). Identity when not training or p == 0."""
     if not training or p == 0.0:
         return x, None
     if not 0.0 <= p < 1.0:

@@ -1,7 +1,7 @@
 """What a run starts from, besides its options: its own checkpoint (resuming) or pretrained weights (finetuning).
 
     saved = read_saved_run(run_folder)      checkpoint-last.npz, read once (by the command line, or the Trainer)
-    check_continues(saved, config, out)     checked once: the same run, finite (on any number of ranks)
+    check_continues(saved, config)          checked once: the same run, finite (on any number of ranks)
     pretrained = read_pretrained(source)    a Pretrained: config, weights and what the source says
 
 ``SavedRun`` and ``Pretrained`` name what a checkpoint holds (``saved.class_names``,

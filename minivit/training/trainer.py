@@ -12,7 +12,8 @@ Setting up reads as these steps, in this order (``__init__`` and ``_set_up``):
     the random streams  dropout, augmentation and mixing (``_set_up_random_streams``)
     the schedule        warmup and cosine over the run (minivit.training.schedule)
     step 0              the run's counters, history and divergence watch
-    the resumption      weights, optimizer, step, clock, generators and logs from the checkpoint
+    the resumption      weights, optimizer, EMA, step, clock and logs from the checkpoint (no generator state:
+                        every draw is a function of seed, epoch, image and step)
 
 The loop (``_train_until_stopped``): take a step (``train_step``: draw a batch, augment it,
 then the TrainStep), read the losses on the host every so often (``_drain``), and end each
@@ -263,7 +264,6 @@ class Trainer:
         self.scaler = LossScaler() if float16 else None
         self.take_step = TrainStep(self.model, self.optimizer, label_smoothing=config.label_smoothing,
                                    grad_clip=config.grad_clip, scaler=self.scaler, communicator=self.comm)
-        self.trainable = [parameter for _, parameter in self.optimizer.named_parameters]
 
     def _set_up_random_streams(self) -> None:
         """Augmentation, mixing and dropout draw as functions of (seed, epoch, image) and (seed, step), never
@@ -559,6 +559,8 @@ class Trainer:
         if choice is None:
             return False
         self.config = budget_recipe.apply(self.config, choice)
+        self.take_step.label_smoothing = self.config.label_smoothing  # (the step reads them from now on)
+        self.take_step.grad_clip = self.config.grad_clip
         self.schedule, _ = Schedule.for_run(self.config, self.steps_per_epoch)  # its warmup share, the same epochs
         if not self.config.ema:
             self.ema = None
@@ -570,7 +572,8 @@ class Trainer:
                 progress.write(message)
             else:
                 print(message, file=sys.stderr)
-            self.run_folder.start_logs(self.config.to_dict(), fresh=False)  # train_config.json with the choice
+            self._write_log(self.run_folder.config_file,  # train_config.json with the choice
+                            lambda: self.run_folder.start_logs(self.config.to_dict(), fresh=False))
         return True
 
     def _drain(self, pending: list, progress) -> None:

@@ -25,7 +25,7 @@ small batch sizes goes into launching kernels (every NumPy-style operator is one
     augment           crop + flip + normalise            ~12                   1
     randaugment       RandAugment, one round             ~300                  ~6
     dropout           dropout forward                    5                     2
-    sample_random     a per-sample uniform draw          ~25                   1
+    counter_random    a per-sample uniform draw          ~25                   1
     launch            what they share: CudaKernel, grids, dtype builds (and common.cuh, the CUDA helpers)
 
 The sources are compiled on first use by NVRTC through CuPy's RawModule; the tests compile

@@ -49,7 +49,7 @@ def _fused_attention_shared_bytes(T: int, d: int) -> int:
     return 4 * max(forward, backward)
 
 
-FUSED_ATTENTION = True  # False: always the batched products (benchmarks/gpu/suspects.py times both)
+FUSED_ATTENTION = True  # False: always the batched products (benchmarks/gpu_session/suspects.py times both)
 
 
 def _fused_attention_fits(dtype, T: int, d: int) -> bool:

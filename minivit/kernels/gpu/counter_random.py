@@ -1,5 +1,5 @@
 """Per-sample random draws on the GPU: replaces ops.sample_uniform (minivit/ops/counter_random.py) with
-the same integer hash in one kernel (sample_random.cu), where the reference's array math takes ~25 launches."""
+the same integer hash in one kernel (counter_random.cu), where the reference's array math takes ~25 launches."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ def _stand_in(samples, draw_key, row_length, n, out):
     out[...] = ops.sample_uniform(samples, int(draw_key), out.shape, out.dtype)
 
 
-SAMPLE_UNIFORM = typed("sample_random.cu", "sample_uniform", _stand_in)
+SAMPLE_UNIFORM = typed("counter_random.cu", "sample_uniform", _stand_in)
 
 
 @replaces("sample_uniform")
 def sample_uniform(samples, draw_key: int, shape: tuple, dtype):
-    """Replaces ops.sample_uniform: the same integer hash, one launch (sample_random.cu) instead of ~25."""
+    """Replaces ops.sample_uniform: the same integer hash, one launch (counter_random.cu) instead of ~25."""
     xp = backend.xp
     if np.dtype(dtype) not in FLOATS:
         return ops.sample_uniform(samples, draw_key, shape, dtype)
