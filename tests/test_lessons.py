@@ -67,6 +67,23 @@ def test_every_lesson_has_a_source():
     assert len(LESSONS) >= 11
 
 
+def test_every_lesson_has_its_support_module_and_solution_names_are_unique():
+    """A lesson is its source and its module lessons/support/lessonNN.py (checks, solutions, answers);
+    a second solution of the same name in another lesson is refused (an exercise names one)."""
+    from support import exercises
+
+    assert exercises.lesson_numbers() == [int(path.stem[:2]) for path in LESSONS]
+
+    def linear_backward(dout, cache):
+        return None
+
+    linear_backward.__module__ = "support.lesson99"
+    exercises.solution_of("linear_backward")  # every lesson's solutions registered
+    with pytest.raises(ValueError, match="two solutions named linear_backward"):
+        exercises.solution(linear_backward)
+    assert exercises.solution_of("linear_backward").__module__ == "support.lesson02"
+
+
 @pytest.mark.parametrize("source", LESSONS, ids=[path.stem for path in LESSONS])
 def test_lesson_structure(source):
     """Goals, exercises (each checked: test_lesson_checks.py), staged hints, questions with as many
