@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("MINIVIT_SOLUTIONS", "1")
     if args.fast:
         os.environ["MINIVIT_FAST"] = "1"
-    # the kernel imports minivit and lesson_support from this checkout (after an explicit PYTHONPATH)
+    # the kernel imports minivit and the lessons' support package from this checkout (after an explicit PYTHONPATH)
     os.environ["PYTHONPATH"] = os.pathsep.join(
         ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []) + [str(REPO), str(HERE)])
     sources = sorted((HERE / "src").glob("[0-9][0-9]_*.py"))

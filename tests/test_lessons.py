@@ -67,12 +67,29 @@ def test_every_lesson_has_a_source():
     assert len(LESSONS) >= 11
 
 
+def test_every_lesson_has_its_support_module_and_solution_names_are_unique():
+    """A lesson is its source and its module lessons/support/lessonNN.py (checks, solutions, answers);
+    a second solution of the same name in another lesson is refused (an exercise names one)."""
+    from support import exercises
+
+    assert exercises.lesson_numbers() == [int(path.stem[:2]) for path in LESSONS]
+
+    def linear_backward(dout, cache):
+        return None
+
+    linear_backward.__module__ = "support.lesson99"
+    exercises.solution_of("linear_backward")  # every lesson's solutions registered
+    with pytest.raises(ValueError, match="two solutions named linear_backward"):
+        exercises.solution(linear_backward)
+    assert exercises.solution_of("linear_backward").__module__ == "support.lesson02"
+
+
 @pytest.mark.parametrize("source", LESSONS, ids=[path.stem for path in LESSONS])
 def test_lesson_structure(source):
     """Goals, exercises (each checked: test_lesson_checks.py), staged hints, questions with as many
     answers, the answers cell, a recap."""
     import build
-    from answers import ANSWERS
+    from support.exercises import lesson_module
 
     number = int(source.stem[:2])
     notebook = build.build(source)
@@ -82,7 +99,7 @@ def test_lesson_structure(source):
     assert "**Goals.**" in markdown and "@exercise" in code
     assert "<details><summary>" in markdown, "an exercise needs hints that unfold"
     questions = markdown.split("## Questions", 1)[1].split("## What you built")[0]
-    assert len(re.findall(r"^\d+\. ", questions, flags=re.M)) == len(ANSWERS[number])
+    assert len(re.findall(r"^\d+\. ", questions, flags=re.M)) == len(lesson_module(number).ANSWERS)
     assert f"show_answers({number})" in code
     assert notebook.cells[-1].cell_type == "markdown" and notebook.cells[-1].source.startswith("## What you built")
 
@@ -155,37 +172,32 @@ def test_markdown_only_copies_the_prose_and_keeps_code_and_outputs(tmp_path, cap
 
 
 def test_exercises_raise_until_solved(monkeypatch):
-    """Without the solutions an exercise is the learner's stub, and it says what to do."""
-    monkeypatch.delenv("MINIVIT_SOLUTIONS", raising=False)
-    import importlib
+    """Without the solutions an exercise is the learner's stub, and it says what to do; with them it
+    is the solution from the lesson's own module."""
+    import support
+    from support import settings
 
-    import lesson_support
+    monkeypatch.setattr(settings, "SOLUTIONS", False)
 
-    importlib.reload(lesson_support)
-
-    @lesson_support.exercise
+    @support.exercise
     def patches_by_reshape(x, patch_size):
         raise NotImplementedError("Exercise 1: write patches_by_reshape")
 
     with pytest.raises(NotImplementedError, match="Exercise 1"):
         patches_by_reshape(None, 4)
-    monkeypatch.setenv("MINIVIT_SOLUTIONS", "1")
-    importlib.reload(lesson_support)
-    assert lesson_support.exercise(patches_by_reshape).__module__ == "solutions"
+    monkeypatch.setattr(settings, "SOLUTIONS", True)
+    assert support.exercise(patches_by_reshape).__module__ == "support.lesson01"
 
 
 def test_a_passing_function_is_kept_and_runs_inside_the_engine(monkeypatch, tmp_path, capsys):
     """A learner's notebook function that passes its check is kept in lessons/mine/ and read back by
     my_functions(); use_mine then runs the model on it."""
-    import importlib
-
     import numpy as np
+    import support
+    from support import settings
 
-    monkeypatch.delenv("MINIVIT_SOLUTIONS", raising=False)
-    import lesson_support
-
-    importlib.reload(lesson_support)
-    monkeypatch.setattr(lesson_support, "MINE", tmp_path / "mine")
+    monkeypatch.setattr(settings, "SOLUTIONS", False)
+    monkeypatch.setattr(settings, "MINE", tmp_path / "mine")
     cell = tmp_path / "cell.py"  # a notebook cell: a function of module __main__, with its source
     cell.write_text("@exercise\ndef layernorm_backward(dout, cache):\n"
                     "    xhat, rstd, gamma = cache\n"
@@ -194,41 +206,37 @@ def test_a_passing_function_is_kept_and_runs_inside_the_engine(monkeypatch, tmp_
                     "    dx = rstd * (dxhat - dxhat.mean(-1, keepdims=True)\n"
                     "                 - xhat * (dxhat * xhat).mean(-1, keepdims=True))\n"
                     "    return dx, (dout * xhat).reshape(-1, D).sum(0), dout.reshape(-1, D).sum(0)\n")
-    namespace = {"__name__": "__main__", "exercise": lesson_support.exercise}
+    namespace = {"__name__": "__main__", "exercise": support.exercise}
     exec(compile(cell.read_text(), str(cell), "exec"), namespace)
-    import exercise_checks
+    from support import lesson05
 
-    exercise_checks.check_layernorm_backward(namespace["layernorm_backward"])
+    lesson05.check_layernorm_backward(namespace["layernorm_backward"])
     assert (tmp_path / "mine" / "layernorm_backward.py").is_file()
-    mine = lesson_support.my_functions()
+    mine = support.my_functions()
     assert list(mine) == ["layernorm_backward"] and "layernorm_backward (lesson 5)" in capsys.readouterr().out
 
     import minivit
     from minivit.gradcheck import check_model
 
-    counter = lesson_support.CallCounter(mine)
+    counter = support.CallCounter(mine)
     config = minivit.ViTConfig(image_size=8, patch_size=4, hidden_size=8, num_hidden_layers=1,
                                num_attention_heads=2, intermediate_size=12, num_labels=3, initializer_range=0.5)
-    with lesson_support.use_mine(**counter.functions):
+    with support.use_mine(**counter.functions):
         report = check_model(minivit.ViTForImageClassification(config, dtype="float64").eval(),
                              np.random.default_rng(0).standard_normal((2, 3, 8, 8)), max_elements=8)
     assert counter.calls["layernorm_backward"] > 0 and report.max_rel_error < 1e-6
-    importlib.reload(lesson_support)
 
 
 def test_no_data_names_minivit_data_dir(monkeypatch, tmp_path):
-    import importlib
+    import support
 
-    import lesson_support
-
-    importlib.reload(lesson_support)
     monkeypatch.setenv("MINIVIT_DATA_DIR", str(tmp_path / "nowhere"))
     from minivit.data import DataError
 
     with pytest.raises(DataError, match="MINIVIT_DATA_DIR"):
-        lesson_support.load_images("train", count=4)
+        support.load_images("train", count=4)
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("MINIVIT_DATA_DIR", str(empty))
     with pytest.raises(DataError, match="MINIVIT_DATA_DIR"):
-        lesson_support.data_dir()
+        support.data_dir()

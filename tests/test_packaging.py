@@ -41,8 +41,7 @@ def test_the_cuda_sources_ship_with_the_package():
 # --- the lessons' light requirements ------------------------------------------------------------------
 
 OPTIONAL_FOR_LESSONS = {"torch", "cupy", "cupyx", "mpi4py", "transformers", "timm"}  # each cell copes without
-LOCAL_MODULES = {"minivit", "lesson_support", "exercise_checks", "checks", "solutions", "answers", "build",
-                 "hf_reference", "synthetic_data"}
+LOCAL_MODULES = {"minivit", "support", "build", "hf_reference", "synthetic_data"}
 DISTRIBUTION = {"PIL": "pillow", "IPython": "ipython", "yaml": "pyyaml"}  # import name -> what pip installs
 
 
@@ -85,7 +84,8 @@ def top_level_imports(path: Path) -> dict[str, bool]:
     return found
 
 
-LESSON_FILES = sorted((ROOT / "lessons" / "src").glob("*.py")) + sorted((ROOT / "lessons").glob("*.py"))
+LESSON_FILES = (sorted((ROOT / "lessons" / "src").glob("*.py")) + sorted((ROOT / "lessons").glob("*.py"))
+                + sorted((ROOT / "lessons" / "support").glob("*.py")))
 
 
 @pytest.mark.parametrize("path", LESSON_FILES, ids=lambda path: path.relative_to(ROOT).as_posix())

@@ -41,8 +41,8 @@ import matplotlib.pyplot as plt
 
 import minivit
 from minivit import ops
-from lesson_support import check_close, describe_data, exercise, load_images, show_answers
-from exercise_checks import check_patches_by_reshape
+from support import check_close, describe_data, exercise, load_images, show_answers
+from support.lesson01 import check_patches_by_reshape
 
 print(describe_data())
 images = load_images("train", count=16)

@@ -54,8 +54,8 @@ import matplotlib.pyplot as plt
 import minivit
 from minivit import ops
 from minivit.gradcheck import check_model, check_op
-from lesson_support import CallCounter, check, exercise, show_answers, use_mine
-from exercise_checks import check_col2im_by_loops, check_linear_backward
+from support import CallCounter, check, exercise, show_answers, use_mine
+from support.lesson02 import check_col2im_by_loops, check_linear_backward
 
 # %% [markdown]
 # **Exercise 1.** Write `linear_backward(dout, cache)`, the engine's signature and cache.

@@ -27,8 +27,8 @@ import matplotlib.pyplot as plt
 import minivit
 from minivit import ops
 from minivit.gradcheck import check_model
-from lesson_support import CallCounter, check, exercise, show_answers, use_mine
-from exercise_checks import check_cls_concat_backward
+from support import CallCounter, check, exercise, show_answers, use_mine
+from support.lesson03 import check_cls_concat_backward
 
 rng = np.random.default_rng(0)
 

@@ -23,9 +23,9 @@ import matplotlib.pyplot as plt
 import minivit
 from minivit.ops import AttentionCache  # noqa: F401 (what your attention_forward returns)
 from minivit.gradcheck import check_model
-from lesson_support import CallCounter, check, exercise, load_images, no_grad, show_answers, use_mine
-from exercise_checks import (check_attention_backward, check_attention_forward, check_multi_head_attention,
-                             check_softmax_backward, check_softmax_jacobian, check_split_heads)
+from support import CallCounter, check, exercise, load_images, no_grad, show_answers, use_mine
+from support.lesson04 import (check_attention_backward, check_attention_forward, check_multi_head_attention,
+                              check_softmax_backward, check_softmax_jacobian, check_split_heads)
 
 rng = np.random.default_rng(0)
 

@@ -34,9 +34,9 @@ import matplotlib.pyplot as plt
 import minivit
 from minivit import ops
 from minivit.gradcheck import check_model
-from lesson_support import FAST, CallCounter, check, exercise, load_images, show_answers, use_mine, use_my_layer
-from exercise_checks import (check_encoder_layer_backward, check_layernorm_backward, check_layernorm_stages,
-                             encoder_layer_forward)
+from support import FAST, CallCounter, check, exercise, load_images, show_answers, use_mine, use_my_layer
+from support.lesson05 import (check_encoder_layer_backward, check_layernorm_backward, check_layernorm_stages,
+                              encoder_layer_forward)
 
 rng = np.random.default_rng(0)
 

@@ -23,9 +23,8 @@ import matplotlib.pyplot as plt
 import minivit
 from minivit import convert, dispatch, optim
 from minivit.gradcheck import check_model, directional_check
-from lesson_support import (FAST, REPO, CallCounter, check, exercise, load_images, my_functions, no_grad,
-                            show_answers, use_mine)
-from exercise_checks import check_cross_entropy_backward, check_cross_entropy_forward, check_parameters_per_layer
+from support import FAST, REPO, CallCounter, check, exercise, load_images, my_functions, no_grad, show_answers, use_mine
+from support.lesson06 import check_cross_entropy_backward, check_cross_entropy_forward, check_parameters_per_layer
 
 # %% [markdown]
 # ## Parameters, part by part

@@ -22,9 +22,9 @@ import matplotlib.pyplot as plt
 import minivit
 from minivit import optim
 from minivit.ops import cross_entropy_backward, cross_entropy_forward, pool_forward
-from lesson_support import FAST, check, exercise, load_images, no_grad, show_answers
-from exercise_checks import (check_adamw_step, check_bias_correction, check_init_std, check_numerical_gradient,
-                             check_train_step)
+from support import FAST, check, exercise, load_images, no_grad, show_answers
+from support.lesson07 import (check_adamw_step, check_bias_correction, check_init_std, check_numerical_gradient,
+                              check_train_step)
 
 images = load_images("train", count=64 if FAST else 256)
 mean, std = images.channel_stats()
@@ -292,7 +292,7 @@ def train_losses(make_optimizer, steps=20):
     return losses
 
 
-from checks import check_curve  # noqa: E402
+from support import check_curve  # noqa: E402
 
 small = minivit.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                           intermediate_size=64, num_labels=10)

@@ -25,9 +25,9 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 from minivit import augment
-from lesson_support import (FAST, REPO, RUNS, CallCounter, check, data_dir, exercise, in_folder,
-                            load_images, my_functions, show_answers, speed_against_pytorch, use_mine)
-from exercise_checks import check_learning_rate
+from support import (FAST, REPO, RUNS, CallCounter, check, data_dir, exercise, in_folder, load_images, my_functions,
+                     show_answers, speed_against_pytorch, use_mine)
+from support.lesson08 import check_learning_rate
 
 # %% [markdown]
 # ## Augmentation, seen

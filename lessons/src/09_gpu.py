@@ -37,9 +37,9 @@ import numpy as np
 import minivit
 from minivit import backend, dispatch, optim
 from minivit.ops import cross_entropy_backward, cross_entropy_forward
-from lesson_support import (FAST, check, check_close, exercise, my_functions, no_grad, show_answers, shown_site,
-                            speed_against_pytorch, use_mine)
-from exercise_checks import check_gelu_kernel, check_seconds_per_call, check_train_steps
+from support import (FAST, check, check_close, exercise, my_functions, no_grad, show_answers, shown_site,
+                     speed_against_pytorch, use_mine)
+from support.lesson09 import check_gelu_kernel, check_seconds_per_call, check_train_steps
 
 try:
     backend.use("cupy")

@@ -24,8 +24,8 @@ import shutil
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lesson_support import FAST, RUNS, check, check_close, data_dir, exercise, load_images, show_answers
-from exercise_checks import check_layer_decay_scale, check_resize_matrix
+from support import FAST, RUNS, check, check_close, data_dir, exercise, load_images, show_answers
+from support.lesson10 import check_layer_decay_scale, check_resize_matrix
 from minivit import backend, finetune, ops
 from minivit.train import TrainConfig, train
 

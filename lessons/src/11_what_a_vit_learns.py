@@ -19,8 +19,8 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minivit
-from lesson_support import FAST, RUNS, check_close, data_dir, exercise, load_images, no_grad, show_answers
-from exercise_checks import check_attention_distance, check_principal_components
+from support import FAST, RUNS, check_close, data_dir, exercise, load_images, no_grad, show_answers
+from support.lesson11 import check_attention_distance, check_principal_components
 from minivit import augment, backend, visualize
 
 checkpoint = RUNS / "lesson-10" / "pretrain" / "checkpoint-last.npz"

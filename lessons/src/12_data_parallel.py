@@ -52,9 +52,9 @@ import matplotlib.pyplot as plt
 import minivit
 from minivit.distributed.simulated_ranks import run_ranks
 from minivit.ops import cross_entropy_backward, cross_entropy_forward
-from lesson_support import FAST, check, check_close, data_dir, exercise, load_images, show_answers
-from exercise_checks import (check_allreduce_through_rank_0, check_mean_of_shards, check_ring_allreduce,
-                             check_ring_allreduce_seconds)
+from support import FAST, check, check_close, data_dir, exercise, load_images, show_answers
+from support.lesson12 import (check_allreduce_through_rank_0, check_mean_of_shards, check_ring_allreduce,
+                              check_ring_allreduce_seconds)
 
 
 @exercise

@@ -1,6 +1,6 @@
 """How a data error names what its reader can change: ``--data-dir`` and ``--download`` on the
 command line; in a notebook, where there are no flags, ``MINIVIT_DATA_DIR`` (the lessons' setting,
-``lessons/lesson_support.py``) and the lessons' download into ``data/``.
+``lessons/support/data.py``) and the lessons' download into ``data/``.
 
     wording()      the Wording that fits the caller now (a Jupyter kernel, or anything else)
     shown(path)    a path as a message shows it: whole on the command line; in a notebook, whose

@@ -11,6 +11,8 @@ side, or raises ``NotYet`` whose message says what the difference suggests:
   only in one place, the right numbers in the wrong order;
 * the learner's value beside the expected one.
 
+    check(passed, what, ...)                           a condition (check_true, with a detail)
+    check_close(yours, expected, what, atol=...)       an array to within atol (check_array)
     check_array(yours, expected, what, ...)             an array
     check_gradients(forward, backward, inputs, what)   a backward against finite differences
     check_value(yours, expected, what, ...)            one number (a count: which part is missing)
@@ -32,14 +34,18 @@ import numpy as np
 
 __all__ = [
     "NotYet",
+    "check",
     "check_array",
+    "check_close",
     "check_count",
     "check_curve",
     "check_gradients",
     "check_true",
     "check_value",
     "diagnose",
+    "distinct",
     "numerical_gradient",
+    "returned_pair",
     "shape_hint",
 ]
 
@@ -403,6 +409,17 @@ def check_array(yours, expected, what: str, name: str = "your answer", *, rtol: 
     _pass(what, f"shape {yours.shape}, largest difference {error:.1e}")
 
 
+def check(passed: bool, what: str, detail: str = "", yours=None, expected=None, hint: str = "") -> None:
+    """What a lesson's cell checks: PASS with your value beside the expected one, or NotYet with
+    what is off (a notebook run stops there, loudly)."""
+    check_true(passed, what, yours, expected, " ".join(part for part in (detail, hint) if part))
+
+
+def check_close(actual, expected, what: str, atol: float = 1e-6, **hints) -> None:
+    """Arrays equal to within ``atol`` (shape first, then a diagnosis: see ``diagnose``)."""
+    check_array(actual, expected, what, rtol=0.0, atol=atol, **hints)
+
+
 def check_value(yours, expected, what: str, *, rtol: float = 1e-9, atol: float = 0.0,
                 sizes: dict | None = None, mistakes: dict | None = None, unit: str = "") -> None:
     """One number: yours beside the expected, and a named factor or slip when there is one."""
@@ -594,3 +611,19 @@ def _plot_curves(steps, yours, expected, what, xlabel, ylabel, first, logy):
     axis.legend(fontsize=8)
     fig.tight_layout()
     plt.show()
+
+
+# --- what the exercises' checks build on ---------------------------------------------------------
+
+def distinct(shape, seed=0) -> np.ndarray:
+    """Distinct values (a shuffled range, scaled), so a reordering shows as a reordering."""
+    values = np.random.default_rng(seed).permutation(math.prod(shape)).astype(np.float64)
+    return (values / values.size - 0.5).reshape(shape)
+
+
+def returned_pair(returned, what: str, names: str):
+    """``returned`` when it is a pair; else NotYet saying that two values, ``names``, were expected."""
+    if not isinstance(returned, tuple) or len(returned) != 2:
+        count = len(returned) if isinstance(returned, tuple) else 1
+        raise NotYet(what, [f"your function returned {count} value(s): expected two, ({names})"])
+    return returned
