@@ -311,8 +311,9 @@ def gelu_kernel_parts():
 check_gelu_kernel(gelu_kernel_parts)
 
 # %% [markdown]
-# The engine's own GPU kernels are in `minivit/kernels/gpu/` (`gelu.cu` holds the forward and
-# backward), next to the references they replace, each tested against its reference.
+# The engine's own GPU kernels are in `minivit/kernels/gpu/`, each `.cu` beside the Python module that
+# launches it (`gelu.cu` holds the forward and backward, `gelu.py` declares with `@replaces` which
+# reference of `minivit/ops/` it replaces), each tested against its reference.
 #
 # ## The engine's fast kernels, beside their references
 #
@@ -360,8 +361,9 @@ else:
 # - **Memory.** Activations saved for the backward live on the GPU. `cifar-tiny` at batch 128 keeps
 #   roughly (layers × tokens × batch × a few × D) floats; CuPy's memory pool keeps freed blocks for
 #   reuse, so `nvidia-smi` shows the pool, not what is in use.
-# - **Random numbers.** Dropout masks and augmentation are drawn on the device; the generators
-#   differ from NumPy's, so GPU runs are reproducible on the GPU but not bit-identical to CPU runs.
+# - **Random numbers.** A training run's dropout masks and augmentation are drawn on the device from
+#   a counter-based hash of (seed, epoch, image) (`minivit/kernels/gpu/counter_random.cu`), the same
+#   numbers as on the CPU; GPU and CPU runs then differ only by the rounding of sums.
 #
 # ## Questions
 #

@@ -220,7 +220,7 @@ print(f"{model.flat.size:,d} parameters; largest gradient entry {np.abs(whole_ba
 # cannot be told apart from a bug, and a result cannot be reproduced on another machine. minivit
 # therefore draws each image's augmentation and dropout masks from (seed, epoch, image) and each
 # batch's mixing from (seed, step) (`minivit/training/randomness.py`): what an image gets does not
-# depend on which rank holds it, so 1, 2 or 4 ranks reach the same weights (about 1e-15 apart in
+# depend on which rank holds it, so 1, 2 or 4 ranks reach the same weights (a few 1e-15 apart in
 # float64; `tests/test_distributed.py`), and a run stopped on 4 ranks continues on 1.
 #
 # Below, two ranks against one process, the same global batch (augmentation and dropout are off here
