@@ -78,7 +78,28 @@ def run(notebook, timeout: int = 1800):
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(HERE)}})
     client.execute()
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = settled_streams(cell.outputs)
     return notebook
+
+
+def settled_streams(outputs: list) -> list:
+    """The cell's outputs with each run of stream outputs (stdout or stderr) joined into one and every
+    line reduced to what a terminal shows after its carriage returns: a progress bar redrawn hundreds
+    of times is kept as its last state, as Jupyter displays it, not as hundreds of outputs."""
+    settled = []
+    for output in outputs:
+        if (output.get("output_type") == "stream" and settled and settled[-1].get("output_type") == "stream"
+                and settled[-1].get("name") == output.get("name")):
+            settled[-1]["text"] += output["text"]
+        else:
+            settled.append(output)
+    for output in settled:
+        if output.get("output_type") == "stream" and "\r" in output["text"]:
+            lines = output["text"].split("\n")
+            output["text"] = "\n".join(line.rstrip("\r").split("\r")[-1] for line in lines)
+    return settled
 
 
 def main(argv=None) -> int:

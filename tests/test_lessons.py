@@ -240,3 +240,16 @@ def test_no_data_names_minivit_data_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("MINIVIT_DATA_DIR", str(empty))
     with pytest.raises(DataError, match="MINIVIT_DATA_DIR"):
         support.data_dir()
+
+
+def test_a_redrawn_progress_bar_is_kept_as_its_last_state():
+    """build.py joins a cell's stream outputs and keeps what a terminal shows after carriage returns."""
+    import build
+    import nbformat
+
+    outputs = [nbformat.v4.new_output("stream", name="stderr", text="bar 10%\r"),
+               nbformat.v4.new_output("stream", name="stderr", text="bar 50%\rbar 100%\ndone\n"),
+               nbformat.v4.new_output("stream", name="stdout", text="printed\n")]
+    settled = build.settled_streams(outputs)
+    assert [output["name"] for output in settled] == ["stderr", "stdout"]
+    assert settled[0]["text"] == "bar 100%\ndone\n"
