@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from synthetic_data import write_image_folder
+from test_validation import TINY_FLAGS, one_error_line  # the same tiny run and error check
 
 import minivit
 from minivit import convert
@@ -23,9 +24,6 @@ from minivit.visualize import FIGURE_NAMES
 from minivit.visualize import main as visualize_main
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_FLAGS = ["--hidden-size", "16", "--num-hidden-layers", "1", "--num-attention-heads", "2",
-              "--intermediate-size", "32", "--image-size", "8", "--patch-size", "4", "--batch-size", "8",
-              "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +38,6 @@ def checkpoint(data_dir, tmp_path_factory):
     return out / "checkpoint-last.npz"
 
 
-def one_error_line(capsys) -> str:
-    error = capsys.readouterr().err
-    assert error.startswith("error: ") and error.count("\n") == 1 and "Traceback" not in error, error
-    return error
 
 
 def test_check_new_files_names_the_file_and_the_flag(tmp_path):

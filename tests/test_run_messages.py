@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 from synthetic_data import write_image_folder
+from test_safety import TINY_FLAGS, tiny_config  # the same tiny runs
 
 from minivit import checkpoint
 from minivit.checkpoint import read_checkpoint
@@ -21,24 +22,12 @@ from minivit.evaluate import main as evaluate_main
 from minivit.finetune import main as finetune_main
 from minivit.train import TrainConfig, TrainingDiverged, main, train
 
-TINY_MODEL = dict(image_size=8, patch_size=4, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                  intermediate_size=32)
-TINY_FLAGS = ["--hidden-size", "16", "--num-hidden-layers", "1", "--num-attention-heads", "2",
-              "--intermediate-size", "32", "--image-size", "8", "--patch-size", "4", "--batch-size", "8",
-              "--no-progress", "--val-fraction", "0.25"]
-
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("images"), per_class=16, size=8)
 
 
-def tiny_config(data_dir, out, **changes) -> TrainConfig:
-    # 48 images, 25% validation -> 36 training images -> 4 steps of 8 per epoch
-    values = dict(model=TINY_MODEL, data_dir=str(data_dir), out=str(out), epochs=3, batch_size=8,
-                  val_fraction=0.25, warmup_epochs=1, lr=3e-3, progress=False, eval_batch_size=16)
-    values.update(changes)
-    return TrainConfig(**values)
 
 
 def one_error_line(stderr: str) -> str:
