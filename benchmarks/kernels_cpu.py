@@ -6,7 +6,7 @@ For every function in minivit/kernels/cpu.py, the median time of the kernel and 
 it replaces (minivit/ops), on the arrays a cifar-tiny training step gives it (batch 128: tokens
 (128, 65, 192), the MLP's (128, 65, 768), attention's (128, 3, 65, 65), the flat parameter
 buffer of 2.7M values), both measured in this one run, in turns. Prints the table for the
-README's kernel list, the speed-up of each, and the machine.
+kernel table of docs/kernels.md, the speed-up of each, and the machine.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ between the two; nothing else calls these directly. Where a case is not covered 
 dtype, an axis, an approximation), the function hands it to the reference.
 
 What makes them faster than the reference, and what each bought (measured on 2 cores,
-cifar-tiny, batch 128; see the README's kernel table):
+cifar-tiny, batch 128; docs/kernels.md's table, from benchmarks/kernels_cpu.py):
   * one compiled loop per chain (numba, ``cpu_loops.py``) instead of one NumPy pass per
     operator, for GELU, LayerNorm and the softmax, forward and backward;
   * the linear layer's bias added inside the matrix product (``addmm``: BLAS's gemm with
