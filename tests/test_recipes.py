@@ -4,6 +4,7 @@ with the budget, and the recipe that follows the budget. Tiny generated data; no
 
 import itertools
 import json
+import types
 
 import numpy as np
 import pytest
@@ -44,9 +45,11 @@ def rows(path):
 
 @pytest.fixture
 def fake_clock(monkeypatch):
-    """time.perf_counter advancing 10 ms per call: the clock-driven schedule without timing anything."""
+    """The trainer's time.perf_counter advancing 10 ms per call: the clock-driven schedule without timing
+    anything. Only the trainer's clock: other modules' calls (matplotlib's, the first time it draws in a
+    process) would otherwise move it by an amount that depends on the tests run before."""
     ticks = itertools.count()
-    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: next(ticks) * 0.01)
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks) * 0.01))
 
 
 # --- the moving average of the weights -----------------------------------------------------------
@@ -202,6 +205,27 @@ def test_with_min_lr_0_the_last_step_of_a_budget_takes_almost_no_step(data_dir, 
     meta = read_checkpoint(tmp_path / "run" / "checkpoint-last.npz")[0]
     position = max(meta["step"], meta["elapsed"] / 3.0 * 4000)
     assert minivit.optim.warmup_cosine(position, 4000, 4, 3e-3, 0.0) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_first_steps_one_time_costs_are_not_on_the_schedules_clock(data_dir, tmp_path, monkeypatch):
+    """The H200's cifar-gpu run spent 5.7 s in its first step (kernels built for its own shapes): on
+    the clock, a 15-s warmup was three quarters done before the second step. The clock starts after
+    the first step, so a slow first step leaves the warmup to the steps that follow it."""
+    ticks, offset = itertools.count(), [0.0]
+    monkeypatch.setattr(trainer_module, "time",
+                        types.SimpleNamespace(perf_counter=lambda: next(ticks) * 0.01 + offset[0]))
+    original_step = Trainer.train_step
+
+    def first_step_compiles(self):
+        if self.step == 0:
+            offset[0] += 30.0  # 30 s of a 100-s budget, where the warmup is 10 s
+        return original_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", first_step_compiles)
+    train(tiny_config(data_dir, tmp_path / "run", epochs=1000, warmup_epochs=100, time_budget=100.0, max_steps=3))
+    rates = [row["lr"] for row in rows(tmp_path / "run" / "steps.jsonl")]
+    assert rates[0] == pytest.approx(3e-3 / 400)  # warmup step 0 of 400
+    assert rates[1] < 0.05 * 3e-3  # with the 30 s on the clock: the peak, 3e-3
 
 
 # --- the recipe that follows the budget ----------------------------------------------------------------
