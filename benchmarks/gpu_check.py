@@ -32,24 +32,33 @@ run over, and says so. A stage that fails is recorded and the next one runs. Wit
 same code runs every stage at toy size on the simulated GPU ("cupy-sim") and PyTorch on the CPU:
 the test suite runs it (tests/test_gpu_check.py), so that on the GPU the only job is to run it.
 
-The plan for the next GPU session. 15 minutes of device time, the machine's start (minutes), every
-idle wait and each call's transfers included; on the first H200 (2026-11-26) the tests took 134 s,
-the throughput rows about 160 s plus torch.compile's compilation. Two calls, the second at once after
-the first (no idle wait), each stage's files under $OUT:
+The plan for the next GPU session (as run on 2026-12-04, benchmarks/results/gpu-h200-2026-12-04/:
+the machine started in about 30 s; the tests took 112 s with eight xdist workers, the five-minute
+run 330 s with its unpacking and evaluation, the throughput rows 229 s with torch.compile). 15
+minutes of device time, every idle wait and each call's transfers included. Two calls, the second
+at once after the first (a machine idle for 30 s goes back). $OUT brings back at most 8 files, two
+folders down: work in /tmp and pack the folder into one tarball.
 
-  call 1, correct and where the time goes (run's timeout_s 420):
-    PYTHONPATH=. python3 benchmarks/gpu_check.py --out $OUT/check \
-        --stages environment tests parity graphs suspects profile throughput --deadline 400
-  call 2, CIFAR-10 in five minutes (carry: [".carry/cifar10-jpg.tar.gz"]; run's timeout_s 390):
-    PYTHONPATH=. python3 benchmarks/gpu_check.py --out $OUT/train --data-tar .carry/cifar10-jpg.tar.gz \
-        --stages training --train-budget 300 --deadline 370
+  call 1, correct, CIFAR-10 in five minutes, where the time goes
+  (carry: [".carry/cifar10-jpg.tar.gz"], made by tar -czf of the JPEG folder; run's timeout_s 590):
+    export PYTHONPATH=. PYTHONUNBUFFERED=1; python3 benchmarks/gpu_check.py --out /tmp/check \
+        --data-tar .carry/cifar10-jpg.tar.gz --stages environment tests training suspects profile \
+        --deadline 555 2>&1 | tee /tmp/check-log.txt | grep -v '^|'; cp /tmp/check-log.txt $OUT/; \
+        tar -czf $OUT/check.tgz --exclude='*.npz' -C /tmp check
+  call 2, how fast against PyTorch (run's timeout_s: what the lease has left less 30 s, about 295):
+    export PYTHONPATH=. PYTHONUNBUFFERED=1; python3 benchmarks/gpu_check.py --out /tmp/speed \
+        --stages throughput parity graphs --deadline 265 2>&1 | tee /tmp/speed-log.txt | grep -v '^|'; \
+        cp /tmp/speed-log.txt $OUT/; tar -czf $OUT/speed.tgz -C /tmp speed
 
-Within call 1 the stages run in the order of what steers the next work: the tests (every kernel on
-real CuPy), the suspects and the profile (where the time goes, beside the cost model), then the
-throughput rows, which take what the deadline leaves (torch.compile gets at most 150 s a batch size,
-and a stage with less than a minute left is skipped and says so). Then, on the CPU (no device time):
-commit both folders under benchmarks/results/gpu-<device>-<date>/ with the commands, and refit the
-cost model to everything measured:
+The training runs second in call 1, before the microbenchmarks, so that a short lease cannot cost
+the five-minute run. What the next session should learn, in this order: (1) the five-minute run
+with the clock that starts after the first step and the lighter row for 100 to 200 epochs
+(RandAugment 2/5, no dropout), against 71.9% on 2026-12-04; (2) the fused attention against the
+batched products, both directions and precisions (suspects); (3) where the float16 step and the
+cifar-gpu step spend their time (profile), since float16 trails PyTorch's AMP (0.91x) and cifar-gpu
+trains at 16,479 images/s with its data against the 25,000 that 150 epochs in five minutes need.
+Then, on the CPU (no device time): commit both folders under benchmarks/results/gpu-<device>-<date>/
+with the commands, and refit the cost model to everything measured:
     PYTHONPATH=. python3 benchmarks/gpu_cost_model.py --fit --measured <that folder>/check/results.json
 (put the fitted constants into minivit/sim/cost.py's CONSTANTS; cost-model-fit.json holds the fit
 to the suspects' rows, and each row says which operation the model gets wrong). A session with time
