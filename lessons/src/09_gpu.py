@@ -146,30 +146,33 @@ cpu_speeds = speed_against_pytorch(config, batch_size, rounds=1 if FAST else 3, 
 # ### Measured on a GPU: one NVIDIA H200
 #
 # Where no GPU is present, the table above has the CPU row alone. This is what the engine did on one
-# NVIDIA H200 with CuPy 14.2 on 2026-11-26 (`benchmarks/results/gpu-h200-2026-11-26/`, from
-# `python -m pytest -m gpu tests` and `python benchmarks/gpu_check.py`).
+# NVIDIA H200 with CuPy 14.2, twice: on 2026-11-26 and, after the kernels the next section's cost
+# model pointed to, on 2026-12-04 (`benchmarks/results/gpu-h200-2026-12-04/`, from
+# `python benchmarks/gpu_check.py`, which also runs `python -m pytest -m gpu tests`).
 #
-# **Correct.** The 109 GPU tests pass on real CuPy. The model's logits, its input gradient, all 210
-# parameter gradients (compared by name) and the parameters after AdamW steps agree between CPU and
-# GPU to 3.2e-15 in float64 and 1.3e-6 in float32 (tolerances 1e-10 and 1e-4).
+# **Correct.** The 128 GPU tests pass on real CuPy. The model's logits, its input gradient, every
+# parameter gradient (compared by name) and the parameters after AdamW steps, 210 tensors, agree
+# between CPU and GPU to 3.6e-15 in float64 and 1.3e-6 in float32 (tolerances 1e-10 and 1e-4).
 #
-# **Faster than PyTorch at batch 128, slower at 512.** `cifar-tiny` in float32, images per second,
-# median of 20 steps after 5 warm-up steps, every row in the same run:
+# **As fast as PyTorch at batch 512, now.** `cifar-tiny`'s training step, images per second,
+# median of 20 steps after 5 warm-up steps, every row of a date from the same run:
 #
-# | batch | side | training images/s | inference images/s | training against PyTorch eager |
-# |---|---|---|---|---|
-# | 128 | minivit (CuPy) | 9,867 | 35,675 | **1.29x** |
-# | 128 | PyTorch eager | 7,630 | 34,220 | 1.00x |
-# | 512 | minivit (CuPy) | 11,336 | 51,866 | **0.60x** |
-# | 512 | PyTorch eager | 19,035 | 64,189 | 1.00x |
+# | batch | precision | minivit 2026-11-26 | minivit 2026-12-04 | PyTorch eager 2026-12-04 | minivit / eager |
+# |---|---|---|---|---|---|
+# | 128 | float32 | 9,867 | 7,848 | 7,650 | 1.03x |
+# | 512 | float32 | 11,336 | 18,727 | 18,687 | **1.00x** |
+# | 512 | TF32 | 15,077 | 30,885 | 30,322 | **1.02x** |
+# | 512 | float16 (PyTorch: AMP) | 16,980 | 27,875 | 30,505 | 0.91x |
 #
-# At batch 128 both sides wait on the host launching kernels, and minivit's fused kernels (counted
-# below) mean fewer launches; at batch 512 the arithmetic dominates, and PyTorch's kernels do it
-# faster (0.48x with TF32 on both sides; `torch.compile` was not measured).
-#
-# **Where the time goes**, at batch 512: 44.3 ms per step, of which the backward takes 34.8 ms
-# (78.7%) and the forward 9.3 ms. A backward should cost about twice its forward; this one costs
-# 3.8 times, so the kernels to improve next are in the backward.
+# At batch 128 both sides wait on the host launching kernels (and the second H200's host was a
+# different virtual machine: PyTorch's inference there rose by 43%, minivit's fell). At batch 512
+# the arithmetic sets the pace: on 2026-11-26 the backward took 34.8 ms of a 44.3 ms step, 3.8
+# times its forward where about 2 is expected; on 2026-12-04 it took 17.2 ms of 26.6 (1.87 times
+# the forward). What changed is the bias gradients' sums: CuPy's `sum(axis=0)` over 33,280 rows ran
+# with 6 to 24 blocks on a GPU of 132 SMs, each thread adding 2,080 numbers one after another
+# (0.35 to 0.78 ms each, 26 of them a step); summed in two passes with hundreds of blocks, 0.035 to
+# 0.053 ms. The next section's simulator found that without a GPU, by counting each launch's
+# blocks and serial work.
 #
 # **CUDA graphs** (record a whole step once, then replay it with one launch) would remove the
 # launch costs at small batches, but CuPy 14 refuses to capture the step: "calling cuBLAS API

@@ -100,7 +100,7 @@ ROWS: tuple[Row, ...] = (
         {**_EVERY_ROW, **_NO_MIXING, "augment.crop_padding": 4, "augment.randaugment_ops": 2,
          "augment.randaugment_magnitude": 5.0, "warmup_share": 0.05},
         "benchmarks/results/gpu-h200-2026-12-04/: 111 epochs with RandAugment 2/9 and dropout 0.1 reached 71.9% "
-        "test and under-fit (training loss 1.31, training accuracy under augmentation near 60%, below "
+        "test and under-fit (training loss 1.31, training accuracy under augmentation 63%, below "
         "validation's 72%), so half the magnitude, as below 100 epochs; omihub777/ViT-CIFAR's 90.9% in 200 epochs "
         "(AutoAugment, no dropout) had twice the epochs and eight times the steps"),
     Row(float("inf"), "two hundred epochs and more: RandAugment 2/9 and cutmix, off for the last 10%",
