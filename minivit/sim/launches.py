@@ -48,6 +48,7 @@ class Launch:
     serial: int = 1  # loop iterations of the busiest thread, one after another
     shared_loads: int = 0  # shared-memory load instructions of whole warps, all blocks together
     shared_bytes: int = 0  # shared memory per block (how many blocks fit on an SM at once)
+    registers: int = 0  # per thread, where known (ptxas -v): also limits the blocks an SM holds
     matmul: bool = False  # a cuBLAS product (tensor cores with TF32 or half)
     phase: str = "other"
     site: str = "?"  # file:line in function, of the code that launched it
@@ -148,7 +149,7 @@ def matmul(a, b, output) -> Launch:
 def kernel(name: str, grid, block, arguments, shared_mem: int = 0, work=None) -> Launch:
     """One of minivit's CUDA kernels: its own grid, block and shared memory; the busiest thread handles
     (largest array) / (threads) elements, as in a grid-stride or a row-per-warp loop, unless the
-    kernel's ``work(grid, block, arguments)`` says otherwise ({"flops", "serial", "shared_loads"}:
+    kernel's ``work(grid, block, arguments)`` says otherwise ({"flops", "serial", "shared_loads", "registers"}:
     a kernel that loops over shared memory, like attention.cu's)."""
     arrays = _arrays(arguments)
     grid = int(math.prod(grid)) if isinstance(grid, tuple) else int(grid)

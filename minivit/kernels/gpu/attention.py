@@ -59,6 +59,8 @@ V2_MAX_TOKENS = 72  # attention.cu: V2_MAX_TOKENS
 V2_SCORE_TILE = (9, 5)  # attention.cu: SCORE_ROWS, SCORE_COLS (threads 8 x 16)
 V2_OUT_COLS = 4  # attention.cu: OUT_COLS
 SHARED_MEMORY_LIMIT = 48 * 1024  # bytes a block may use without asking for more
+# registers a thread uses, from NVRTC's ptxas -v for sm_90 (they limit the blocks an SM holds)
+REGISTERS = {("v1", "forward"): 40, ("v1", "backward"): 40, ("v2", "forward"): 95, ("v2", "backward"): 128}
 
 
 def _sizes(arguments) -> tuple[int, int]:
@@ -78,7 +80,8 @@ def _v1_work(direction: str):
             loads = T * per_lane * d * 2 + 3 * (T * d // 32) * T * 2
             flops = 4 * 2 * T * T * d
         staging = 3 * -(-T * d // block)
-        return {"shared_loads": grid * loads, "flops": grid * flops, "serial": staging}
+        return {"shared_loads": grid * loads, "flops": grid * flops, "serial": staging,
+                "registers": REGISTERS[("v1", direction)]}
     return work
 
 
@@ -103,7 +106,7 @@ def _v2_work(direction: str):
         else:
             loads, fma, staged = warps * (score + 3 * output), score_fma + 3 * output_fma, 4 * T * d + 2 * T * T
         return {"shared_loads": grid * (loads + staged // 32), "flops": grid * V2_THREADS * 2 * fma,
-                "serial": -(-staged // V2_THREADS)}
+                "serial": -(-staged // V2_THREADS), "registers": REGISTERS[("v2", direction)]}
     return work
 
 
