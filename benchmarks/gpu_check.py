@@ -15,11 +15,14 @@ in benchmarks/gpu_session/, one module per stage):
                   tight, float32 within stated tolerances
   4. graphs       can a forward+backward be captured as a CUDA graph (CuPy's stream capture)
   5. suspects     microbenchmarks of the operations the simulator's cost model suspects (the two
-                  bias-sum forms, LayerNorm's parameter gradients before and now, attention batched and
-                  fused, each part of linear_backward), each beside its prediction; the cost model's
-                  constants refitted to them (cost-model-fit.json, the error before and after)
-  6. profile      where a cifar-tiny batch-512 training step's time goes, phase by phase (beside the
-                  cost model's prediction), then operation by operation
+                  bias-sum forms, LayerNorm's parameter gradients before and now, attention batched,
+                  v1 and v2 for both presets' heads in float32, TF32 and float16, each part of
+                  linear_backward), each beside its prediction; the cost model's constants refitted to
+                  them (cost-model-fit.json, the error before and after); the attention table the
+                  numbers justify (attention-choice.json)
+  6. profile      where a batch-512 training step's time goes, phase by phase, then operation by
+                  operation, each beside the cost model's prediction: cifar-tiny float32, cifar-tiny
+                  float16, cifar-gpu TF32 (as its training run)
   7. throughput   minivit on CuPy beside PyTorch eager and torch.compile (transformers' ViT), the
                   same model: cifar-tiny at batch 128 and 512, float32, TF32 and float16, training and
                   inference images/s, peak memory, and the cost model's images/s beside each minivit row
@@ -59,7 +62,10 @@ cifar-gpu step spend their time (profile), since float16 trails PyTorch's AMP (0
 trains at 16,479 images/s with its data against the 25,000 that 150 epochs in five minutes need.
 Then, on the CPU (no device time): commit both folders under benchmarks/results/gpu-<device>-<date>/
 with the commands, and refit the cost model to everything measured:
-    PYTHONPATH=. python3 benchmarks/gpu_cost_model.py --fit --measured <that folder>/check/results.json
+    PYTHONPATH=. python3 benchmarks/gpu_cost_model.py --fit --measured <that folder>/check/results.json \
+        <that folder>/speed/results.json    (--attention: what the measured code's attention was)
+and, if the attention v2 tests passed, put attention-choice.json's table into
+minivit/kernels/gpu/attention.py's ATTENTION_KERNELS.
 (put the fitted constants into minivit/sim/cost.py's CONSTANTS; cost-model-fit.json holds the fit
 to the suspects' rows, and each row says which operation the model gets wrong). A session with time
 left after both calls spends it on the largest gap the tables show, measured before and after.

@@ -27,9 +27,18 @@ def test_the_gpu_check_rehearses_every_stage(tmp_path):
     assert all(stage["status"] == "ok" for stage in results.values()), {k: v["status"] for k, v in results.items()}
     assert results["parity"]["result"]["float64"]["max_error"] < 1e-10
     suspects = results["suspects"]["result"]["rows"]
-    assert {row["group"] for row in suspects} >= {"bias sum", "LayerNorm backward", "attention forward",
-                                                 "attention backward"}
+    assert {row["group"] for row in suspects} >= {"bias sum", "LayerNorm backward",
+                                                 "attention cifar-tiny (3 heads of 64) forward",
+                                                 "attention cifar-gpu (12 heads of 16) backward"}
+    assert {row["case"] for row in suspects if row["group"].startswith("attention")} == \
+        {"batched cuBLAS products + softmax kernels", "fused attention.cu v1", "fused attention.cu v2 (register tiles)"}
     assert all("error" not in row and row["predicted_ms"] > 0 for row in suspects), suspects
+    choice = results["suspects"]["result"]["attention_choice"]["ATTENTION_KERNELS"]
+    assert set(choice) == {"float32 forward", "float32 backward", "float16 forward", "float16 backward"}
+    profiled = results["profile"]["result"]["configurations"]
+    assert [(c["preset"], c["precision"], c["tf32"]) for c in profiled] == \
+        [("cifar-tiny", "float32", False), ("cifar-tiny", "float16", False), ("cifar-gpu", "float32", True)]
+    assert all(c["predicted_ms"]["backward"] > 0 and c["predicted_operations_ms"] for c in profiled)
     rows = results["throughput"]["result"]["rows"]
     assert {"minivit (CuPy)", "PyTorch eager"} <= {row["side"] for row in rows}
     assert all(row["predicted_train_ms"] > 0 for row in rows if row["side"].startswith("minivit"))
@@ -37,5 +46,6 @@ def test_the_gpu_check_rehearses_every_stage(tmp_path):
     assert training["epochs"] > 0 and training["final_test_accuracy"] is not None
     assert all("test_accuracy" in row for row in training["curve"])
     for name in ("summary.md", "environment.txt", "parity.json", "suspects.md", "cost-model-fit.json",
+                 "attention-choice.json",
                  "throughput.json", "profile.md", "training.json", "training-curve.png", "gpu-tests.txt"):
         assert (tmp_path / name).is_file(), name

@@ -350,20 +350,12 @@ def test_float16_kernels_compute_in_float32(device, shape):
         np.testing.assert_allclose(fast, reference, rtol=0, atol=2e-3 * scale, err_msg=what)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
-@pytest.mark.parametrize("B,T,D,H", [(2, 65, 192, 3), (3, 17, 48, 12), (1, 90, 32, 1)])
-def test_fused_attention_is_one_launch_each_way_and_computes_the_reference(device, dtype, B, T, D, H):
-    # cuda/attention.cu: one block per (image, head); q, k, v read from qkv, dq, dk, dv written into it
+FUSED_KERNEL_NAMES = {"v1": ("attention_forward_fused", "attention_backward_fused"),
+                      "v2": ("attention_forward_v2_d{width}", "attention_backward_v2_d{width}")}
+
+
+def _assert_attention_matches_the_reference(qkv, dcontext, H, context, cache, dqkv, dtype):
     xp = backend.xp
-    qkv, dcontext = normal(0, (B, T, 3 * D), dtype), normal(1, (B, T, D), dtype)
-    if device == "cupy-sim":
-        backend.reset_sim_counters()
-    context, cache = gpu.attention_heads_forward(qkv, H)
-    dqkv = gpu.attention_heads_backward(dcontext, cache)
-    if device == "cupy-sim":
-        kinds = backend.sim_counters()["by_kind"]
-        suffix = "f16" if dtype == "float16" else "f32"
-        assert kinds == {f"kernel:attention_forward_fused_{suffix}": 1, f"kernel:attention_backward_fused_{suffix}": 1}
     qkv32, dcontext32 = qkv.astype(xp.float32), dcontext.astype(xp.float32)
     expected, expected_cache = ops.attention_heads_forward(qkv32, H)
     expected_dqkv = ops.attention_heads_backward(dcontext32, expected_cache)
@@ -375,6 +367,66 @@ def test_fused_attention_is_one_launch_each_way_and_computes_the_reference(devic
         fast, reference = backend.to_numpy(fast).astype(np.float32), backend.to_numpy(reference)
         scale = max(1.0, float(np.abs(reference).max()))
         np.testing.assert_allclose(fast, reference, rtol=0, atol=tolerance * scale, err_msg=what)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("B,T,D,H", [(2, 65, 192, 3), (2, 65, 192, 12), (3, 17, 48, 12), (1, 72, 64, 1),
+                                     (2, 33, 40, 4), (1, 1, 4, 1)])
+def test_fused_attention_is_one_launch_each_way_and_computes_the_reference(device, version, dtype, B, T, D, H):
+    # attention.cu: one block per (image, head); q, k, v read from qkv, dq, dk, dv written into it.
+    # v2 at cifar-tiny's heads (65 tokens of 64) and cifar-gpu's (12 heads of 16), odd sizes, one token
+    from minivit.kernels.gpu import attention
+
+    qkv, dcontext = normal(0, (B, T, 3 * D), dtype), normal(1, (B, T, D), dtype)
+    if device == "cupy-sim":
+        backend.reset_sim_counters()
+    with attention.implementation(version):
+        context, cache = gpu.attention_heads_forward(qkv, H)
+        dqkv = gpu.attention_heads_backward(dcontext, cache)
+    if device == "cupy-sim":
+        kinds = backend.sim_counters()["by_kind"]
+        suffix, width = ("f16" if dtype == "float16" else "f32"), (16 if D // H <= 16 else 64)
+        forward, backward = (name.format(width=width) for name in FUSED_KERNEL_NAMES[version])
+        assert kinds == {f"kernel:{forward}_{suffix}": 1, f"kernel:{backward}_{suffix}": 1}
+    _assert_attention_matches_the_reference(qkv, dcontext, H, context, cache, dqkv, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_attention_v2_backward_reads_the_batched_forwards_copies(device, dtype):
+    """Forward and backward are chosen apart: v2's backward reads q, k, v through strides, so it runs after
+    the batched forward (contiguous (B, H, T, d) copies) as after a fused one (views of qkv)."""
+    from minivit.kernels.gpu import attention
+
+    B, T, D, H = 2, 65, 192, 3
+    qkv, dcontext = normal(0, (B, T, 3 * D), dtype), normal(1, (B, T, D), dtype)
+    with attention.implementation("batched"):
+        context, cache = gpu.attention_heads_forward(qkv, H)
+    assert cache[0].q.flags.c_contiguous
+    if device == "cupy-sim":
+        backend.reset_sim_counters()
+    with attention.implementation("v2"):
+        dqkv = gpu.attention_heads_backward(dcontext, cache)
+    if device == "cupy-sim":
+        suffix = "f16" if dtype == "float16" else "f32"
+        assert backend.sim_counters()["by_kind"] == {f"kernel:attention_backward_v2_d64_{suffix}": 1}
+    _assert_attention_matches_the_reference(qkv, dcontext, H, context, cache, dqkv, dtype)
+
+
+def test_attention_takes_the_table_choice_or_the_next_that_fits(device):
+    """ATTENTION_KERNELS per (dtype, direction); a case a fused kernel cannot hold falls to the next one down."""
+    from minivit.kernels.gpu import attention
+
+    assert attention._choose(np.float32, "backward", 65, 64) == attention.ATTENTION_KERNELS[("float32", "backward")]
+    with attention.implementation("v2"):
+        assert attention._choose(np.float32, "forward", 65, 64) == "v2"
+        assert attention._choose(np.float16, "backward", 65, 16) == "v2"
+        assert attention._choose(np.float32, "forward", 90, 32) == "v1"  # more tokens than v2 holds
+        assert attention._choose(np.float32, "forward", 200, 64) == "batched"  # nor v1
+        assert attention._choose(np.float64, "forward", 65, 64) == "batched"  # no float64 build
+    with pytest.raises(ValueError, match="choose one of"):
+        with attention.implementation("v3"):
+            pass
 
 
 def test_attention_too_long_for_shared_memory_takes_the_batched_products(device):

@@ -53,6 +53,11 @@ def summary_markdown(results: dict, args) -> str:
                       f"before, {100 * fit['rms_error_after']:.0f}% after; constants in cost-model-fit.json.", ""]
         else:
             lines += [f"Cost model not refitted: {fit.get('error')}", ""]
+        choice = suspects.get("attention_choice", {}).get("ATTENTION_KERNELS")
+        if choice:
+            lines += [f"Attention: the fastest implementation per (dtype, direction), summed over both presets' "
+                      f"heads (minivit/kernels/gpu/attention.py ATTENTION_KERNELS): {choice}; each case in "
+                      f"attention-choice.json.", ""]
     if "training" in results and results["training"]["status"] == "ok":
         t = results["training"]["result"]
         lines += ["", "## CIFAR-10 with the GPU recipe", "", f"`{t['command']}`", "",

@@ -7,7 +7,9 @@ At cifar-tiny's batch 512 (33,280 token rows), for each part on its own (CUDA ev
     LayerNorm's       the two kernels of before (dx a warp per row; dgamma and dbeta by columns, 6 blocks)
     backward          against the fused pass and its finishing sum
     attention         cuBLAS's batched products around the softmax kernels against attention.cu's fused
-                      kernels, forward and backward, float32 and float16
+                      kernels v1 and v2, forward and backward, cifar-tiny's heads (3 of 64) and
+                      cifar-gpu's (12 of 16), float32, TF32 and float16; attention-choice.json: the
+                      fastest of each, and the ATTENTION_KERNELS table they justify
     linear_backward   each layer's parts timed apart: dx = dout W^T, dW = x^T dout, the gradient's
                       ``+=``, dW accumulated in place by cuBLAS (beta = 1), db; float32, TF32, float16
 
@@ -104,37 +106,66 @@ def _layernorm_cases() -> list[Case]:
     return cases
 
 
+ATTENTION_SHAPES = {"cifar-tiny": (192, 3), "cifar-gpu": (192, 12)}  # (D, heads): heads of 64 and of 16
+ATTENTION_LABELS = {"batched": "batched cuBLAS products + softmax kernels", "v1": "fused attention.cu v1",
+                    "v2": "fused attention.cu v2 (register tiles)"}
+
+
 def _attention_cases() -> list[Case]:
+    """Each implementation (attention.ATTENTION_KERNELS' choices) forward and backward, its backward
+    after its own forward, for both presets' heads, float32, TF32 (the batched products' tensor cores)
+    and float16."""
     from minivit.kernels.gpu import attention
 
-    def forward(fused: bool):
+    def forward(name: str, heads: int):
         def run(state):
-            attention.FUSED_ATTENTION = fused
-            attention.attention_heads_forward(state[0], 3)
+            with attention.implementation(name):
+                attention.attention_heads_forward(state[0], heads)
         return run
 
-    def backward(fused: bool):
+    def backward(name: str):
         def run(state):
-            attention.FUSED_ATTENTION = fused
-            qkv, dcontext, caches = state
-            attention.attention_heads_backward(dcontext, caches[fused])
+            qkv, dcontext, cache = state
+            with attention.implementation(name):
+                attention.attention_heads_backward(dcontext, cache)
         return run
-
-    def setup(xp, dtype, batch):
-        qkv, dcontext = _normal(xp, (batch, TOKENS, 576), dtype), _normal(xp, (batch, TOKENS, 192), dtype)
-        caches = {}
-        for fused in (False, True):
-            attention.FUSED_ATTENTION = fused
-            caches[fused] = attention.attention_heads_forward(qkv, 3)[1]
-        attention.FUSED_ATTENTION = True
-        return qkv, dcontext, caches
 
     cases = []
-    for precision in ("float32", "float16"):
-        for fused, label in ((False, "batched cuBLAS products + softmax kernels"), (True, "fused attention.cu")):
-            cases.append(Case("attention forward", label, precision, setup, forward(fused)))
-            cases.append(Case("attention backward", label, precision, setup, backward(fused)))
+    for preset, (D, heads) in ATTENTION_SHAPES.items():
+        for name in attention.IMPLEMENTATIONS:
+            def setup(xp, dtype, batch, name=name, D=D, heads=heads):
+                qkv, dcontext = _normal(xp, (batch, TOKENS, 3 * D), dtype), _normal(xp, (batch, TOKENS, D), dtype)
+                with attention.implementation(name):
+                    return qkv, dcontext, attention.attention_heads_forward(qkv, heads)[1]
+
+            for precision in ("float32", "TF32", "float16"):
+                group = f"attention {preset} ({heads} heads of {D // heads})"
+                cases.append(Case(f"{group} forward", ATTENTION_LABELS[name], precision, setup, forward(name, heads)))
+                cases.append(Case(f"{group} backward", ATTENTION_LABELS[name], precision, setup, backward(name)))
     return cases
+
+
+def attention_choice(rows: list[dict]) -> dict:
+    """The fastest measured implementation per (preset, precision, direction), and the rule it makes for
+    attention.ATTENTION_KERNELS: per (dtype, direction), the implementation with the least time summed
+    over the presets (TF32 counts as float32: the training runs use it)."""
+    labels = {label: name for name, label in ATTENTION_LABELS.items()}
+    fastest, totals = {}, {}
+    for row in rows:
+        if not row["group"].startswith("attention ") or "measured_ms" not in row:
+            continue
+        preset, direction = row["group"].split()[1], row["group"].split()[-1]
+        name, ms = labels[row["case"]], row["measured_ms"]
+        key = f"{preset} {row['precision']} {direction}"
+        if key not in fastest or ms < fastest[key][1]:
+            fastest[key] = (name, ms)
+        dtype = "float16" if row["precision"] == "float16" else "float32"
+        totals.setdefault((dtype, direction), {}).setdefault(name, 0.0)
+        totals[(dtype, direction)][name] += ms
+    table = {f"{dtype} {direction}": min(times, key=times.get) for (dtype, direction), times in totals.items()}
+    return {"fastest": {key: {"implementation": name, "ms": ms} for key, (name, ms) in fastest.items()},
+            "ms_summed_over_presets": {f"{d} {w}": times for (d, w), times in totals.items()},
+            "ATTENTION_KERNELS": table}
 
 
 def _linear_cases() -> list[Case]:
@@ -143,7 +174,7 @@ def _linear_cases() -> list[Case]:
     def in_place(state):  # dW accumulated into the gradient by cuBLAS's gemm with beta = 1
         x, dout, weight, grad = state
         if backend.name == "cupy" and x.dtype != np.float16:
-            import cupy
+            import cupy.cublas  # (CuPy 14 does not import the submodule with cupy)
 
             cupy.cublas.gemm("T", "N", x, dout, out=grad, beta=1.0)
         else:  # (the simulation has no cupy.cublas; float16 has no gemm there: the same product, into grad)
@@ -209,7 +240,6 @@ def _records(case: Case, batch: int) -> list:
 
 
 def stage_suspects(args) -> dict:
-    from minivit.kernels.gpu import attention
     from minivit.sim import cost
 
     batch = 2 if args.rehearse else 512
@@ -235,16 +265,18 @@ def stage_suspects(args) -> dict:
                        "error": f"{type(error).__name__}: {error}"}
             finally:
                 backend.use_tf32(False)
-                attention.FUSED_ATTENTION = True
             rows.append(row)
             print(f"  suspects: {row}", flush=True)
     finally:
         backend.use("numpy")
     fit = _refit(fit_cases)
-    result = {"batch_size": batch, "rows": rows, "fit": fit, "seconds": time.perf_counter() - started,
-              "table": table(rows)}
+    choice = attention_choice(rows)
+    result = {"batch_size": batch, "rows": rows, "fit": fit, "attention_choice": choice,
+              "seconds": time.perf_counter() - started, "table": table(rows)}
     (args.out / "suspects.json").write_text(json.dumps(rows, indent=2))
     (args.out / "cost-model-fit.json").write_text(json.dumps(fit, indent=2))
+    (args.out / "attention-choice.json").write_text(json.dumps(choice, indent=2))
+    print(f"  suspects: attention's table as these numbers make it: {choice['ATTENTION_KERNELS']}", flush=True)
     (args.out / "suspects.md").write_text(result["table"] + "\n")
     return result
 

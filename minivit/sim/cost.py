@@ -1,6 +1,6 @@
 """A cost model: a step's launch records (``minivit.sim.launches``) into predicted milliseconds on a named GPU.
 
-Each launch costs the longest of four times, and never less than a floor:
+Each launch costs the longest of five times, and never less than a floor:
 
     memory     bytes / (bandwidth x bandwidth_efficiency x min(1, blocks / SMs))
                (a launch with fewer blocks than SMs leaves SMs, and their share of the bandwidth, idle)
@@ -8,6 +8,9 @@ Each launch costs the longest of four times, and never less than a floor:
                TF32 or half (tensor-core) rate; everything else at the FP32 rate
     latency    serial iterations x latency_us (each iteration of a thread's loop waits for
                its load: what CuPy's generic ``sum(axis=0)`` over 33,280 rows pays)
+    shared     shared-memory loads (warp instructions) at one per SM per clock x shared_efficiency,
+               in waves of the blocks an SM holds at once (by its threads, shared memory and
+               registers): what a kernel that loops over tiles in shared memory pays (attention.cu)
     floor      launch_floor_us: the smallest kernel's time on the device
 
 The device's time for a step is the sum over its launches; the CPU's is ``host_us`` per
@@ -15,7 +18,7 @@ launch (CuPy's Python and the driver). A step takes the longer of the two.
 
 ``GPUS`` holds the data sheets; ``CONSTANTS`` the efficiencies and latencies, fitted to what
 an H200 measured (``benchmarks/gpu_cost_model.py --fit``; before and after in
-``benchmarks/results/gpu-cost-model.md``). These are estimates for steering work, not
+``benchmarks/results/gpu-cost-model-h200-2026-12-04.md``). These are estimates for steering work, not
 measurements: the next GPU session measures, and the constants are fitted again.
 """
 
@@ -35,6 +38,10 @@ class GPU:
     tf32: float  # FLOP/s, tensor cores, float32 products with TF32 on
     half: float  # FLOP/s, tensor cores, float16 / bfloat16
     sms: int
+    clock: float = 1.98e9  # Hz, boost
+    shared_per_sm: int = 228 * 1024  # bytes of shared memory an SM shares among its blocks
+    registers_per_sm: int = 65536
+    threads_per_sm: int = 2048
 
 
 GPUS = {
@@ -53,15 +60,36 @@ class Constants:
     latency_us: float = 0.5  # per serial iteration of a thread's loop
     launch_floor_us: float = 2.5
     host_us: float = 8.0  # CPU time per launch
+    shared_efficiency: float = 0.7  # of one shared-memory load instruction per SM per clock
 
 
 DATASHEET = Constants()  # the defaults, before any fit
-# Fitted to the H200's step and phase times of 2026-11-26 (benchmarks/results/gpu-cost-model.md: the
-# command, the error before and after). Two constants sit at their bounds (the tensor-core efficiency
-# at its floor: TF32 bought little on that H200; the launch floor at its ceiling): the model is
-# short of something there, which per-operation measurements (gpu_check's suspects stage) can tell.
-CONSTANTS = Constants(bandwidth_efficiency=1.0, fp32_efficiency=0.34, tensor_efficiency=0.051, latency_us=0.225,
-                      launch_floor_us=10.0, host_us=40.0)
+# Fitted to everything the H200 measured on 2026-12-04 (104 rows: training and inference steps at batch 128
+# and 512 in float32, TF32 and float16, the profile's phases and operations, each suspect microbenchmark;
+# benchmarks/results/gpu-cost-model-h200-2026-12-04.md: the command, the error before and after, row by
+# row). The launch floor sits at its upper bound: small launches cost more than the model's floor says.
+CONSTANTS = Constants(bandwidth_efficiency=0.467, fp32_efficiency=0.491, tensor_efficiency=0.3, latency_us=0.241,
+                      launch_floor_us=10.0, host_us=27.1, shared_efficiency=0.655)
+
+
+def resident_blocks(record, gpu: GPU) -> int:
+    """Blocks of this launch an SM holds at once: the fewest its threads, shared memory and registers allow."""
+    limits = [32, gpu.threads_per_sm // max(1, record.block)]
+    if record.shared_bytes:
+        limits.append(gpu.shared_per_sm // (record.shared_bytes + 1024))  # (1 KB reserved per block)
+    if record.registers:
+        limits.append(gpu.registers_per_sm // (record.registers * record.block))
+    return max(1, min(limits))
+
+
+def shared_us(record, gpu: GPU, constants: Constants = CONSTANTS) -> float:
+    """Microseconds of shared-memory loads: whole waves of resident blocks, each SM one load a clock."""
+    if not record.shared_loads:
+        return 0.0
+    resident = resident_blocks(record, gpu)
+    waves = -(-record.grid // (gpu.sms * resident))
+    per_block = record.shared_loads / record.grid
+    return waves * resident * per_block / (gpu.clock * constants.shared_efficiency) * 1e6
 
 
 def launch_us(record, gpu: GPU, constants: Constants = CONSTANTS, tf32: bool = False) -> float:
@@ -80,7 +108,7 @@ def launch_us(record, gpu: GPU, constants: Constants = CONSTANTS, tf32: bool = F
         rate = gpu.fp32 * occupancy
     arithmetic = record.flops / rate * 1e6
     latency = record.serial * constants.latency_us
-    return max(constants.launch_floor_us, memory, arithmetic, latency)
+    return max(constants.launch_floor_us, memory, arithmetic, latency, shared_us(record, gpu, constants))
 
 
 @dataclass
@@ -129,9 +157,9 @@ def fit(cases, gpu: GPU | str = "H200", start: Constants = DATASHEET) -> Constan
     from scipy.optimize import least_squares
 
     names = ("bandwidth_efficiency", "fp32_efficiency", "tensor_efficiency", "latency_us", "launch_floor_us",
-             "host_us")
-    lower = (0.2, 0.1, 0.05, 0.01, 0.5, 1.0)
-    upper = (1.0, 1.0, 1.0, 5.0, 10.0, 60.0)
+             "host_us", "shared_efficiency")
+    lower = (0.2, 0.1, 0.05, 0.01, 0.5, 1.0, 0.1)
+    upper = (1.0, 1.0, 1.0, 5.0, 10.0, 60.0, 1.0)
 
     def constants_of(values) -> Constants:
         return replace(start, **dict(zip(names, values)))

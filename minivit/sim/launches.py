@@ -46,6 +46,9 @@ class Launch:
     bytes: int = 0  # read from and written to device memory
     flops: int = 0
     serial: int = 1  # loop iterations of the busiest thread, one after another
+    shared_loads: int = 0  # shared-memory load instructions of whole warps, all blocks together
+    shared_bytes: int = 0  # shared memory per block (how many blocks fit on an SM at once)
+    registers: int = 0  # per thread, where known (ptxas -v): also limits the blocks an SM holds
     matmul: bool = False  # a cuBLAS product (tensor cores with TF32 or half)
     phase: str = "other"
     site: str = "?"  # file:line in function, of the code that launched it
@@ -143,14 +146,19 @@ def matmul(a, b, output) -> Launch:
                   flops=2 * batch * M * N * K, serial=-(-k_steps // split), matmul=True)
 
 
-def kernel(name: str, grid, block, arguments) -> Launch:
-    """One of minivit's CUDA kernels: its own grid and block; the busiest thread handles
-    (largest array) / (threads) elements, as in a grid-stride or a row-per-warp loop."""
+def kernel(name: str, grid, block, arguments, shared_mem: int = 0, work=None) -> Launch:
+    """One of minivit's CUDA kernels: its own grid, block and shared memory; the busiest thread handles
+    (largest array) / (threads) elements, as in a grid-stride or a row-per-warp loop, unless the
+    kernel's ``work(grid, block, arguments)`` says otherwise ({"flops", "serial", "shared_loads", "registers"}:
+    a kernel that loops over shared memory, like attention.cu's)."""
     arrays = _arrays(arguments)
     grid = int(math.prod(grid)) if isinstance(grid, tuple) else int(grid)
     block = int(math.prod(block)) if isinstance(block, tuple) else int(block)
     largest = max([int(a.size) for a in arrays] or [1])
-    return Launch(f"kernel:{name}", tuple(tuple(a.shape) for a in arrays),
-                  str(arrays[0].dtype) if arrays else "", grid=grid, block=block,
-                  bytes=sum(int(a.nbytes) for a in arrays), flops=4 * largest,
-                  serial=max(1, -(-largest // max(1, grid * block))))
+    record = Launch(f"kernel:{name}", tuple(tuple(a.shape) for a in arrays),
+                    str(arrays[0].dtype) if arrays else "", grid=grid, block=block,
+                    bytes=sum(int(a.nbytes) for a in arrays), flops=4 * largest,
+                    serial=max(1, -(-largest // max(1, grid * block))), shared_bytes=int(shared_mem))
+    for field, value in (work(grid, block, arguments) if work is not None else {}).items():
+        setattr(record, field, int(value))
+    return record

@@ -43,19 +43,22 @@ class CudaKernel:
     """One ``extern "C"`` kernel of a .cu file in this folder, launched as ``kernel(grid, args, ...)``.
 
     ``stand_in(*args)`` computes the kernel's outputs with the reference; the simulated GPU
-    runs it in the kernel's place, counted as one launch and recorded with its grid, block and
-    the bytes of its array arguments (``minivit.sim.launches.kernel``) for the cost model.
+    runs it in the kernel's place, counted as one launch and recorded with its grid, block,
+    shared memory and the bytes of its array arguments (``minivit.sim.launches.kernel``) for the
+    cost model. ``work(grid, block, args)``, where given, says what the generic record cannot
+    see inside a kernel: {"flops", "serial", "shared_loads"} (``minivit.sim.launches.Launch``).
     """
 
-    def __init__(self, file_name: str, name: str, stand_in):
-        self.file_name, self.name, self.stand_in = file_name, name, stand_in
+    def __init__(self, file_name: str, name: str, stand_in, work=None):
+        self.file_name, self.name, self.stand_in, self.work = file_name, name, stand_in, work
 
     def __call__(self, grid: int, args: tuple, block: int | tuple = BLOCK, shared_mem: int = 0) -> None:
         if backend.name == "cupy-sim":
             from minivit import sim
             from minivit.sim import launches
 
-            with sim.kernel_launch(self.name, record=launches.kernel(self.name, grid, block, args)):
+            record = launches.kernel(self.name, grid, block, args, shared_mem, self.work)
+            with sim.kernel_launch(self.name, record=record):
                 if sim.counting.arithmetic():  # (recording costs only: the outputs stay as allocated)
                     self.stand_in(*args)
             return
@@ -70,9 +73,9 @@ class CudaKernel:
         return _modules[key].get_function(self.name)
 
 
-def typed(file_name: str, name: str, stand_in, dtypes=FLOATS) -> dict:
+def typed(file_name: str, name: str, stand_in, dtypes=FLOATS, work=None) -> dict:
     """The builds of a kernel for each storage dtype: {dtype: CudaKernel} (``name_f32`` and so on)."""
-    return {dtype: CudaKernel(file_name, f"{name}_{SUFFIX[dtype]}", stand_in) for dtype in dtypes}
+    return {dtype: CudaKernel(file_name, f"{name}_{SUFFIX[dtype]}", stand_in, work) for dtype in dtypes}
 
 
 def supported(*arrays, dtypes=FLOATS) -> bool:
