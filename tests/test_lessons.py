@@ -43,7 +43,7 @@ def lesson_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lesson_runs(tmp_path_factory):
-    """The lessons' training runs, one folder per data layout (lesson 11 reads lesson 10's)."""
+    """The lessons' training runs, one folder per data layout (lesson 11 caches its own model there)."""
     return tmp_path_factory.mktemp("lesson-runs")
 
 

@@ -277,4 +277,5 @@ show_answers(10)
 # - `layer_decay_scale`, the per-layer learning rates of finetuning.
 # - A measured comparison of finetuning against training from scratch on 500 images.
 #
-# Next, lesson 11: what the model you pretrained here has learned.
+# Next, lesson 11: what a ViT trained on all of CIFAR-10 has learned, against the same network at
+# initialisation.

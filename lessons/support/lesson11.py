@@ -1,4 +1,11 @@
-"""Lesson 11, what a ViT learns: its exercises' checks, their solutions, its answers.
+"""Lesson 11, what a ViT learns: the model it looks into, the numbers it reads off the pictures, its
+exercises' checks, their solutions, its answers.
+
+``trained_checkpoint`` trains the lesson's model once (``python -m minivit.train --preset cifar-cpu
+--epochs ...``, the command line's own code) into a cache folder and reuses it on every later run;
+``initial_model`` is the same model before its first step, the baseline beside every figure. The
+summaries (``spectrum_summary``, ``similarity_by_distance``, ``rollout_peak``) turn each figure into the
+numbers the lesson's conclusions cite.
 
 A check (``check_<exercise>(your_function)``, called by the cell under the exercise) builds small
 float64 inputs, computes the expected answer without the solution below it (finite differences,
@@ -9,11 +16,124 @@ the order the lesson asks them (Markdown, with $math$).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
+from .data import shown_path
 from .diagnosis import check_array, returned_pair
 from .exercises import solution
 from .lesson04 import reference_softmax
+
+# --- the model: trained once, cached, and its initial state -----------------------------------------
+
+def training_command(folder, data_dir, epochs: int, options=()) -> list[str]:
+    """The arguments of ``python -m minivit.train`` that train the lesson's model into ``folder``: the
+    cifar-cpu recipe for a fixed number of epochs (the same model on a busy machine as on a quiet one,
+    where a time budget would give a busy one fewer steps), with a one-epoch warmup."""
+    return ["--preset", "cifar-cpu", "--data-dir", str(data_dir), "--out", str(folder),
+            "--epochs", str(epochs), "--warmup-epochs", "1", *options]
+
+
+def _finished(meta: dict, epochs: int) -> bool:
+    """Whether a run's checkpoint is its end: every epoch of its schedule taken."""
+    return meta.get("epoch", 0.0) >= epochs - 1e-9
+
+
+def trained_checkpoint(folder, data_dir, epochs: int, options=(), yours=None, progress: bool = True) -> Path:
+    """The checkpoint this lesson looks into.
+
+    ``yours`` (a path to a minivit checkpoint): that one, checked to exist. Otherwise the run in
+    ``folder``: reused when it has finished (all its epochs trained), continued (``--resume``) when a
+    run there was interrupted, trained from scratch when there is none. ``options``: more command-line
+    options (fast mode's tiny model). The run is the command line's own: ``python -m minivit.train``
+    with ``training_command``'s arguments does the same.
+    """
+    from minivit.checkpoint import read_checkpoint
+    from minivit.train import train
+    from minivit.training.arguments import config_from_args
+
+    if yours is not None:
+        path = Path(yours).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"your_checkpoint = {str(yours)!r}: no such file. Point it to a minivit "
+                                    "checkpoint (a run folder's checkpoint-last.npz or checkpoint-best.npz), or "
+                                    "set it to None to train the lesson's own model.")
+        print(f"Looking into your model: {shown_path(path)}")
+        return path
+    folder = Path(folder)
+    checkpoint = folder / "checkpoint-last.npz"
+    # relative to here: the run's messages name its folder, and a notebook shows no machine paths
+    arguments = training_command(os.path.relpath(folder), data_dir, epochs, options)
+    arguments += [] if progress else ["--no-progress"]
+    shown = " ".join(training_command(shown_path(folder), "$MINIVIT_DATA_DIR", epochs, options))
+    if checkpoint.is_file():
+        meta = read_checkpoint(checkpoint)[0]
+        if _finished(meta, epochs):
+            print(f"Reusing the model trained in {shown_path(folder)} ({meta['epoch']:.0f} epochs, validation "
+                  f"accuracy {meta['best_accuracy']:.1%}); delete that folder to train it again.")
+            return checkpoint
+        print(f"Continuing the interrupted run in {shown_path(folder)} (at epoch {meta['epoch']:.1f} of {epochs}).")
+        config, resume = config_from_args(arguments + ["--resume"])
+    else:
+        print(f"Training the lesson's model once (cached in {shown_path(folder)}, reused on every later run):\n"
+              f"    python -m minivit.train {shown}")
+        config, resume = config_from_args(arguments)
+    train(config, resume=resume)
+    return checkpoint
+
+
+def initial_model(model):
+    """``model``'s architecture with the weights its run started from (the same seed): what training
+    changed is the difference between the two. (A run finetuned from pretrained weights started from
+    those: its baseline is then a random initialisation of the same architecture, and says so.)
+    Normalisation and class names are copied over."""
+    from minivit.model import ViTForImageClassification
+
+    meta = model.checkpoint_meta
+    seed = meta.get("train_config", {}).get("seed", 0)
+    if meta.get("train_config", {}).get("init_from"):
+        print(f"This model was finetuned from pretrained weights: the baseline is a random initialisation of "
+              f"its architecture (seed {seed}), not the weights its run started from.")
+    initial = ViTForImageClassification(model.config, seed=seed, dtype=meta.get("dtype", "float32"))
+    initial.checkpoint_meta = dict(meta)
+    return initial.eval()
+
+
+# --- the numbers behind the figures ------------------------------------------------------------------
+
+def spectrum_summary(shares, first: int = 5) -> dict:
+    """How concentrated the filters' variance is, from the shares of all their principal components:
+    ``first``: the share of the first ``first`` components; ``effective``: the effective number of
+    components, 1 / sum(share^2) (all of them for a flat spectrum, 1 when one direction holds it all)."""
+    shares = np.asarray(shares, dtype=np.float64)
+    shares = shares / shares.sum()
+    return {"first": float(shares[:first].sum()), "effective": float(1.0 / np.sum(shares**2))}
+
+
+def similarity_by_distance(similarity) -> tuple[np.ndarray, np.ndarray, float]:
+    """From the (g, g, g, g) position similarity: the distinct grid distances between two different
+    positions, the mean similarity at each, and the correlation of similarity with distance over all
+    pairs (about 0 without 2-D structure, strongly negative when near positions are alike)."""
+    similarity = np.asarray(similarity, dtype=np.float64)
+    g = similarity.shape[0]
+    cells = np.stack(np.meshgrid(np.arange(g), np.arange(g), indexing="ij"), -1).reshape(-1, 2)
+    apart = np.linalg.norm(cells[:, None] - cells[None], axis=-1)  # (N, N) in grid steps
+    values = similarity.reshape(g * g, g * g)
+    pairs = ~np.eye(g * g, dtype=bool)
+    distances = np.unique(np.round(apart[pairs], 6))
+    means = np.array([values[pairs & np.isclose(apart, d)].mean() for d in distances])
+    correlation = float(np.corrcoef(apart[pairs], values[pairs])[0, 1])
+    return distances, means, correlation
+
+
+def rollout_peak(shares) -> np.ndarray:
+    """(B,): each rollout map's largest patch share, in units of the uniform share (1: flat)."""
+    shares = np.asarray(shares, dtype=np.float64)
+    B = shares.shape[0]
+    flat = shares.reshape(B, -1)
+    return flat.max(axis=1) / flat.mean(axis=1)
 
 # --- checks ---------------------------------------------------------------------------------------
 
@@ -86,12 +206,17 @@ ANSWERS = [
     object; distrust maps that look the same for every image (the position or the border dominates)
     or that change with a small shift of the image. A map is misleading when the value vectors
     or the MLPs do the work: rollout sees only where attention points, not what is carried.""",
-    r"""Usually the position similarity and the attention distance change most with training: the
-    2-D structure of the position embeddings sharpens, and heads specialise into local and global
-    ones. The filter components change less (they are few and low-frequency from early on).""",
-    r"""Mostly yes: the bicubic resize keeps the smooth 2-D structure on the finer grid, and a short
-    finetuning adjusts it without destroying it. The resized similarities are smoother than the
-    original ones.""",
+    r"""Read each picture's numbers against the initialisation's, printed beside them. For scale: a
+    model trained for one epoch (lesson 10's pretraining, which this lesson used to look into) was
+    still close to its initialisation in all of them: attention distances within 0.5 px of uniform
+    attention, a flat filter spectrum, position similarities with little 2-D structure. The 8
+    epochs here moved all four pictures away from the initialisation; which moves first, and which
+    keeps changing between 2 and 8 epochs, is what your run at 2 epochs measures.""",
+    r"""Look for what section 2 shows for the trained model: bright bands along each tile's own row
+    and column. The bicubic resize keeps a smooth 2-D structure on the finer grid (it interpolates
+    between neighbouring positions), and a short finetuning adjusts it rather than replacing it, so
+    the structure should survive, smoother than before; a resized grid without it would say the
+    pretrained model had not learned the layout in the first place.""",
     r"""A convolution is local and translation-equivariant by construction; a ViT has to learn from
     data that nearby patches matter (the local heads in the attention distance) and where each
     patch lies (the 2-D structure of the position embeddings, section 2). Learning these priors
