@@ -1081,12 +1081,7 @@ def test_layernorm_kernel_without_shuffles_is_named_even_when_its_numbers_are_ri
     source = L09.layernorm_kernel_source()
     source = serial + source.replace("float mean = warp_sum(sum) / D;",
                                      "float mean = row_sum_by_lane_0(x_row, D, lane) / D;")
-    source = source.replace("""    float square_sum = 0.0f;  // a second pass: sum((x - mean)^2), not sum(x^2) - D mean^2, which cancels
-    for (int c = lane; c < D; c += 32) {
-        float centered = x_row[c] - mean;
-        square_sum += centered * centered;
-    }
-    float rstd = rsqrtf(warp_sum(square_sum) / D + eps);""", """    float square_sum = 0.0f;
+    source = source.replace(_TWO_PASS, """    float square_sum = 0.0f;
     for (int c = 0; c < D; c++) square_sum += (x_row[c] - mean) * (x_row[c] - mean);
     float rstd = rsqrtf(square_sum / D + eps);""")
     assert "__shfl" not in source.split("warp_sum(float value)")[0] and "warp_sum(" not in source.split("{", 3)[-1]
