@@ -25,7 +25,7 @@ class ViTConfig:
         the average of all tokens.
     position_embedding_type: "learned" adds a learned table of position embeddings to the
         tokens (ViT, transformers); "none" adds nothing, so the encoder sees the patches as a
-        set, without knowing where each came from (an ablation: lessons/src/13_ablation_lab.py).
+        set, without knowing where each came from (an ablation: lessons/support/ablations.py).
     """
 
     image_size: int = 224
