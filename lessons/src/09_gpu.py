@@ -472,7 +472,8 @@ else:
         seconds = seconds_per_call(run, 20)
         print(f"{label:36s} {1e6 * seconds:8.1f} us  {moved / 1e3 / seconds:7.0f} GB/s")
     _ = backend.use("numpy")
-#
+
+# %% [markdown]
 # ## What else changes on a GPU
 #
 # - **Memory.** Activations saved for the backward live on the GPU. `cifar-tiny` at batch 128 keeps
