@@ -69,7 +69,7 @@ def adapt_state_dict(state: dict, source: ViTConfig, target: ViTConfig, fresh: d
         adapted["classifier.bias"] = fresh["classifier.bias"] * 0
         notes.append(f"new classification head for {target.num_labels} classes (zero-initialised)")
     # Position embeddings for the new patch grid.
-    if source.grid_size != target.grid_size:
+    if source.grid_size != target.grid_size and "embeddings.position_embeddings" in state:
         positions = backend.asarray(state["embeddings.position_embeddings"].astype("float64"))
         resized, _ = interpolate_position_forward(positions, (source.grid_size,) * 2, (target.grid_size,) * 2)
         adapted["embeddings.position_embeddings"] = backend.to_numpy(resized).astype(

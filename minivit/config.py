@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from minivit.ops.embeddings import POSITION_EMBEDDING_TYPES
 from minivit.ops.gelu import APPROXIMATIONS
 from minivit.ops.pooling import POOLINGS
 from minivit.option_checks import number_problem
 
 # The vocabularies of a ViTConfig are those of the operations that implement them.
 HIDDEN_ACTS = tuple(APPROXIMATIONS)  # the GELU forms minivit.ops.gelu computes
-__all__ = ["HIDDEN_ACTS", "POOLINGS", "PRESETS", "ViTConfig", "preset"]
+__all__ = ["HIDDEN_ACTS", "POOLINGS", "POSITION_EMBEDDING_TYPES", "PRESETS", "ViTConfig", "preset"]
 
 
 @dataclass
@@ -22,6 +23,9 @@ class ViTConfig:
         patches, the ViT recipe). A smaller stride gives overlapping patches.
     pooling: "cls" classifies from the CLS token (ViT, transformers); "mean" from
         the average of all tokens.
+    position_embedding_type: "learned" adds a learned table of position embeddings to the
+        tokens (ViT, transformers); "none" adds nothing, so the encoder sees the patches as a
+        set, without knowing where each came from (an ablation: lessons/support/ablations.py).
     """
 
     image_size: int = 224
@@ -40,6 +44,7 @@ class ViTConfig:
     num_labels: int = 2
     patch_stride: int | None = None
     pooling: str = "cls"
+    position_embedding_type: str = "learned"
 
     def __post_init__(self) -> None:
         for field in ("image_size", "patch_size", "num_channels", "hidden_size",
@@ -60,6 +65,9 @@ class ViTConfig:
             )
         if self.pooling not in POOLINGS:
             raise ValueError(f"Unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}.")
+        if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
+            raise ValueError(f"ViTConfig.position_embedding_type must be one of {', '.join(POSITION_EMBEDDING_TYPES)} "
+                             f"('none' leaves the tokens without positions); got {self.position_embedding_type!r}.")
         problems = [
             number_problem("ViTConfig.hidden_dropout_prob", self.hidden_dropout_prob, 0, 1, high_open=True),
             number_problem("ViTConfig.attention_probs_dropout_prob", self.attention_probs_dropout_prob, 0, 1,

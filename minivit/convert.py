@@ -125,13 +125,15 @@ def to_hf(minivit_dict: dict, legacy: bool = False) -> dict:
 
 def hf_config_kwargs(config) -> dict:
     """The keyword arguments for ``transformers.ViTConfig`` that describe the same model."""
-    if config.patch_stride not in (None, config.patch_size) or config.pooling != "cls":
+    if (config.patch_stride not in (None, config.patch_size) or config.pooling != "cls"
+            or config.position_embedding_type != "learned"):
         raise ValueError(
-            "transformers' ViT has no overlapping patches and classifies from the CLS token: "
-            "this config (patch_stride / pooling) has no transformers equivalent."
+            "transformers' ViT has no overlapping patches, classifies from the CLS token and learns position "
+            "embeddings: this config (patch_stride / pooling / position_embedding_type) has no transformers "
+            "equivalent."
         )
     fields = config.to_dict()
-    del fields["patch_stride"], fields["pooling"]
+    del fields["patch_stride"], fields["pooling"], fields["position_embedding_type"]
     return fields
 
 

@@ -141,13 +141,18 @@ class ViTEmbeddings(Module):
         D = config.hidden_size
         self.grid_size = config.grid_size
         self.cls_token = initializer.trunc_normal((1, 1, D))
-        self.position_embeddings = initializer.trunc_normal((1, config.num_patches + 1, D))
+        # drawn either way, so that every other weight is the learned model's of the same seed
+        positions = initializer.trunc_normal((1, config.num_patches + 1, D))
+        self.position_embeddings = positions if config.position_embedding_type == "learned" else None
         self.patch_embeddings = PatchEmbeddings(config, initializer)
         self.dropout = Dropout(config.hidden_dropout_prob, rng)
 
     def forward(self, pixel_values, interpolate_pos_encoding: bool = False):
         patches = self.patch_embeddings.forward(pixel_values)  # (B, N, D)
         tokens, batch_size = cls_concat_forward(patches, self.cls_token.data)  # (B, N+1, D)
+        if self.position_embeddings is None:  # position_embedding_type "none": the tokens as they are
+            self._keep((batch_size, None))
+            return self.dropout.forward(tokens)
         positions, interpolation = self.position_embeddings.data, None
         height, width = pixel_values.shape[2:]
         grid = (patch_grid_size(height, self.patch_embeddings.patch_size, self.patch_embeddings.stride),
@@ -163,10 +168,11 @@ class ViTEmbeddings(Module):
     def backward(self, dout, input_grad: bool = True):
         batch_size, interpolation = self._pop_cache()
         dtokens = self.dropout.backward(dout)
-        dtokens, dposition = position_add_backward(dtokens)
-        if interpolation is not None:
-            dposition = interpolate_position_backward(dposition, interpolation)
-        self.position_embeddings.grad += dposition
+        if self.position_embeddings is not None:
+            dtokens, dposition = position_add_backward(dtokens)
+            if interpolation is not None:
+                dposition = interpolate_position_backward(dposition, interpolation)
+            self.position_embeddings.grad += dposition
         dpatches, dcls = cls_concat_backward(dtokens, batch_size)
         self.cls_token.grad += dcls
         return self.patch_embeddings.backward(dpatches, input_grad)

@@ -54,6 +54,9 @@ def filter_components(model, count: int = 28) -> tuple[np.ndarray, np.ndarray]:
 def position_similarity(model) -> np.ndarray:
     """(g, g, g, g): cosine similarity between the position embedding of patch (i, j) and
     that of every patch (k, l), on the g x g grid (the CLS position left out)."""
+    if model.embeddings.position_embeddings is None:
+        raise ValueError("This model has no position embeddings (position_embedding_type 'none'): there is no "
+                         "position similarity to show.")
     positions = backend.to_numpy(model.embeddings.position_embeddings.data)[0, 1:].astype(np.float64)
     g = model.config.grid_size
     unit = positions / np.linalg.norm(positions, axis=1, keepdims=True)

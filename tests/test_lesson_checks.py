@@ -158,6 +158,7 @@ def test_every_exercise_has_a_check_and_a_solution():
     (L07.check_numerical_gradient, L07.numerical_gradient), (L07.check_train_step, L07.train_step),
     (L07.check_bias_correction, L07.bias_correction), (L07.check_adamw_step, L07.adamw_step),
     (L08.check_learning_rate, L08.learning_rate), (L09.check_seconds_per_call, L09.seconds_per_call),
+    (L09.check_layernorm_kernel, L09.layernorm_kernel_source),
     (L10.check_resize_matrix, L10.resize_matrix), (L10.check_layer_decay_scale, L10.layer_decay_scale),
     (L11.check_principal_components, L11.principal_components), (L11.check_attention_distance, L11.attention_distance),
 ], ids=lambda value: getattr(value, "__name__", ""))
@@ -1008,3 +1009,109 @@ def test_a_cell_after_an_unwritten_exercise_says_which_exercise_it_waits_for():
 
     with pytest.raises(NotYet, match=r"this cell waits for Exercise 2 \(layernorm_backward\)"):
         support.use_mine(layernorm_backward=layernorm_backward)
+
+
+# --- lesson 9's LayerNorm RawKernel, run on the CPU warp by warp --------------------------------------
+
+def _layernorm_kernel_with(old: str, new: str):
+    source = L09.layernorm_kernel_source()
+    assert old in source, old
+    return lambda: source.replace(old, new)
+
+
+_TWO_PASS = """    float square_sum = 0.0f;  // a second pass: sum((x - mean)^2), not sum(x^2) - D mean^2, which cancels
+    for (int c = lane; c < D; c += 32) {
+        float centered = x_row[c] - mean;
+        square_sum += centered * centered;
+    }
+    float rstd = rsqrtf(warp_sum(square_sum) / D + eps);"""
+_ONE_PASS = """    float square_sum = 0.0f;
+    for (int c = lane; c < D; c += 32) square_sum += x_row[c] * x_row[c];
+    float rstd = rsqrtf(warp_sum(square_sum) / D - mean * mean + eps);"""
+
+
+@pytest.mark.parametrize("old, new, words", [
+    ("offset > 0", "offset > 1", ["a reduction step is missing", "offset 1"]),
+    ("float mean = warp_sum(sum) / D;", "float mean = sum / D;", ["one reduction", "needs two"]),
+    ("__shfl_xor_sync(0xffffffff, value, offset)", "__shfl_down_sync(0xffffffff, value, offset)",
+     ["only lane 0 ends with the whole sum"]),
+    ("float centered = x_row[c] - mean;", "float centered = x_row[c];", ["the variance without the mean"]),
+    ("rsqrtf(warp_sum(square_sum) / D + eps)", "1.0f / (sqrtf(warp_sum(square_sum) / D) + eps)",
+     ["eps outside the square root"]),
+    ("rsqrtf(warp_sum(square_sum) / D + eps)", "rsqrtf(warp_sum(square_sum) / D) + eps",
+     ["eps added after the inverse square root"]),
+    ("/ D + eps", "/ (D - 1) + eps", ["the unbiased variance"]),
+    ("warp_sum(sum) / D", "warp_sum(sum) / 32", ["dividing the row's sum by 32", "for the mean"]),
+    (_TWO_PASS, _ONE_PASS, ["row 1", "cancels", "second pass"]),
+    ("for (int c = lane; c < D; c += 32) sum", "for (int c = lane; c < D + 31; c += 32) sum",
+     ["reading out of bounds", "lane 0 of row 5", "x[192]", "c < D"]),
+    ("if (row >= rows) return;", "", ["reading out of bounds", "row 6", "if (row >= rows) return"]),
+    ("for (int c = lane; c < D; c += 32) sum += x_row[c];",
+     "for (int k = 0; k < 4; k++) if (lane + 32 * k < D) sum += x_row[lane + 32 * k];",
+     ["right for D up to 100, wrong for D = 1000", "fixed number of columns"]),
+    ("value += __shfl_xor_sync(0xffffffff, value, offset);",
+     "if (threadIdx.x % 32 < 16) value += __shfl_xor_sync(0xffffffff, value, offset);",
+     ["did not meet at the same shuffle", "lane 16"]),
+    ("return value;\n}", "return value\n}", ["compiles with NVRTC", "error"]),
+], ids=["missing-step", "one-reduction", "shfl-down", "variance-without-mean", "eps-outside-sqrt", "eps-after",
+        "unbiased", "over-32", "one-pass", "past-row-end", "no-row-guard", "fixed-columns", "diverged", "syntax"])
+def test_layernorm_kernel_mistakes_are_named(old, new, words):
+    """Each slip fails the check run on the CPU (no GPU) and its hint names it."""
+    from support.cuda_on_host import host_compiler
+
+    if host_compiler() is None:
+        pytest.skip("no C++ compiler here")
+    if new == "return value\n}":
+        pytest.importorskip("cupy")
+    assert_names(L09.check_layernorm_kernel, _layernorm_kernel_with(old, new), *words)
+
+
+def test_layernorm_kernel_without_shuffles_is_named_even_when_its_numbers_are_right():
+    """Lane 0 summing the whole row alone gives the right numbers without the exercise's point: a shuffle."""
+    from support.cuda_on_host import host_compiler
+
+    if host_compiler() is None:
+        pytest.skip("no C++ compiler here")
+    serial = """__device__ float row_sum_by_lane_0(const float* row, int D, int lane) {
+    double total = 0.0;  // in double: a float32 running sum of 1,000 values near 100 loses the mean's digits
+    for (int c = 0; c < D; c++) total += row[c];
+    return (float)total;
+}
+"""
+    source = L09.layernorm_kernel_source()
+    source = serial + source.replace("float mean = warp_sum(sum) / D;",
+                                     "float mean = row_sum_by_lane_0(x_row, D, lane) / D;")
+    source = source.replace(_TWO_PASS, """    float square_sum = 0.0f;
+    for (int c = 0; c < D; c++) square_sum += (x_row[c] - mean) * (x_row[c] - mean);
+    float rstd = rsqrtf(square_sum / D + eps);""")
+    assert "__shfl" not in source.split("warp_sum(float value)")[0] and "warp_sum(" not in source.split("{", 3)[-1]
+    assert_names(L09.check_layernorm_kernel, lambda: source, "the numbers are right", "no __shfl_xor_sync ran")
+    assert_names(L09.check_layernorm_kernel, lambda: "__global__ void layernorm(float* x) {}", "layernorm_warp(")
+
+
+def test_warps_on_the_host_exchange_as_the_hardware_does():
+    """The host emulation's shuffles: xor, down (the top lanes keep their own), up, index, over 2 warps."""
+    from support.cuda_on_host import HostKernel, host_compiler
+
+    if host_compiler() is None:
+        pytest.skip("no C++ compiler here")
+    source = """extern "C" __global__ void shuffles(float* out) {
+        int t = blockIdx.x * blockDim.x + threadIdx.x, lane = threadIdx.x % 32;
+        float v = (float)t;
+        out[4 * t + 0] = __shfl_xor_sync(0xffffffff, v, 5);
+        out[4 * t + 1] = __shfl_down_sync(0xffffffff, v, 3);
+        out[4 * t + 2] = __shfl_up_sync(0xffffffff, v, 2, 16);
+        out[4 * t + 3] = __shfl_sync(0xffffffff, v, 7);
+        __syncthreads();
+    }"""
+    kernel = HostKernel(source, "shuffles", [("float*", "out")])
+    run = kernel.launch(2, 64, {"out": np.zeros((128, 4))})
+    assert run.error is None and [kind for kind, _ in run.shuffles] == ["xor", "down", "up", "index"]
+    t = np.arange(128)
+    lane, warp_start = t % 32, t - t % 32
+    np.testing.assert_array_equal(run.arrays["out"][:, 0], warp_start + (lane ^ 5))
+    np.testing.assert_array_equal(run.arrays["out"][:, 1], np.where(lane + 3 < 32, t + 3, t))
+    np.testing.assert_array_equal(run.arrays["out"][:, 2], np.where(lane % 16 >= 2, t - 2, t))
+    np.testing.assert_array_equal(run.arrays["out"][:, 3], warp_start + 7)
+    past_end = kernel.launch(3, 64, {"out": np.zeros((128, 4))})
+    assert past_end.fault == {"block": 2, "thread": 0, "array": "out", "index": 512, "count": 512}

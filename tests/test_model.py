@@ -7,6 +7,7 @@ import pytest
 
 import minivit
 from minivit import backend
+from minivit.convert import hf_config_kwargs
 from minivit.ops import cross_entropy_forward
 
 TINY = dict(image_size=8, patch_size=4, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
@@ -135,3 +136,30 @@ def test_overfits_one_batch(pooling):
             p.data -= 0.05 * p.grad / (np.sqrt((p.grad**2).mean()) + 1e-8) * 0.1
     assert float(loss) < 0.05
     assert (model.forward(x).argmax(axis=1) == labels).all()
+
+
+# --- no position embeddings (position_embedding_type "none", lesson 13's ablation) ------------------
+
+def test_without_position_embeddings_the_patches_are_a_set():
+    """With no position table and mean pooling, the logits cannot depend on where a patch is: swapping
+    two patches of the image leaves them unchanged (with the table they change). Every other weight is
+    the learned model's of the same seed, and the table is neither a parameter nor in the state dict."""
+    learned = minivit.ViTForImageClassification(minivit.ViTConfig(**TINY, pooling="mean"), seed=0).eval()
+    none = minivit.ViTForImageClassification(
+        minivit.ViTConfig(**TINY, pooling="mean", position_embedding_type="none"), seed=0).eval()
+    learned_state, none_state = learned.state_dict(), none.state_dict()
+    assert set(learned_state) - set(none_state) == {"embeddings.position_embeddings"}
+    assert all(np.array_equal(none_state[name], learned_state[name]) for name in none_state)
+    assert none.num_parameters() == learned.num_parameters() - 5 * 16
+    x = images()
+    swapped = x.copy()
+    swapped[:, :, :4, :4], swapped[:, :, 4:, 4:] = x[:, :, 4:, 4:], x[:, :, :4, :4]  # patches 0 and 3 trade places
+    np.testing.assert_allclose(none.forward(swapped), none.forward(x), rtol=1e-5, atol=1e-6)
+    assert np.max(np.abs(learned.forward(swapped) - learned.forward(x))) > 1e-4
+
+
+def test_a_bad_position_embedding_type_is_refused_by_name():
+    with pytest.raises(ValueError, match="position_embedding_type must be one of learned, none .* got 'sincos'"):
+        minivit.ViTConfig(**TINY, position_embedding_type="sincos")
+    with pytest.raises(ValueError, match="no transformers equivalent"):
+        hf_config_kwargs(minivit.ViTConfig(**TINY, position_embedding_type="none"))

@@ -92,6 +92,7 @@ def test_classifier_head(backend_name):
 @pytest.mark.parametrize("overrides", [
     {},
     {"pooling": "mean"},
+    {"position_embedding_type": "none"},
     {"hidden_act": "gelu_new", "qkv_bias": False, "num_attention_heads": 1},
     {"image_size": 10, "patch_stride": 2},
     {"num_channels": 1, "image_size": 6, "patch_size": 3},

@@ -14,6 +14,7 @@ import minivit
 from minivit import backend
 from minivit.augment import AugmentConfig, augment_batch
 from minivit.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, read_ema_weights
+from minivit.cli import UsageError
 from minivit.ema import WeightAverage
 from minivit.evaluate import evaluate_model
 from minivit.evaluate import main as evaluate_main
@@ -166,6 +167,17 @@ def test_mean_pooling_is_a_command_line_option(data_dir, tmp_path):
     assert config.model == {"pooling": "mean"} and config.model_config().pooling == "mean"
     train(tiny_config(data_dir, tmp_path / "run", epochs=1, model={**TINY_MODEL, "pooling": "mean"}))
     assert load_checkpoint(tmp_path / "run" / "checkpoint-last.npz").config.pooling == "mean"
+
+
+def test_position_embeddings_off_is_a_command_line_option(data_dir, tmp_path):
+    config, _ = config_from_args(["--position-embedding-type", "none", "--data-dir", str(data_dir),
+                                  "--out", str(tmp_path / "run")])
+    assert config.model == {"position_embedding_type": "none"}
+    train(tiny_config(data_dir, tmp_path / "run", epochs=1, model={**TINY_MODEL, "position_embedding_type": "none"}))
+    model = load_checkpoint(tmp_path / "run" / "checkpoint-last.npz")
+    assert model.config.position_embedding_type == "none" and model.embeddings.position_embeddings is None
+    with pytest.raises(UsageError, match="--position-embedding-type: invalid choice: 'sincos'"):
+        config_from_args(["--position-embedding-type", "sincos"])
 
 
 # --- mixup and cutmix that stop before the end ---------------------------------------------------

@@ -12,6 +12,9 @@
 #    checked against the engine's GELU where a GPU is present.
 # 5. Put one of the engine's fast kernels beside the reference it replaces: the same output, the
 #    time of each, and why the fast one is faster.
+# 6. Write LayerNorm's forward as a CuPy `RawKernel`, one warp per row with warp-shuffle
+#    reductions, checked numerically on this machine's CPU (32 lanes run in lockstep) and timed
+#    against the engine's kernel where a GPU is present.
 #
 # ## One code path, two array libraries
 #
@@ -39,7 +42,8 @@ from minivit import backend, dispatch, optim
 from minivit.ops import cross_entropy_backward, cross_entropy_forward
 from support import (FAST, check, check_close, exercise, my_functions, no_grad, show_answers, shown_site,
                      speed_against_pytorch, use_mine)
-from support.lesson09 import check_gelu_kernel, check_seconds_per_call, check_train_steps
+from support.lesson09 import (THREADS_PER_BLOCK, check_gelu_kernel, check_layernorm_kernel, check_seconds_per_call,
+                              check_train_steps, layernorm_blocks)
 
 try:
     backend.use("cupy")
@@ -359,6 +363,120 @@ else:
 # reads the activation from memory once and writes `out` and `xhat` once. On the GPU,
 # `minivit/kernels/gpu/layernorm.cu` does the same with one warp (32 threads) per row.
 #
+# ## LayerNorm in a warp: a RawKernel of your own
+#
+# An `ElementwiseKernel` sees one element at a time; LayerNorm needs the mean and the variance of a
+# whole row first. On a GPU the natural unit for a row of a few hundred numbers is a **warp**: 32
+# threads that execute together. Each thread (a **lane**, `threadIdx.x % 32`) sums the columns
+# `lane, lane + 32, lane + 64, ...` of its row; then the 32 partial sums are added *across the
+# lanes*, without shared memory, by **warp shuffles**: `__shfl_xor_sync(0xffffffff, v, offset)`
+# returns the `v` of lane `lane ^ offset`. Five steps, offsets 16, 8, 4, 2, 1, and every lane holds
+# the total (the "butterfly"):
+#
+# ```c
+# for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffff, v, offset);
+# ```
+#
+# After the step with offset 16, lane `l` holds `v[l] + v[l ^ 16]`, two lanes' worth; after 8, four
+# lanes' worth; after 1, all 32, in every lane.
+#
+# A `cupy.RawKernel(source, name)` is a whole CUDA C function: you choose which thread does what.
+#
+# **Exercise 4.** Return the CUDA C source of
+#
+# ```c
+# extern "C" __global__ void layernorm_warp(const float* x, const float* gamma, const float* beta, float* out,
+#                                           int rows, int D, float eps)
+# ```
+#
+# `out[r, c] = (x[r, c] - mean_r) / sqrt(var_r + eps) * gamma[c] + beta[c]` for a `(rows, D)` array
+# in float32, row-major, with one warp per row: the launch is blocks of 128 threads (four warps,
+# four rows), `ceil(rows / 4)` of them, so warp `(blockIdx.x * blockDim.x + threadIdx.x) / 32`
+# takes that row, and the last block may hold warps with no row. Any `D` must work (7, 100, 1000).
+#
+# The check compiles your source with NVRTC (no GPU needed), then runs it **on this machine's CPU,
+# warp by warp**: your source compiled as C++ (the system's compiler), each of a block's threads a
+# coroutine, all 32 lanes of a warp brought together at each shuffle and given the value of the
+# lane they ask for, as the hardware does. Every array ends where memory the process may not touch
+# begins, so a read past the end of a row stops the run and the check names the row, the lane and
+# the index. It compares your `out` with LayerNorm in float64 on four shapes (within 1e-4), names
+# the usual slips (a reduction step missing, the variance without the mean, eps in the wrong place,
+# the unbiased variance, a fixed number of columns per lane) and, where a GPU is present, runs your
+# kernel there too.
+#
+# <details><summary>Hint 1</summary>
+#
+# Three loops over `c = lane; c < D; c += 32`: the sum (then the warp reduction and `/ D`: the mean),
+# the sum of `(x - mean)^2` (then the reduction and `/ D`: the variance), and the output. A small
+# `__device__ float warp_sum(float v)` holding the five-step loop serves both reductions.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `if (row >= rows) return;` first: the whole warp leaves together, so no lane is missing from a
+# later shuffle. `rsqrtf(var + eps)` is the inverse square root. Compute the variance from
+# `x - mean`, not as `mean(x^2) - mean^2`: in float32 that difference cancels most of its digits
+# when a row's mean is large against its spread (the check has such a row).
+# </details>
+
+# %%
+@exercise
+def layernorm_kernel_source():
+    # TODO: return the CUDA C source of layernorm_warp, as one string (about 25 lines)
+    raise NotImplementedError("Exercise 4: write the LayerNorm RawKernel")
+
+
+# %%
+check_layernorm_kernel(layernorm_kernel_source)
+
+# %% [markdown]
+# ### Your kernel against the engine's, on a GPU
+#
+# Where a GPU is present, this cell runs your kernel and the engine's (`minivit/kernels/gpu/layernorm.cu`,
+# the same one-warp-per-row design) on the LayerNorm input of the model above, `(B * 65, D)`, checks that
+# they agree, and times each with your `seconds_per_call`. The engine's kernel also writes `xhat` and
+# `rstd`, which the backward needs: it moves half as many bytes again as yours (x read once, `out` and
+# `xhat` written), so on a kernel this memory-bound expect yours to be faster by about that much.
+# Both rates are in GB/s of what each kernel must read and write; an H200's memory moves about 4,800.
+# Without a GPU the cell says so.
+
+# %%
+try:
+    import cupy
+
+    has_gpu = cupy.cuda.runtime.getDeviceCount() > 0
+except Exception:  # no CuPy, or no CUDA driver
+    has_gpu = False
+if not has_gpu:
+    print("No GPU here: your kernel ran on the CPU in the check above; this timing needs a GPU.")
+else:
+    _ = backend.use("cupy")
+    row_count, width = hidden.shape[0] * hidden.shape[1], hidden.shape[2]  # (B * (N+1), D)
+    x_gpu = cupy.asarray(hidden.reshape(row_count, width))
+    gamma_gpu, beta_gpu = cupy.asarray(gamma), cupy.asarray(beta)
+    out_gpu = cupy.empty_like(x_gpu)
+    my_layernorm = cupy.RawKernel(layernorm_kernel_source(), "layernorm_warp")
+    engine_layernorm = dispatch.fast_kernels("cupy")["layernorm_forward"]
+
+    def run_mine():
+        my_layernorm((layernorm_blocks(row_count),), (THREADS_PER_BLOCK,),
+                     (x_gpu, gamma_gpu, beta_gpu, out_gpu, np.int32(row_count), np.int32(width),
+                      np.float32(config.layer_norm_eps)))
+
+    def run_engine():
+        return engine_layernorm(x_gpu.reshape(hidden.shape), gamma_gpu, beta_gpu, config.layer_norm_eps)
+
+    run_mine()
+    check_close(cupy.asnumpy(out_gpu), cupy.asnumpy(run_engine()[0]).reshape(row_count, width),
+                "your kernel computes the engine's LayerNorm", atol=1e-4)
+    megabytes = row_count * width * 4 / 1e6
+    for label, run, moved in (("yours (x in, out)", run_mine, 2 * megabytes),
+                              ("the engine's (x in, out and xhat)", run_engine, 3 * megabytes)):
+        seconds = seconds_per_call(run, 20)
+        print(f"{label:36s} {1e6 * seconds:8.1f} us  {moved / 1e3 / seconds:7.0f} GB/s")
+    _ = backend.use("numpy")
+
+# %% [markdown]
 # ## What else changes on a GPU
 #
 # - **Memory.** Activations saved for the backward live on the GPU. `cifar-tiny` at batch 128 keeps
@@ -374,6 +492,10 @@ else:
 # 2. `float(loss)` every step costs a synchronisation. Estimate what it costs per step if a step
 #    takes 20 ms and the GPU queue is always 3 steps deep.
 # 3. Which of minivit's operations would you fuse first, and how would you test the fused kernel?
+# 4. Your LayerNorm kernel runs one warp per row. For `cifar-tiny` (D = 192) each lane handles
+#    6 columns; what happens to the number of warps, and to the work per lane, at D = 4096? When
+#    would one *block* per row (several warps, their partial sums combined through shared memory) be
+#    the better design?
 
 # %%
 show_answers(9)
@@ -384,7 +506,9 @@ show_answers(9)
 # - `seconds_per_call`, a timer that is right on an asynchronous device.
 # - The counts of your training step on a simulated GPU: launches, synchronisations, copies, and
 #   where a synchronisation comes from; `train_steps`, a loop that reads the loss in groups.
-# - A fused GELU kernel in CUDA C, compiled by NVRTC on this machine (and checked numerically
-#   wherever a GPU is present).
+# - A fused GELU kernel in CUDA C, compiled by NVRTC on this machine and checked numerically as
+#   host C (and on the GPU, wherever one is present).
+# - A LayerNorm `RawKernel` with warp-shuffle reductions, run on this CPU warp by warp, 32 lanes in
+#   lockstep, and timed against the engine's kernel where a GPU is present.
 #
 # Next, lesson 10: pretraining, then finetuning at another resolution.

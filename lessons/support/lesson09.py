@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from .diagnosis import NotYet, check_array, check_true, check_value
+from .diagnosis import NotYet, check_array, check_true, check_value, diagnose
 from .exercises import solution
 
 # --- checks ---------------------------------------------------------------------------------------
@@ -159,6 +159,222 @@ def _elementwise_on_host(parts, x):
     return out
 
 
+# --- Exercise 4: LayerNorm as a RawKernel, one warp per row ---------------------------------------
+
+LAYERNORM_KERNEL = "layernorm_warp"
+LAYERNORM_PARAMETERS = [("const float*", "x"), ("const float*", "gamma"), ("const float*", "beta"),
+                        ("float*", "out"), ("int", "rows"), ("int", "D"), ("float", "eps")]
+LAYERNORM_SIGNATURE = ('extern "C" __global__ void layernorm_warp(const float* x, const float* gamma, '
+                       "const float* beta, float* out, int rows, int D, float eps)")
+THREADS_PER_BLOCK = 128  # four warps: four rows per block
+# (rows, D): a whole warp's worth, a width that is no multiple of 32, fewer columns than lanes, a long row;
+# row counts that leave the last block with idle warps
+LAYERNORM_CASES = ((6, 32), (5, 100), (3, 7), (5, 1000))
+LAYERNORM_EPS = 1e-2  # large, so that where eps goes shows in the numbers
+HARD_ROW = 1  # its mean (100) is large against its spread (0.1): mean(x^2) - mean^2 cancels there in float32
+
+
+def layernorm_blocks(rows: int) -> int:
+    """The grid for ``rows`` rows: one warp per row, THREADS_PER_BLOCK / 32 rows per block."""
+    return -(-rows // (THREADS_PER_BLOCK // 32))
+
+
+def _layernorm_inputs(rows: int, D: int, seed: int = 0):
+    """float32 rows of different means and spreads (row HARD_ROW: mean 100, spread 0.1), gamma, beta."""
+    rng = np.random.default_rng(seed + D)
+    scales = np.geomspace(0.1, 4.0, rows)[:, None]
+    means = rng.uniform(-1, 1, (rows, 1))
+    scales[HARD_ROW], means[HARD_ROW] = 0.1, 100.0
+    x = (means + scales * rng.standard_normal((rows, D))).astype(np.float32)  # (rows, D)
+    gamma = (1 + 0.5 * rng.standard_normal(D)).astype(np.float32)  # (D,)
+    beta = (0.5 * rng.standard_normal(D)).astype(np.float32)  # (D,)
+    return x, gamma, beta
+
+
+def _layernorm_mistakes(x, gamma, beta, eps):
+    """{what the slip is: what it computes} for one (rows, D) input, in float64."""
+    x, gamma, beta = (np.asarray(a, dtype=np.float64) for a in (x, gamma, beta))
+    D = x.shape[-1]
+    mean = x.mean(-1, keepdims=True)  # (rows, 1)
+    variance = ((x - mean) ** 2).mean(-1, keepdims=True)  # (rows, 1)
+
+    def normalised(centre, rstd):
+        return (x - centre) * rstd * gamma + beta
+
+    by_lanes_mean = x.sum(-1, keepdims=True) / 32
+    by_lanes_variance = ((x - by_lanes_mean) ** 2).sum(-1, keepdims=True) / 32
+    return {
+        "the variance without the mean, mean(x^2) instead of mean((x - mean)^2)":
+            normalised(mean, 1 / np.sqrt((x**2).mean(-1, keepdims=True) + eps)),
+        "eps outside the square root, 1 / (sqrt(var) + eps)": normalised(mean, 1 / (np.sqrt(variance) + eps)),
+        "eps added after the inverse square root, rsqrt(var) + eps": normalised(mean, 1 / np.sqrt(variance) + eps),
+        "leaving eps out, 1 / sqrt(var)": normalised(mean, 1 / np.sqrt(variance)),
+        "multiplying by sqrt(var + eps) instead of dividing": normalised(mean, np.sqrt(variance + eps)),
+        "the unbiased variance (the sum of squares divided by D - 1, not D)":
+            normalised(mean, 1 / np.sqrt(variance * D / (D - 1) + eps)) if D > 1 else np.full_like(x, np.nan),
+        "dividing the sums by 32 (the lanes) instead of D":
+            normalised(by_lanes_mean, 1 / np.sqrt(by_lanes_variance + eps)),
+        "dividing the row's sum by 32 (the lanes) instead of D, for the mean":
+            normalised(by_lanes_mean, 1 / np.sqrt(((x - by_lanes_mean) ** 2).mean(-1, keepdims=True) + eps)),
+        "leaving out gamma and beta": (x - mean) / np.sqrt(variance + eps),
+        "adding gamma and multiplying by beta": (x - mean) / np.sqrt(variance + eps) * beta + gamma,
+    }
+
+
+def _shuffle_hints(shuffles) -> list[str]:
+    """What the shuffles of one warp (HostRun.shuffles) say about its two reductions."""
+    exchanges = [(kind, argument) for kind, argument in shuffles if kind != "syncwarp"]
+    if not exchanges:
+        return ["no lane exchanged a value with another (no __shfl_xor_sync ran): each lane's sum covers only "
+                "its own columns. Reduce across the warp: for offset = 16, 8, 4, 2, 1: "
+                "sum += __shfl_xor_sync(0xffffffff, sum, offset)"]
+    hints = []
+    steps = [1, 2, 4, 8, 16]
+    for kind in ("xor", "down"):
+        counts = {step: sum(1 for k, argument in exchanges if k == kind and argument == step) for step in steps}
+        most = max(counts.values())
+        missing = [step for step in steps if counts[step] < most]
+        if most and missing:
+            used = ", ".join(f"{step} ({counts[step]}x)" for step in reversed(steps))
+            hints.append(f"a reduction step is missing: warp 0's __shfl_{kind}_sync offsets were {used}; offset "
+                         f"{' and '.join(map(str, missing))} ran fewer times than the others, so a reduction "
+                         f"without it adds up only part of the warp's lanes. Halve the offset from 16 down to 1 "
+                         "(the loop condition offset > 0, not offset > 1)")
+        if most == 1 and not missing and kind == "xor":
+            hints.append("the offsets 16, 8, 4, 2, 1 ran once: one reduction, where LayerNorm needs two (the sum "
+                         "for the mean, then the sum of squared differences for the variance)")
+    if any(kind == "down" for kind, _ in exchanges) and not any(kind == "index" for kind, _ in exchanges):
+        hints.append("with __shfl_down_sync only lane 0 ends with the whole sum; the other lanes hold partial "
+                     "sums. Broadcast it (__shfl_sync(0xffffffff, sum, 0)), or use __shfl_xor_sync, after which "
+                     "every lane holds the total")
+    return hints
+
+
+def _run_problem(run, rows: int, D: int) -> list[str]:
+    """The hint for a launch that did not finish (HostRun.error), naming the row and lane."""
+    fault = run.fault
+    if fault is not None:
+        thread = fault["block"] * THREADS_PER_BLOCK + fault["thread"]
+        row, lane = thread // 32, thread % 32
+        array, index = fault["array"], fault["index"]
+        touched = f"{array}[{index}], past the end of {array} ({fault['count']} elements)"
+        if row >= rows:
+            return [f"reading out of bounds: the warp of row {row} (lane {lane}) touched {touched}; there are "
+                    f"only {rows} rows. The last block has warps with no row: return early, "
+                    "if (row >= rows) return;, before anything is read"]
+        column = index - row * D if array in ("x", "out") else index
+        return [f"reading out of bounds: lane {lane} of row {row} touched {touched}: column {column} of a row of "
+                f"D = {D} columns. A lane's columns are lane, lane + 32, ... while they are below D: for D not a "
+                "multiple of 32 (or more than 32 * your loop's count) the loop condition must be c < D"]
+    if "DIVERGED" in (run.error or "") or "LEFT" in (run.error or ""):
+        return [f"the lanes of a warp did not meet at the same shuffle ({run.error.split(':', 1)[1].strip()}). "
+                "Every lane named in the mask must reach each __shfl_xor_sync: is a shuffle inside a loop whose "
+                "count depends on the lane (c < D), or after a return some lanes take? Reduce after the loop"]
+    return [f"the launch did not finish: {run.error}"]
+
+
+def check_layernorm_kernel(layernorm_kernel_source) -> None:
+    """Compile the learner's LayerNorm RawKernel with NVRTC (no GPU needed), run it on this CPU warp by
+    warp (support.cuda_on_host: 32 lanes in lockstep, the shuffles exchanged as on a GPU, every array
+    ending at memory the process may not touch) on LAYERNORM_CASES against LayerNorm in float64, and
+    where a GPU is present run it there too."""
+    import re
+
+    from .cuda_on_host import HostCompileError, HostKernel
+
+    what = "your LayerNorm RawKernel"
+    source = layernorm_kernel_source()
+    if not isinstance(source, str) or not re.search(r'extern\s+"C"\s+__global__\s+void\s+layernorm_warp\s*\(',
+                                                    source):
+        raise NotYet(what, [f"return the kernel's CUDA C as one string that defines {LAYERNORM_SIGNATURE}"])
+    try:
+        from minivit.kernels.nvrtc import CompileError, compile_check
+    except ImportError as error:
+        compile_check = None
+        print(f"SKIPPED: compiling {what} with NVRTC: this engine has no minivit.kernels.nvrtc ({error}).")
+    if compile_check is not None:
+        try:
+            compile_check(source, "layernorm_warp.cu")
+            print(f"PASS: {what} compiles with NVRTC (CUDA C checked without a GPU)")
+        except CompileError as error:
+            log = [line for line in str(error).splitlines() if line.strip()][:20]
+            raise NotYet(f"{what} compiles with NVRTC", log) from None
+        except RuntimeError as error:
+            print(f"SKIPPED: compiling {what} with NVRTC, which this machine lacks ({error}).")
+    try:
+        kernel = HostKernel(source, LAYERNORM_KERNEL, LAYERNORM_PARAMETERS)
+    except HostCompileError as error:
+        if "no C++ compiler" in str(error):
+            print(f"SKIPPED: running {what} on this CPU: {error}.")
+            return
+        raise NotYet(f"{what} compiles as C++ for this CPU (to run it warp by warp)",
+                     str(error).splitlines()) from None
+    expected_what = (f"{what}, run on this CPU warp by warp (32 lanes in lockstep, the shuffles exchanged as on a "
+                     f"GPU), equals LayerNorm (eps = {LAYERNORM_EPS})")
+    passed, shuffles = [], []
+    for rows, D in LAYERNORM_CASES:
+        x, gamma, beta = _layernorm_inputs(rows, D)
+        run = kernel.launch(layernorm_blocks(rows), THREADS_PER_BLOCK,
+                            dict(x=x, gamma=gamma, beta=beta, out=np.full((rows, D), np.nan), rows=rows, D=D,
+                                 eps=LAYERNORM_EPS))
+        case = f"{expected_what}, on {rows} rows of D = {D}"
+        if run.error:
+            raise NotYet(case, _run_problem(run, rows, D))
+        expected = layernorm_reference(x, gamma, beta, LAYERNORM_EPS)
+        mistakes = _layernorm_mistakes(x, gamma, beta, LAYERNORM_EPS)
+        yours = run.arrays["out"]
+        lines = diagnose(yours, expected, "out", mistakes=mistakes, rtol=1e-4, atol=1e-5)
+        if lines:
+            row_ok = [bool(np.all(np.abs(yours[r] - expected[r]) <= 1e-5 + 1e-4 * np.abs(expected[r]).max()))
+                      for r in range(rows)]
+            extra = _shuffle_hints(run.shuffles)
+            if not extra and row_ok.count(False) == 1 and not row_ok[HARD_ROW]:
+                extra.append(f"every row is right but row {HARD_ROW}, whose mean (100) is large against its spread "
+                             "(0.1): in float32, mean(x^2) - mean^2 cancels most of the variance's digits. Subtract "
+                             "the mean first: a second pass over the row, sum((x - mean)^2)")
+            named = any(line.startswith("this is what") for line in lines)
+            longest_passed = max((d for _, d in passed), default=0)
+            if not extra and not named and passed and longest_passed <= 32 * 8 and D > longest_passed:
+                extra.append(f"right for D up to {longest_passed}, wrong for D = {D}: does each lane read "
+                             "a fixed number of columns? Stride over the whole row: for (c = lane; c < D; c += 32)")
+            raise NotYet(case, extra + lines)
+        passed.append((rows, D))
+        shuffles = run.shuffles
+    if not any(kind != "syncwarp" for kind, _ in shuffles):
+        raise NotYet(what, ["the numbers are right, but no __shfl_xor_sync ran: this exercise is the warp "
+                            "reduction. Let every lane sum its columns, then add the 32 partial sums with five "
+                            "shuffles (offsets 16, 8, 4, 2, 1)"])
+    offsets = ", ".join(f"{kind} {argument}" for kind, argument in shuffles)
+    print(f"PASS: {expected_what}, on {len(LAYERNORM_CASES)} shapes (rows, D) = "
+          f"{', '.join(map(str, LAYERNORM_CASES))}, within 1e-4; warp 0 shuffled {offsets}")
+    try:
+        import cupy
+
+        has_gpu = cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        has_gpu = False
+    if not has_gpu:
+        print("SKIPPED: running your kernel on a GPU (this machine has none); it ran on the CPU above, warp by warp.")
+        return
+    gpu_kernel = cupy.RawKernel(source, LAYERNORM_KERNEL)
+    for rows, D in LAYERNORM_CASES:
+        x, gamma, beta = _layernorm_inputs(rows, D)
+        out = cupy.full((rows, D), cupy.nan, dtype=cupy.float32)
+        gpu_kernel((layernorm_blocks(rows),), (THREADS_PER_BLOCK,),
+                   (cupy.asarray(x), cupy.asarray(gamma), cupy.asarray(beta), out, np.int32(rows), np.int32(D),
+                    np.float32(LAYERNORM_EPS)))
+        expected = layernorm_reference(x, gamma, beta, LAYERNORM_EPS)
+        check_array(cupy.asnumpy(out), expected, f"your kernel on the GPU equals LayerNorm on {rows} rows of D = {D}",
+                    "out", rtol=1e-4, atol=1e-5)
+
+
+def layernorm_reference(x, gamma, beta, eps):
+    """LayerNorm over the last axis in float64 (what the kernel's float32 is compared with)."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + eps) * gamma + beta
+
+
 def check_train_steps(train_steps) -> None:
     """On the simulated GPU: the losses of a few steps, and how often the loop made the host wait."""
     import minivit
@@ -256,6 +472,38 @@ def gelu_kernel_parts():
             "name": "gelu_exact_forward"}
 
 
+@solution
+def layernorm_kernel_source():
+    return r"""
+// One warp (32 threads) per row: each lane sums the columns lane, lane + 32, ...; five shuffles add
+// the 32 partial sums so that every lane holds the total (the butterfly: after the step with offset
+// k, each lane holds the sum of the 2k lanes that differ from it only in the bits below 2k).
+__device__ float warp_sum(float value) {
+    for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffff, value, offset);
+    return value;
+}
+
+extern "C" __global__ void layernorm_warp(const float* x, const float* gamma, const float* beta, float* out,
+                                          int rows, int D, float eps) {
+    int row = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x % 32;
+    if (row >= rows) return;  // the last block's spare warps: all 32 lanes leave together
+    const float* x_row = x + (long long)row * D;
+    float* out_row = out + (long long)row * D;
+    float sum = 0.0f;
+    for (int c = lane; c < D; c += 32) sum += x_row[c];
+    float mean = warp_sum(sum) / D;
+    float square_sum = 0.0f;  // a second pass: sum((x - mean)^2), not sum(x^2) - D mean^2, which cancels
+    for (int c = lane; c < D; c += 32) {
+        float centered = x_row[c] - mean;
+        square_sum += centered * centered;
+    }
+    float rstd = rsqrtf(warp_sum(square_sum) / D + eps);
+    for (int c = lane; c < D; c += 32) out_row[c] = (x_row[c] - mean) * rstd * gamma[c] + beta[c];
+}
+"""
+
+
 # --- answers --------------------------------------------------------------------------------------
 
 ANSWERS = [
@@ -272,4 +520,12 @@ ANSWERS = [
     scale, the optimizer update. Each is many launches and memory passes and one fused kernel.
     Test each against the reference (float64 where it supports it, and float32 within a stated
     tolerance), forward and backward, on awkward shapes, as the fused CPU kernels are tested.""",
+    r"""With one warp per row the launch has as many warps as rows whatever $D$ is; at $D = 4096$
+    each lane reads 128 columns per pass, three passes, and the row's sums take five shuffles
+    either way. When $D$ is large and the rows are few (fewer warps than the GPU can keep busy,
+    which is thousands), most of the GPU idles while each warp walks a long row: then a block of
+    several warps per row splits the row's columns among more threads, each warp reduces its part
+    with shuffles, and the warps' results meet in shared memory after a `__syncthreads()`. For
+    ViT widths (192 to 1024) and tens of thousands of rows, a warp per row keeps every SM busy
+    with no shared memory at all, which is why the engine's kernel uses it.""",
 ]

@@ -27,6 +27,9 @@ def cls_concat_backward(dout, batch_size):
     return dpatch_embeddings, dcls_token
 
 
+POSITION_EMBEDDING_TYPES = ("learned", "none")  # ViTConfig.position_embedding_type: a learned table, or no positions
+
+
 def position_add_forward(tokens, position_embeddings):
     """(B, N+1, D) tokens + (1, N+1, D) learned position embeddings, broadcast over the batch."""
     return tokens + position_embeddings, None

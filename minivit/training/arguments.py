@@ -20,7 +20,7 @@ import sys
 
 from minivit.augment import AugmentConfig
 from minivit.cli import ArgumentParser
-from minivit.config import POOLINGS, PRESETS, ViTConfig
+from minivit.config import POOLINGS, POSITION_EMBEDDING_TYPES, PRESETS, ViTConfig
 from minivit.option_checks import option_names
 from minivit.training.data import DOWNLOAD_WITH_DATA_DIR
 from minivit.training.options import (
@@ -104,6 +104,9 @@ def build_parser(prog: str = "python -m minivit.train", recipe: str | None = Non
         elif item.name == "pooling":
             model.add_argument(flag, dest=f"model.{item.name}", choices=POOLINGS,
                                help="classify from the CLS token (cls, ViT's way) or the mean of all tokens (mean)")
+        elif item.name == "position_embedding_type":
+            model.add_argument(flag, dest=f"model.{item.name}", choices=POSITION_EMBEDDING_TYPES,
+                               help="learned position embeddings added to the tokens (learned, ViT's way), or none")
         else:
             model.add_argument(flag, dest=f"model.{item.name}", type=type(item.default))
     return parser
