@@ -89,20 +89,15 @@ ROWS: tuple[Row, ...] = (
         "validation still rising at the end; benchmarks/results/gpu-h200-2026-11-26/: 40 epochs with "
         "RandAugment 2/9, mixup 0.8 and cutmix 1.0 reached 54.3% test, where omihub777/ViT-CIFAR's curve "
         "without mixing is near 80% at epoch 40: mixing and strong RandAugment hold runs this short back"),
-    Row(100, "about fifty epochs: crops, flips, light RandAugment (to measure)",
+    Row(200, "fifty to two hundred epochs: crops, flips, light RandAugment (to measure)",
         {**_EVERY_ROW, **_NO_MIXING, "augment.crop_padding": 4, "augment.randaugment_ops": 2,
          "augment.randaugment_magnitude": 5.0, "warmup_share": 0.05},
         "omihub777/ViT-CIFAR (README and main.py): AutoAugment and label smoothing without mixup, about 79% at "
         "epoch 25 and 85% at 50 of a 200-epoch run, so a policy of RandAugment's strength already pays before "
-        "epoch 50; half the magnitude (5 of 10) because our own 40-epoch run with magnitude 9 and mixing fell "
-        "short (gpu-h200-2026-11-26); the magnitude is interpolated, not measured"),
-    Row(200, "a hundred epochs and more: crops, flips, light RandAugment (to measure)",
-        {**_EVERY_ROW, **_NO_MIXING, "augment.crop_padding": 4, "augment.randaugment_ops": 2,
-         "augment.randaugment_magnitude": 5.0, "warmup_share": 0.05},
-        "benchmarks/results/gpu-h200-2026-12-04/: 111 epochs with RandAugment 2/9 and dropout 0.1 reached 71.9% "
-        "test and under-fit (training loss 1.31, training accuracy under augmentation 63%, below "
-        "validation's 72%), so half the magnitude, as below 100 epochs; omihub777/ViT-CIFAR's 90.9% in 200 epochs "
-        "(AutoAugment, no dropout) had twice the epochs and eight times the steps"),
+        "epoch 50; half the magnitude (5 of 10) because benchmarks/results/gpu-h200-2026-12-04/: 111 epochs with "
+        "RandAugment 2/9 and dropout 0.1 reached 71.9% test and under-fit (training loss 1.31, training accuracy "
+        "under augmentation 63%, below validation's 72%); omihub777's 90.9% in 200 epochs (AutoAugment, no "
+        "dropout) had twice the epochs and eight times the steps"),
     Row(float("inf"), "two hundred epochs and more: RandAugment 2/9 and cutmix, off for the last 10%",
         {**_EVERY_ROW, "augment.crop_padding": 4, "augment.randaugment_ops": 2, "augment.randaugment_magnitude": 9.0,
          "augment.mixup_alpha": 0.0, "augment.cutmix_alpha": 1.0, "augment.mix_prob": 0.5,
