@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
 import pytest
+
+from minivit.kernels import tuning
 
 pytest.importorskip("numba")
 
@@ -37,8 +40,13 @@ images = np.zeros((1, 3, 32, 32), dtype="float32")
 with minivit.no_grad():
     model.forward(images)
     model.forward(images)
+import ctypes
+cores = {path: tuning._corename(ctypes.CDLL(path)) for path in tuning._loaded_openblas_paths()}
+a = np.random.default_rng(1).standard_normal((300, 200)).astype(np.float32)
+error = float(np.abs(a @ a.T - (a.astype(np.float64) @ a.T.astype(np.float64))).max())
 print(json.dumps({"after_build": after_build, "layer": numba.config.THREADING_LAYER, "done": tuning._done,
-                  "spin": min(cpu_seconds_while_asleep() for _ in range(3))}))
+                  "spin": min(cpu_seconds_while_asleep() for _ in range(3)), "cores": cores,
+                  "avx512": tuning._cpu_has_avx512(), "product_error": error}))
 """
 
 ANNOUNCEMENT = "minivit: set this process up for the CPU kernels"
@@ -46,7 +54,8 @@ ANNOUNCEMENT = "minivit: set this process up for the CPU kernels"
 
 def run_first_use(first: str, **environment) -> tuple[dict, str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENBLAS_THREAD_TIMEOUT", "MINIVIT_KERNELS", "MINIVIT_TUNE", "NUMBA_THREADING_LAYER")}
+           if k not in ("OPENBLAS_THREAD_TIMEOUT", "MINIVIT_KERNELS", "MINIVIT_TUNE", "NUMBA_THREADING_LAYER",
+                         "OPENBLAS_CORETYPE")}
     env.update(environment)
     result = subprocess.run([sys.executable, "-c", FIRST_USE, first], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -65,6 +74,30 @@ def test_the_first_forward_tunes_the_process_and_says_so_once(first):
     assert stderr.count(ANNOUNCEMENT) == 1, f"expected the settings said once on stderr; got:\n{stderr}"
     if len(os.sched_getaffinity(0)) >= 2:  # one core: OpenBLAS runs no worker threads to spin
         assert report["spin"] < 0.02, f"OpenBLAS's workers still spin: {report['spin']:.3f} s of CPU while asleep"
+
+
+def test_the_line_says_which_kernels_openblas_runs():
+    """With no OPENBLAS_CORETYPE, OpenBLAS chooses from the CPU: its AVX-512 kernels where the CPU has
+    them. The line names them; the products stay right (float32 against float64: about 1e-5 here)."""
+    report, stderr = run_first_use("numpy")
+    assert report["cores"], "no OpenBLAS loaded after a forward: NumPy's was expected"
+    for path, core in report["cores"].items():
+        assert f"{core} in {os.path.basename(path)}" in stderr, stderr
+        if report["avx512"]:
+            assert core.lower() in tuning.AVX512_CORES, report["cores"]
+    assert "unset OPENBLAS_CORETYPE" not in stderr
+    assert report["product_error"] < 1e-3, report["product_error"]
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="Haswell is an x86-64 core type")
+def test_an_older_coretype_in_the_environment_is_kept_and_the_fix_is_said():
+    report, stderr = run_first_use("numpy", OPENBLAS_CORETYPE="Haswell")
+    assert all(core == "Haswell" for core in report["cores"].values()), report["cores"]
+    if report["avx512"]:
+        assert "OPENBLAS_CORETYPE=Haswell in the environment" in stderr, stderr
+        assert "unset OPENBLAS_CORETYPE" in stderr, stderr
+    else:
+        assert "unset OPENBLAS_CORETYPE" not in stderr, stderr
 
 
 def test_minivit_tune_0_leaves_the_process_alone():

@@ -23,6 +23,14 @@ cores: a batch-1 forward is many times slower, a training step markedly slower; 
    the operating system: every step allocates and frees the same large activations, and
    each first touch of a fresh page is a page fault (measured: GELU's forward took twice
    as long on fresh pages).
+What it does not change, but says: which matrix kernels each OpenBLAS runs. OpenBLAS's
+wheels (NumPy's, SciPy's) carry kernels for several CPU generations and choose one from the
+CPU when they load (on this project's AMD EPYC: "SkylakeX", its AVX-512 kernels).
+OPENBLAS_CORETYPE in the environment overrides that choice, and an environment that names
+an older core on a CPU with AVX-512 (the development machine's sets Haswell, the AVX2
+kernels) halves the rate of every product: measured 190-220 against 355-465 GFLOP/s at
+cifar-tiny's shapes, 2 threads. The line says so, with the fix; the setting is the
+environment's, so it is left as it is.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ def tune_process() -> dict:
                 "openblas_thread_timeout": _openblas_sleep_sooner(),
                 "numba_threading_layer": _numba_workqueue(),
                 "malloc": _keep_freed_memory(),
+                "openblas_kernels": _openblas_kernels(),
             }
     return dict(_done)
 
@@ -69,7 +78,8 @@ def tune_on_first_use() -> None:
     if "refused" not in done:
         _say_once(f"minivit: set this process up for the CPU kernels (OpenBLAS threads sleep after "
                   f"2^{OPENBLAS_THREAD_TIMEOUT} cycles; numba threading layer: {done['numba_threading_layer']}; "
-                  f"malloc keeps freed memory). {REFUSE_VARIABLE}=0 leaves the process alone.")
+                  f"malloc keeps freed memory; OpenBLAS kernels: {done['openblas_kernels']}). {REFUSE_VARIABLE}=0 leaves "
+                  "the process alone.")
 
 
 def _say_once(message: str) -> None:
@@ -156,6 +166,47 @@ def _openblas_sleep_sooner() -> str:
         else:
             os.environ["OPENBLAS_THREAD_TIMEOUT"] = previous
     return f"2^{OPENBLAS_THREAD_TIMEOUT} cycles in {', '.join(done)}" if done else "no OpenBLAS loaded"
+
+
+AVX512_CORES = ("skylakex", "cooperlake", "sapphirerapids")  # OpenBLAS cores whose kernels use AVX-512
+
+
+def _corename(library) -> str | None:
+    """The kernels an OpenBLAS chose (its core's name), or None where it does not say."""
+    for name in ("gotoblas_corename", "scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+                 "openblas_get_corename"):
+        getter = getattr(library, name, None)
+        if getter is not None:
+            getter.restype = ctypes.c_char_p
+            return getter().decode()
+    return None
+
+
+def _cpu_has_avx512() -> bool:
+    """AVX-512 (the Skylake-X set) present and enabled by the operating system, as NumPy detected it."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # NumPy 1.x
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return False
+    return bool(features.get("AVX512_SKX"))
+
+
+def _openblas_kernels() -> str:
+    """Which kernels each loaded OpenBLAS chose, and how to get the AVX-512 ones where the
+    environment holds a CPU that has them to older kernels."""
+    cores = {os.path.basename(path): _corename(ctypes.CDLL(path)) for path in _loaded_openblas_paths()}
+    if not cores:
+        return "no OpenBLAS loaded"
+    said = ", ".join(f"{core} in {name}" for name, core in cores.items())
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    slower = [core for core in cores.values() if core and core.lower() not in AVX512_CORES]
+    if forced and slower and _cpu_has_avx512():
+        said += (f", as OPENBLAS_CORETYPE={forced} in the environment asks, on a CPU with AVX-512: "
+                 "unset OPENBLAS_CORETYPE for OpenBLAS's AVX-512 kernels, about twice as fast")
+    return said
 
 
 def _numba_workqueue() -> str:
