@@ -80,3 +80,28 @@ def test_wrong_conclusions_are_named(name, answer, words):
         ablations.check_conclusions({**RIGHT, name: answer}, measured())
     for word in words:
         assert word in str(failure.value), str(failure.value)
+
+
+def test_lesson_8s_solution_reads_the_table_and_its_check_passes(capsys):
+    from support import lesson08
+
+    conclusions = lesson08.ablation_conclusions(measured())
+    assert conclusions["pooling"] == ("neither", 0) and conclusions["depth"] == ("neither", 0)
+    assert conclusions["position embeddings"][0] == "learned"
+    assert conclusions["position embeddings"][1] == pytest.approx(6.0667, abs=1e-3)
+    assert conclusions["patch size"] == ("8", pytest.approx(10.2, abs=1e-9))
+    lesson08.check_ablation_conclusions(lesson08.ablation_conclusions, measured())
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_lesson_8s_check_names_a_reading_that_ignores_the_seed_spread():
+    """The likeliest slip: the larger mean wins, however small the difference."""
+    from support import lesson08
+
+    def larger_mean_wins(table):
+        return {name: (row["variant"][0] if row["difference"] > 0 else row["baseline"][0], abs(row["difference"]))
+                for name, row in table["ablations"].items()}
+
+    with pytest.raises(NotYet) as failure:
+        lesson08.check_ablation_conclusions(larger_mean_wins, measured())
+    assert "within the seed spread (1.2)" in str(failure.value), str(failure.value)

@@ -240,6 +240,9 @@ def test_no_data_names_minivit_data_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("MINIVIT_DATA_DIR", str(empty))
     with pytest.raises(DataError, match="MINIVIT_DATA_DIR"):
         support.data_dir()
+    with pytest.raises(DataError) as failure:
+        support.load_images("train", count=4)
+    assert str(failure.value).count(support.data.HOW_TO_SET) == 1, "how to set MINIVIT_DATA_DIR, said twice"
 
 
 def test_a_redrawn_progress_bar_is_kept_as_its_last_state():

@@ -95,7 +95,9 @@ def load_images(split: str = "train", count: int | None = None, seed: int = 0, i
         dataset = load_split(data_dir(), split, image_size=image_size)
     except DataError as error:
         message = str(error).replace("--data-dir", "MINIVIT_DATA_DIR")
-        raise DataError(f"{message} {HOW_TO_SET}") from None
+        if HOW_TO_SET not in message:  # data_dir() says it already when no data was found at all
+            message = f"{message} {HOW_TO_SET}"
+        raise DataError(message) from None
     if count is not None and count < len(dataset):
         dataset = dataset.subset(np.sort(np.random.default_rng(seed).permutation(len(dataset))[:count]))
     if image_size is None and dataset.images.shape[2:] != (32, 32):

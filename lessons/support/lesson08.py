@@ -52,6 +52,14 @@ def check_learning_rate(learning_rate) -> None:
     check_value(first, base, what, rtol=1e-9)
 
 
+def check_ablation_conclusions(ablation_conclusions, table) -> None:
+    """Your reading of the ablation lab's table (``support.ablations.summarise``) against the table:
+    each verdict first (a difference counts when larger than the seed spread), then its size."""
+    from .ablations import check_conclusions
+
+    check_conclusions(ablation_conclusions(table), table)
+
+
 # --- solutions ------------------------------------------------------------------------------------
 
 @solution
@@ -60,6 +68,20 @@ def learning_rate(step, total_steps, warmup_steps, base_lr, min_lr=0.0):
         return base_lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * progress))
+
+
+@solution
+def ablation_conclusions(table):
+    spread = table["spread"]
+    conclusions = {}
+    for name, row in table["ablations"].items():
+        (baseline_value, baseline), (variant_value, variant) = row["baseline"], row["variant"]
+        difference = float(np.mean(variant) - np.mean(baseline))
+        if abs(difference) <= spread:
+            conclusions[name] = ("neither", 0)
+        else:
+            conclusions[name] = (variant_value if difference > 0 else baseline_value, abs(difference))
+    return conclusions
 
 
 # --- answers --------------------------------------------------------------------------------------
