@@ -42,11 +42,9 @@ with minivit.no_grad():
     model.forward(images)
 import ctypes
 cores = {path: tuning._corename(ctypes.CDLL(path)) for path in tuning._loaded_openblas_paths()}
-a = np.random.default_rng(1).standard_normal((300, 200)).astype(np.float32)
-error = float(np.abs(a @ a.T - (a.astype(np.float64) @ a.T.astype(np.float64))).max())
 print(json.dumps({"after_build": after_build, "layer": numba.config.THREADING_LAYER, "done": tuning._done,
                   "spin": min(cpu_seconds_while_asleep() for _ in range(3)), "cores": cores,
-                  "avx512": tuning._cpu_has_avx512(), "product_error": error}))
+                  "avx512": tuning._cpu_has_avx512()}))
 """
 
 ANNOUNCEMENT = "minivit: set this process up for the CPU kernels"
@@ -78,7 +76,7 @@ def test_the_first_forward_tunes_the_process_and_says_so_once(first):
 
 def test_the_line_says_which_kernels_openblas_runs():
     """With no OPENBLAS_CORETYPE, OpenBLAS chooses from the CPU: its AVX-512 kernels where the CPU has
-    them. The line names them; the products stay right (float32 against float64: about 1e-5 here)."""
+    them. The line names them, and says nothing about the environment when the environment set nothing."""
     report, stderr = run_first_use("numpy")
     assert report["cores"], "no OpenBLAS loaded after a forward: NumPy's was expected"
     for path, core in report["cores"].items():
@@ -86,7 +84,6 @@ def test_the_line_says_which_kernels_openblas_runs():
         if report["avx512"]:
             assert core.lower() in tuning.AVX512_CORES, report["cores"]
     assert "unset OPENBLAS_CORETYPE" not in stderr
-    assert report["product_error"] < 1e-3, report["product_error"]
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="Haswell is an x86-64 core type")
