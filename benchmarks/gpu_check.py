@@ -48,9 +48,10 @@ folders down: work in /tmp and pack the folder into one tarball.
         --data-tar .carry/cifar10-jpg.tar.gz --stages environment tests training suspects profile \
         --deadline 555 2>&1 | tee /tmp/check-log.txt | grep -v '^|'; cp /tmp/check-log.txt $OUT/; \
         tar -czf $OUT/check.tgz --exclude='*.npz' -C /tmp check
-  call 2, how fast against PyTorch (run's timeout_s: what the lease has left less 30 s, about 295):
+  call 2, how fast against PyTorch (run's timeout_s: what the lease has left less 30 s, about 295; the
+  environment stage again, a second, so that its summary names the device and versions it measured):
     export PYTHONPATH=. PYTHONUNBUFFERED=1; python3 benchmarks/gpu_check.py --out /tmp/speed \
-        --stages throughput parity graphs --deadline 265 2>&1 | tee /tmp/speed-log.txt | grep -v '^|'; \
+        --stages environment throughput parity graphs --deadline 265 2>&1 | tee /tmp/speed-log.txt | grep -v '^|'; \
         cp /tmp/speed-log.txt $OUT/; tar -czf $OUT/speed.tgz -C /tmp speed
 
 The training runs second in call 1, before the microbenchmarks, so that a short lease cannot cost
