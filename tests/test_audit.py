@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 from synthetic_data import write_image_folder
+from tiny_runs import TINY_ARCHITECTURE
 
 from minivit.data import DataError, Dataset
 from minivit.data.audit import audit_training_data, lacking_classes, refuse_empty_classes, small_class_warnings
@@ -14,8 +15,7 @@ from minivit.evaluate import main as evaluate_main
 from minivit.train import TrainConfig, train
 from minivit.training.data import split_for_validation
 
-TINY_MODEL = dict(image_size=8, patch_size=4, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                  intermediate_size=32)
+TINY_MODEL = TINY_ARCHITECTURE
 
 
 def dataset(counts: dict, seed=0) -> Dataset:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from synthetic_data import write_image_folder
-from test_validation import TINY_FLAGS, one_error_line  # the same tiny run and error check
+from test_validation import one_error_line  # the same error check
+from tiny_runs import TINY_FLAGS
 
 import minivit
 from minivit import convert

@@ -9,6 +9,7 @@ import types
 import numpy as np
 import pytest
 from synthetic_data import write_image_folder
+from tiny_runs import TINY_MODEL, tiny_config
 
 import minivit
 from minivit import backend
@@ -23,21 +24,10 @@ from minivit.training import budget_recipe
 from minivit.training import randomness as randomness_module
 from minivit.training import trainer as trainer_module
 
-TINY_MODEL = dict(image_size=8, patch_size=4, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                  intermediate_size=32, num_labels=3, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
-
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("images"), per_class=16, size=8)
-
-
-def tiny_config(data_dir, out, **changes) -> TrainConfig:
-    # 48 images, 25% validation -> 36 training images -> 4 steps of 8 per epoch.
-    values = dict(model=TINY_MODEL, data_dir=str(data_dir), out=str(out), epochs=3, batch_size=8,
-                  val_fraction=0.25, warmup_epochs=1, lr=3e-3, progress=False, eval_batch_size=16)
-    values.update(changes)
-    return TrainConfig(**values)
 
 
 def rows(path):

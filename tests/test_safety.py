@@ -3,6 +3,7 @@
 Tiny models on tiny generated data; each test takes a second or two.
 """
 
+import functools
 import json
 import os
 import shlex
@@ -12,6 +13,9 @@ import sys
 import numpy as np
 import pytest
 from synthetic_data import write_image_folder
+from tiny_runs import TINY_ARCHITECTURE
+from tiny_runs import TINY_FLAGS as TINY_ARCHITECTURE_FLAGS
+from tiny_runs import tiny_config as shared_tiny_config
 
 import minivit
 from minivit import atomic
@@ -21,24 +25,14 @@ from minivit.data import DataError
 from minivit.train import TrainConfig, Trainer, TrainingDiverged, main, train
 from minivit.training.run_folder import LOCK_NAME, RunFolder, RunFolderError
 
-TINY_MODEL = dict(image_size=8, patch_size=4, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                  intermediate_size=32)
-TINY_FLAGS = ["--hidden-size", "16", "--num-hidden-layers", "1", "--num-attention-heads", "2",
-              "--intermediate-size", "32", "--image-size", "8", "--patch-size", "4", "--batch-size", "8",
-              "--no-progress", "--val-fraction", "0.25"]
+TINY_MODEL = TINY_ARCHITECTURE  # no dropout; the number of classes from the data
+TINY_FLAGS = [*TINY_ARCHITECTURE_FLAGS, "--val-fraction", "0.25"]
+tiny_config = functools.partial(shared_tiny_config, model=TINY_MODEL)
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("images"), per_class=16, size=8)
-
-
-def tiny_config(data_dir, out, **changes) -> TrainConfig:
-    # 48 images, 25% validation -> 36 training images -> 4 steps of 8 per epoch
-    values = dict(model=TINY_MODEL, data_dir=str(data_dir), out=str(out), epochs=3, batch_size=8,
-                  val_fraction=0.25, warmup_epochs=1, lr=3e-3, progress=False, eval_batch_size=16)
-    values.update(changes)
-    return TrainConfig(**values)
 
 
 def listing(folder):

@@ -8,30 +8,19 @@ import signal
 import numpy as np
 import pytest
 from synthetic_data import write_cifar_batches, write_image_folder
+from tiny_runs import TINY_MODEL, tiny_config
 
 import minivit
 import minivit.optim
 from minivit.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from minivit.data import DataError
-from minivit.train import TrainConfig, Trainer, TrainingDiverged, config_from_args, main, train
+from minivit.train import Trainer, TrainingDiverged, config_from_args, main, train
 from minivit.training.report import Progress
-
-TINY_MODEL = dict(image_size=8, patch_size=4, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                  intermediate_size=32, num_labels=3, hidden_dropout_prob=0.1,
-                  attention_probs_dropout_prob=0.1)
 
 
 @pytest.fixture
 def data_dir(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("images"), per_class=16, size=8)
-
-
-def tiny_config(data_dir, out, **changes) -> TrainConfig:
-    # 48 images, 25% validation -> 36 training images -> 4 steps of 8 per epoch.
-    values = dict(model=TINY_MODEL, data_dir=str(data_dir), out=str(out), epochs=3, batch_size=8,
-                  val_fraction=0.25, warmup_epochs=1, lr=3e-3, progress=False, eval_batch_size=16)
-    values.update(changes)
-    return TrainConfig(**values)
 
 
 def weights(run_dir, name="checkpoint-last.npz"):

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 from synthetic_data import write_cifar_batches, write_image_folder
+from tiny_runs import TINY_FLAGS
 
 from minivit import convert
 from minivit.data import DataError, Dataset, load_split
@@ -20,10 +21,6 @@ from minivit.finetune import main as finetune_main
 from minivit.train import main as train_main
 from minivit.visualize import main as visualize_main
 from minivit.weight_readers import WeightFileError, read_npz, read_safetensors
-
-TINY_FLAGS = ["--hidden-size", "16", "--num-hidden-layers", "1", "--num-attention-heads", "2",
-              "--intermediate-size", "32", "--image-size", "8", "--patch-size", "4", "--batch-size", "8",
-              "--no-progress"]
 
 
 @pytest.fixture(scope="module")

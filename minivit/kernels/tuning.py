@@ -78,8 +78,8 @@ def tune_on_first_use() -> None:
     if "refused" not in done:
         _say_once(f"minivit: set this process up for the CPU kernels (OpenBLAS threads sleep after "
                   f"2^{OPENBLAS_THREAD_TIMEOUT} cycles; numba threading layer: {done['numba_threading_layer']}; "
-                  f"malloc keeps freed memory; OpenBLAS kernels: {done['openblas_kernels']}). {REFUSE_VARIABLE}=0 leaves "
-                  "the process alone.")
+                  f"malloc keeps freed memory; OpenBLAS kernels: {done['openblas_kernels']}). "
+                  f"{REFUSE_VARIABLE}=0 leaves the process alone.")
 
 
 def _say_once(message: str) -> None:
