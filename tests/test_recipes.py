@@ -234,7 +234,8 @@ def test_the_first_steps_one_time_costs_are_not_on_the_schedules_clock(data_dir,
 
 @pytest.mark.parametrize("epochs, crop, randaugment, magnitude, cutmix, stops", [
     (5, 0, 0, None, 0.0, 1.0), (16.5, 0, 0, None, 0.0, 1.0), (26, 4, 0, None, 0.0, 1.0),
-    (45, 4, 2, 5.0, 0.0, 1.0), (150, 4, 2, 5.0, 0.0, 1.0), (240, 4, 2, 9.0, 1.0, 0.9)])
+    (45, 4, 0, None, 0.0, 1.0), (65, 4, 2, 5.0, 0.0, 1.0), (150, 4, 2, 5.0, 0.0, 1.0),
+    (240, 4, 2, 9.0, 1.0, 0.9)])
 def test_the_epochs_choose_the_row(epochs, crop, randaugment, magnitude, cutmix, stops):
     config = TrainConfig(epochs=100, budget_recipe=True, time_budget=600)
     choice = budget_recipe.choose(epochs, 1000.0, config)

@@ -25,9 +25,11 @@ evidence, not yet measured on minivit: benchmarks/cpu_recipe_sweep.py holds the 
 The GPU recipe, chosen before a GPU is at hand (issue 26.4): ``--preset cifar-gpu --backend cupy
 --time-budget 300``, the ViT of "Vision Transformer for Small-Size Datasets" (patch 4 projected
 linearly, no convolutional stem; hidden 192, 9 layers, 12 heads, MLP 384), batch 512, AdamW 2e-3.
-  * At today's pace (about 9,000 images/s on an H200: 45 to 60 epochs in five minutes, less the
-    validation) the table gives crops, flips and RandAugment 2/5 without mixing, label smoothing
-    0.1, 5% warmup, a rate that ends at zero. Expected: about 80 to 85% test. Why: omihub777's
+  * At the pace of 2026-11-26 (about 9,000 images/s on an H200: 45 to 60 epochs in five minutes,
+    less the validation) the table gives crops and flips without RandAugment or mixing (RandAugment
+    2/5 held an hour on the CPU, about 39 epochs, 5 to 9 points behind at every epoch it ran:
+    benchmarks/results/cpu-hour-randaugment-stopped.md), label smoothing 0.1, 5% warmup, a rate that
+    ends at zero. Expected: about 80 to 85% test. Why: omihub777's
     curve (a larger ViT with AutoAugment, no mixing) is near 85% at epoch 50 of 200 with the rate
     still high, and a schedule that ends at zero at epoch 50 gains over that mid-run reading, but
     our own 40-epoch run of the same model with the 100-epoch recipe reached only 54%, and nothing
@@ -82,14 +84,17 @@ ROWS: tuple[Row, ...] = (
         "validation accuracy with 4-px patches and 7 with 8-px ones; benchmarks/results/cpu-training-cifar-cpu-600s"
         ".json: 16.5 epochs with flips only, 61.9% test; cpu-training-cifar-cpu-3600s.md: without crops, the "
         "8-px model stops improving after about 13 epochs, so crops start to pay near 20"),
-    Row(40, "tens of epochs: crops and flips",
+    Row(60, "tens of epochs: crops and flips",
         {**_EVERY_ROW, **_NO_MIXING, "augment.crop_padding": 4, "augment.randaugment_ops": 0,
          "warmup_share": 0.05},
         "benchmarks/results/cpu-training-cifar-cpu-3600s.md: 26 epochs with crops and flips, 71.7% test, "
         "validation still rising at the end; benchmarks/results/gpu-h200-2026-11-26/: 40 epochs with "
         "RandAugment 2/9, mixup 0.8 and cutmix 1.0 reached 54.3% test, where omihub777/ViT-CIFAR's curve "
-        "without mixing is near 80% at epoch 40: mixing and strong RandAugment hold runs this short back"),
-    Row(200, "fifty to two hundred epochs: crops, flips, light RandAugment (to measure)",
+        "without mixing is near 80% at epoch 40: mixing and strong RandAugment hold runs this short back; "
+        "benchmarks/results/cpu-hour-randaugment-stopped.md: an hour of cifar-cpu with 4-px patches and "
+        "RandAugment 2/5 (49 epochs estimated, 39 at the pace RandAugment left) was 53.2% on validation "
+        "after 11.3 epochs, where the 26-epoch run without it was at 60.1%, and ran 21% fewer images/s"),
+    Row(200, "sixty to two hundred epochs: crops, flips, light RandAugment (to measure)",
         {**_EVERY_ROW, **_NO_MIXING, "augment.crop_padding": 4, "augment.randaugment_ops": 2,
          "augment.randaugment_magnitude": 5.0, "warmup_share": 0.05},
         "omihub777/ViT-CIFAR (README and main.py): AutoAugment and label smoothing without mixup, about 79% at "
