@@ -56,7 +56,7 @@ folders down: work in /tmp and pack the folder into one tarball.
 
 The training runs second in call 1, before the microbenchmarks, so that a short lease cannot cost
 the five-minute run. What the next session should learn, in this order: (1) the five-minute run
-with the clock that starts after the first step and the lighter row for 100 to 200 epochs
+with the clock that starts after the first step and the lighter row for 60 to 200 epochs
 (RandAugment 2/5, no dropout), against 71.9% on 2026-12-04; (2) the fused attention against the
 batched products, both directions and precisions (suspects); (3) where the float16 step and the
 cifar-gpu step spend their time (profile), since float16 trails PyTorch's AMP (0.91x) and cifar-gpu

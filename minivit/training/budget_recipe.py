@@ -26,17 +26,18 @@ The GPU recipe, chosen before a GPU is at hand (issue 26.4): ``--preset cifar-gp
 --time-budget 300``, the ViT of "Vision Transformer for Small-Size Datasets" (patch 4 projected
 linearly, no convolutional stem; hidden 192, 9 layers, 12 heads, MLP 384), batch 512, AdamW 2e-3.
   * At the pace of 2026-11-26 (about 9,000 images/s on an H200: 45 to 60 epochs in five minutes,
-    less the validation) the table gives crops and flips without RandAugment or mixing (RandAugment
-    2/5 held an hour on the CPU, about 39 epochs, 5 to 9 points behind at every epoch it ran:
-    benchmarks/results/cpu-hour-randaugment-stopped.md), label smoothing 0.1, 5% warmup, a rate that
-    ends at zero. Expected: about 80 to 85% test. Why: omihub777's
+    less the validation) the table gives crops and flips without RandAugment or mixing (an hour on
+    the CPU with RandAugment 2/5, stopped after 11 of its 40 epochs, was 5 to 11 points behind the
+    same hour without it from epoch 2 on: benchmarks/results/cpu-hour-randaugment-stopped.md),
+    label smoothing 0.1, 5% warmup, a rate that ends at zero. Expected: about 80 to 85% test, a
+    reading of runs with stronger augmentation than this row's. Why: omihub777's
     curve (a larger ViT with AutoAugment, no mixing) is near 85% at epoch 50 of 200 with the rate
     still high, and a schedule that ends at zero at epoch 50 gains over that mid-run reading, but
     our own 40-epoch run of the same model with the 100-epoch recipe reached only 54%, and nothing
     published reaches 90% with a plain ViT in 50 epochs. 90% is not expected at this pace.
   * Measured on the H200 (benchmarks/results/gpu-h200-2026-12-04/): 16,500 images/s, 111 epochs,
-    RandAugment 2/9 with dropout 0.1: 71.9% test, and the run under-fit; the row for 100 to 200
-    epochs now takes RandAugment 2/5 and the preset no dropout (to measure).
+    RandAugment 2/9 with dropout 0.1: 71.9% test, and the run under-fit; the row that 111 epochs
+    fall in (60 to 200) now takes RandAugment 2/5 and the preset no dropout (to measure).
   * At the pace the GPU issue targets (25,000 to 40,000 images/s: 150 to 240 epochs) the table
     gives RandAugment 2/5 without mixing (under 200 epochs), then cutmix on half the batches
     that stops at 90% of the schedule and a 10% warmup (200 and more). Expected: about 89 to 92%.
@@ -92,14 +93,15 @@ ROWS: tuple[Row, ...] = (
         "RandAugment 2/9, mixup 0.8 and cutmix 1.0 reached 54.3% test, where omihub777/ViT-CIFAR's curve "
         "without mixing is near 80% at epoch 40: mixing and strong RandAugment hold runs this short back; "
         "benchmarks/results/cpu-hour-randaugment-stopped.md: an hour of cifar-cpu with 4-px patches and "
-        "RandAugment 2/5 (49 epochs estimated, 39 at the pace RandAugment left) was 53.2% on validation "
-        "after 11.3 epochs, where the 26-epoch run without it was at 60.1%, and ran 21% fewer images/s"),
+        "RandAugment 2/5 (49 epochs estimated before RandAugment slowed it by about 12%) was 51.3% on "
+        "validation at epoch 11 where the same hour without it was at 62.5%, and stopped there"),
     Row(200, "sixty to two hundred epochs: crops, flips, light RandAugment (to measure)",
         {**_EVERY_ROW, **_NO_MIXING, "augment.crop_padding": 4, "augment.randaugment_ops": 2,
          "augment.randaugment_magnitude": 5.0, "warmup_share": 0.05},
         "omihub777/ViT-CIFAR (README and main.py): AutoAugment and label smoothing without mixup, about 79% at "
-        "epoch 25 and 85% at 50 of a 200-epoch run, so a policy of RandAugment's strength already pays before "
-        "epoch 50; half the magnitude (5 of 10) because benchmarks/results/gpu-h200-2026-12-04/: 111 epochs with "
+        "epoch 25 and 85% at 50 of a 200-epoch run (a larger ViT than cifar-cpu, on a GPU), so such a policy "
+        "pays in runs of a hundred epochs and more; half the magnitude (5 of 10) because "
+        "benchmarks/results/gpu-h200-2026-12-04/: 111 epochs with "
         "RandAugment 2/9 and dropout 0.1 reached 71.9% test and under-fit (training loss 1.31, training accuracy "
         "under augmentation 63%, below validation's 72%); omihub777's 90.9% in 200 epochs (AutoAugment, no "
         "dropout) had twice the epochs and eight times the steps"),

@@ -225,10 +225,10 @@ RECIPES: dict[str, dict] = {
     # Datasets" (Lee et al. 2021; patches projected linearly, no convolutional stem): batch 512 with the
     # rate scaled from 1e-3 at 128 (square root), TF32 products. As written (RandAugment 2/9, mixup, cutmix)
     # it is their 100-epoch recipe, which held a 40-epoch run on the H200 back
-    # (benchmarks/results/gpu-h200-2026-11-26/); under a budget the table chooses instead: at about 45
-    # epochs crops, flips and RandAugment 2/5 without mixing, at 150 to 240 RandAugment 2/9 and then cutmix
-    # that stops at 90% of the schedule. What each is expected to reach, and why: the module docstring of
-    # minivit/training/budget_recipe.py.
+    # (benchmarks/results/gpu-h200-2026-11-26/); under a budget the table chooses instead: under 60
+    # epochs crops and flips without RandAugment or mixing, from 60 to 200 RandAugment 2/5, from 200
+    # RandAugment 2/9 and cutmix that stops at 90% of the schedule. What each is expected to reach, and
+    # why: the module docstring of minivit/training/budget_recipe.py.
     "cifar-gpu": dict(epochs=200, batch_size=512, lr=2e-3, weight_decay=0.05, warmup_epochs=5,
                       label_smoothing=0.1, tf32=True, budget_recipe=True,
                       augment=AugmentConfig(crop_padding=4, horizontal_flip=True, randaugment_ops=2,
