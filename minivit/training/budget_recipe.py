@@ -27,7 +27,7 @@ The GPU recipe, chosen before a GPU is at hand (issue 26.4): ``--preset cifar-gp
 linearly, no convolutional stem; hidden 192, 9 layers, 12 heads, MLP 384), batch 512, AdamW 2e-3.
   * At the pace of 2026-11-26 (about 9,000 images/s on an H200: 45 to 60 epochs in five minutes,
     less the validation) the table gives crops and flips without RandAugment or mixing (an hour on
-    the CPU with RandAugment 2/5, stopped after 11 of its 40 epochs, was 5 to 11 points behind the
+    the CPU with RandAugment 2/5, stopped after 11 of its 40 epochs, was 6 to 12 points behind the
     same hour without it from epoch 2 on: benchmarks/results/cpu-hour-randaugment-stopped.md),
     label smoothing 0.1, 5% warmup, a rate that ends at zero. Expected: about 80 to 85% test, a
     reading of runs with stronger augmentation than this row's. Why: omihub777's
