@@ -77,6 +77,13 @@ def save_checkpoint(path: str | Path, model, optimizer=None, meta: dict | None =
 
 def read_checkpoint(path: str | Path) -> tuple[dict, dict, dict]:
     """(meta, model_state, optimizer_state) from a checkpoint file, all on the host."""
+    meta, model_state, optimizer_state, _ = read_checkpoint_with_ema(path)
+    return meta, model_state, optimizer_state
+
+
+def read_checkpoint_with_ema(path: str | Path) -> tuple[dict, dict, dict, dict]:
+    """(meta, model_state, optimizer_state, ema_state) from one read of a checkpoint file: what a
+    resumed run needs. ``ema_state`` is empty if the run kept no moving average of the weights."""
     path = Path(path)
     if not path.is_file():
         if path.is_dir():
@@ -105,7 +112,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict, dict]:
                               f"minivit reads format {FORMAT_VERSION}.")
     if "step" in optimizer_state:
         optimizer_state["step"] = int(optimizer_state["step"])
-    return meta, model_state, optimizer_state
+    ema_state = {key[len("ema/"):]: array for key, array in archive.items() if key.startswith("ema/")}
+    return meta, model_state, optimizer_state, ema_state
 
 
 def read_ema_weights(path: str | Path) -> dict:
@@ -129,11 +137,11 @@ def load_checkpoint(path: str | Path, dtype: str | None = None, allow_non_finite
     """
     from minivit.model import ViTForImageClassification
 
-    meta, model_state, _ = read_checkpoint(path)
     if weights not in WEIGHTS:
         raise ValueError(f"weights={weights!r}: choose one of {', '.join(WEIGHTS)}.")
+    meta, model_state, _, ema_state = read_checkpoint_with_ema(path)
     if weights == "ema":
-        model_state = read_ema_weights(path)
+        model_state = ema_state
         if not model_state:
             raise CheckpointError(f"{path} holds no moving average of the weights: its run was trained without "
                                   "--ema. Evaluate its own weights (--weights raw).")

@@ -101,6 +101,21 @@ def test_ema_resumes_exactly(data_dir, tmp_path):
         np.testing.assert_array_equal(straight[name], resumed[name], err_msg=name)
 
 
+def test_resume_refuses_a_moving_average_that_is_not_finite(data_dir, tmp_path):
+    """The average is read with the weights, in the same read, and checked before any step."""
+    train(tiny_config(data_dir, tmp_path / "run", ema=0.9, max_steps=2))
+    path = tmp_path / "run" / "checkpoint-last.npz"
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    arrays["ema/classifier.weight"][0, 0] = np.nan
+    np.savez(path, **arrays)
+    with pytest.raises(CheckpointError, match=r"non-finite values \(ema/classifier\.weight\).*cannot be continued"):
+        train(tiny_config(data_dir, tmp_path / "run", ema=0.9), resume=True)
+    assert read_checkpoint(path)[0]["step"] == 2  # refused before any step: the checkpoint is as it was
+    assert [row["step"] for row in map(json.loads, (tmp_path / "run" / "steps.jsonl").read_text().splitlines())] \
+        == [1, 2]
+
+
 def test_evaluate_uses_either_weights_and_says_when_there_is_no_average(data_dir, tmp_path, capsys):
     train(tiny_config(data_dir, tmp_path / "plain", epochs=1))
     train(tiny_config(data_dir, tmp_path / "ema", epochs=1, ema=0.9))

@@ -10,6 +10,7 @@ import os
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,13 +183,15 @@ def test_a_note_names_no_flag_the_user_did_not_pass(data_dir, tmp_path, capsys):
 # --- 23.2: a resumed run reads its checkpoint once ---------------------------------------------------------
 
 def test_resuming_from_the_command_line_reads_the_checkpoint_once(data_dir, tmp_path, monkeypatch):
-    from minivit.training import resume
+    """Once in all: the weights, the optimizer's state and the moving average of the weights (--ema)."""
+    from minivit import checkpoint
 
     out = str(tmp_path / "run")
-    assert main(["--data-dir", str(data_dir), "--out", out, "--epochs", "2", "--max-steps", "4", *TINY_FLAGS]) == 0
+    assert main(["--data-dir", str(data_dir), "--out", out, "--epochs", "2", "--max-steps", "4", "--ema", "0.9",
+                 *TINY_FLAGS]) == 0
     reads = []
-    read = resume.read_checkpoint
-    monkeypatch.setattr(resume, "read_checkpoint", lambda path: reads.append(path) or read(path))
+    read = checkpoint.read_npz
+    monkeypatch.setattr(checkpoint, "read_npz", lambda path: reads.append(Path(path)) or read(path))
     assert main(["--resume", "--out", out]) == 0
     assert [path.name for path in reads] == ["checkpoint-last.npz"]
     assert read_checkpoint(tmp_path / "run" / "checkpoint-last.npz")[0]["step"] == 8

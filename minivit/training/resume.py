@@ -6,8 +6,8 @@
 
 ``SavedRun`` and ``Pretrained`` name what a checkpoint holds (``saved.class_names``,
 ``pretrained.mean``), so that no code reads ``saved[0]["config"]``. On ranks other than 0 of a
-distributed run they carry the metadata alone (``model_state`` and ``state`` are None): rank 0
-broadcasts the weights once the model is built.
+distributed run they carry the metadata alone (a SavedRun's ``model_state``, ``optimizer_state`` and
+``ema_state``, a Pretrained's ``state``, are None): rank 0 broadcasts the weights once the model is built.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minivit.checkpoint import CheckpointError, non_finite_names, read_checkpoint
+from minivit.checkpoint import CheckpointError, non_finite_names, read_checkpoint_with_ema
 from minivit.config import PRESETS, ViTConfig
 from minivit.training.options import RESUMABLE_CHANGES, TrainConfig
 from minivit.training.run_folder import RunFolder
@@ -36,6 +36,7 @@ class SavedRun:
     optimizer_state: dict | None
     config: TrainConfig  # the options the run was started with
     file_stamp: tuple | None = None  # (size, modification time) when read: was it rewritten since?
+    ema_state: dict | None = None  # the moving average of the weights ({} if the run kept none); None on ranks > 0
 
     @property
     def model_config(self) -> ViTConfig:
@@ -79,7 +80,7 @@ class SavedRun:
 
     def metadata_only(self) -> SavedRun:
         """What the other ranks get: everything but the weights."""
-        return replace(self, model_state=None, optimizer_state=None)
+        return replace(self, model_state=None, optimizer_state=None, ema_state=None)
 
     def is_current(self) -> bool:
         """Whether the file is still the one that was read (no other run rewrote it since)."""
@@ -99,8 +100,9 @@ def read_saved_run(run_folder: RunFolder) -> SavedRun:
     run_folder.check_resumable()
     path = run_folder.last_checkpoint
     stamp = _stamp(path)
-    meta, model_state, optimizer_state = read_checkpoint(path)
-    return SavedRun(path, meta, model_state, optimizer_state, TrainConfig.from_checkpoint_meta(meta, path), stamp)
+    meta, model_state, optimizer_state, ema_state = read_checkpoint_with_ema(path)
+    return SavedRun(path, meta, model_state, optimizer_state, TrainConfig.from_checkpoint_meta(meta, path), stamp,
+                    ema_state)
 
 
 def check_continues(saved: SavedRun, requested: TrainConfig) -> None:
@@ -127,7 +129,8 @@ def check_continues(saved: SavedRun, requested: TrainConfig) -> None:
         raise CheckpointError(f"{saved.path} does not match the requested run: " + "; ".join(differences)
                               + ". Resume with the same options, or start a new run folder (--out).")
     if saved.model_state is not None:
-        bad = non_finite_names({**saved.model_state, **saved.optimizer_state})
+        bad = non_finite_names({**saved.model_state, **saved.optimizer_state,
+                                **{f"ema/{name}": array for name, array in (saved.ema_state or {}).items()}})
         if bad:
             raise CheckpointError(f"{saved.path} holds non-finite values ({', '.join(bad[:4])}): it cannot be "
                                   "continued. Start a new run (another --out).")

@@ -57,7 +57,7 @@ import numpy as np  # host side: normalisation, metrics
 from minivit import backend
 from minivit.adapt import build_from_pretrained
 from minivit.amp import LossScaler
-from minivit.checkpoint import CheckpointError, NonFiniteWeights, read_ema_weights, save_checkpoint
+from minivit.checkpoint import CheckpointError, NonFiniteWeights, save_checkpoint
 from minivit.cli import RunFailed
 from minivit.config import ViTConfig
 from minivit.data import DataError
@@ -307,7 +307,7 @@ class Trainer:
             self.ema.updates = saved.step
             if saved.model_state is not None:
                 try:
-                    self.ema.load_state_dict(read_ema_weights(saved.path), saved.step)
+                    self.ema.load_state_dict(saved.ema_state, saved.step)
                 except ValueError as error:
                     raise CheckpointError(f"{saved.path}: {error}") from error
         if self.scaler is not None and saved.loss_scale is not None:
