@@ -1,4 +1,5 @@
-"""Draw figures/cpu-training-<preset>.png from the two run folders of cpu_training_budget.py.
+"""Draw figures/cpu-training-<preset>.png (-<budget>s.png for another budget than 600 s) from the two
+run folders of cpu_training_budget.py.
 
     python benchmarks/plot_cpu_training.py [--preset cifar-cpu] [--budget 600] [--tag openblas-avx512] [--seed 0]
                                            [--long runs/hour-seed0 runs/hour-seed1]
@@ -41,7 +42,8 @@ def main():
                         help="longer run folders of the same preset, drawn against time")
     parser.add_argument("--overwrite", action="store_true", help="replace the committed figure")
     args = parser.parse_args()
-    out = ROOT / "figures" / f"cpu-training-{args.preset}.png"
+    budget_in_name = "" if args.budget == 600 else f"-{args.budget}s"  # the ten-minute figure keeps its name
+    out = ROOT / "figures" / f"cpu-training-{args.preset}{budget_in_name}.png"
     if out.exists() and not args.overwrite:
         raise SystemExit(f"error: {out.relative_to(ROOT)} already exists (a committed figure): nothing was drawn. "
                          "Pass --overwrite to replace it.")
@@ -66,7 +68,7 @@ def main():
         epochs = read_jsonl(folder / "metrics.jsonl")
         if args.long:
             axes[2].plot([row["elapsed"] / 60 for row in epochs], [100 * row["val_accuracy"] for row in epochs],
-                         "o-", color=color, label=f"{label}, {args.budget // 60} min")
+                         "o-", color=color, label=f"{label}, {args.budget / 60:g} min")
         step = np.array([row["step"] for row in steps])
         loss = np.array([row["loss"] for row in steps])
         window = 20
@@ -75,7 +77,7 @@ def main():
         loss_axis.axvline(step[-1], color=color, linestyle=":", linewidth=1)
         accuracy_axis.plot([row["step"] for row in epochs], [100 * row["val_accuracy"] for row in epochs],
                            "o-", color=color, label=label)
-    loss_axis.set_xlabel("step (dotted: where the 10-minute budget ran out)")
+    loss_axis.set_xlabel(f"step (dotted: where the {args.budget / 60:g}-minute budget ran out)")
     loss_axis.set_ylabel("training loss, mean of 20 steps")
     loss_axis.legend()
     accuracy_axis.set_xlabel("step")
