@@ -6,15 +6,39 @@ import os
 import platform
 
 
-def cpu_model() -> str:
+def cpu_fields() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo ("model name", "cpu family", "model", "flags"...)."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    return fields
+
+
+# AMD's core generations by (family, model range), as /proc/cpuinfo numbers them. "AMD EPYC" alone names
+# several, and they differ where it matters here: a Zen 4 core runs AVX-512 on 256-bit halves (the
+# same matrix-product rate as AVX2), a Zen 5 core (family 26) has full 512-bit units (docs/cpu.md).
+_AMD_CORES = [(25, range(0x00, 0x10), "Zen 3"), (25, range(0x10, 0x20), "Zen 4"), (25, range(0x20, 0x60), "Zen 3"),
+              (25, range(0x60, 0x80), "Zen 4"), (25, range(0xA0, 0xB0), "Zen 4"), (26, range(0, 256), "Zen 5")]
+
+
+def cpu_model() -> str:
+    """The processor's name, with its family and model numbers (and core generation, where known)."""
+    fields = cpu_fields()
+    name = fields.get("model name") or platform.processor() or "unknown CPU"
+    if "cpu family" not in fields:
+        return name
+    family, model = int(fields["cpu family"]), int(fields.get("model", "0"))
+    core = next((core for fam, models, core in _AMD_CORES
+                 if "AMD" in fields.get("vendor_id", "") and fam == family and model in models), None)
+    isa = "AVX-512" if "avx512f" in fields.get("flags", "").split() else "no AVX-512"
+    return f"{name} (family {family}, model {model}{': ' + core if core else ''}; {isa})"
 
 
 def describe(threads: int | None = None) -> str:

@@ -25,12 +25,14 @@ cores: a batch-1 forward is many times slower, a training step markedly slower; 
    as long on fresh pages).
 What it does not change, but says: which matrix kernels each OpenBLAS runs. OpenBLAS's
 wheels (NumPy's, SciPy's) carry kernels for several CPU generations and choose one from the
-CPU when they load (on this project's AMD EPYC: "SkylakeX", its AVX-512 kernels).
+CPU when they load (on this project's AMD EPYCs: "SkylakeX", its AVX-512 kernels).
 OPENBLAS_CORETYPE in the environment overrides that choice, and an environment that names
 an older core on a CPU with AVX-512 (the development machine's sets Haswell, the AVX2
-kernels) halves the rate of every product: measured 190-220 against 355-465 GFLOP/s at
-cifar-tiny's shapes, 2 threads. The line says so, with the fix; the setting is the
-environment's, so it is left as it is.
+kernels) can halve the rate of every product: on an EPYC whose cores have full-width
+AVX-512 units (most likely Zen 5) 190-220 against 355-465 GFLOP/s at cifar-tiny's shapes,
+2 threads; on a Zen 4 EPYC, which runs AVX-512 on 256-bit halves, about 197 either way
+(docs/cpu.md). The line says so, with the fix; the setting is the environment's, so it is
+left as it is.
 """
 
 from __future__ import annotations
@@ -205,7 +207,8 @@ def _openblas_kernels() -> str:
     slower = [core for core in cores.values() if core and core.lower() not in AVX512_CORES]
     if forced and slower and _cpu_has_avx512():
         said += (f", as OPENBLAS_CORETYPE={forced} in the environment asks, on a CPU with AVX-512: "
-                 "unset OPENBLAS_CORETYPE for OpenBLAS's AVX-512 kernels, about twice as fast")
+                 "unset OPENBLAS_CORETYPE for OpenBLAS's AVX-512 kernels (up to twice as fast, "
+                 "on cores with full-width AVX-512 units)")
     return said
 
 
