@@ -217,7 +217,8 @@ check(continued["step"] > summary["step"], "the run went on from its checkpoint"
 # the repository was run on a quiet machine, two cores of an AMD EPYC, with NumPy's OpenBLAS on its
 # AVX-512 kernels (the line minivit prints first says which kernels yours runs, and what to do if
 # an `OPENBLAS_CORETYPE` in the environment holds them back): 1.72x PyTorch's training step and
-# 1.54x its inference there. `python benchmarks/throughput_cpu.py` measures the same sides for
+# 1.54x its inference there. On a Zen 4 EPYC, whose AVX-512 products run no faster than its AVX2
+# ones, the engine's training step is about PyTorch's. `python benchmarks/throughput_cpu.py` measures the same sides for
 # cifar-tiny (the README's Results give its numbers).
 
 # %%
@@ -244,7 +245,9 @@ speeds = speed_against_pytorch(speed_model, batch_size=16 if FAST else recipe["b
 # | CPU: 2 cores of an AMD EPYC (the development machine), 2026-12-05, seed 0 | `--preset cifar-cpu --time-budget 600` | 2,232 | 10 min | 29.8 | 68.0%, 68.3% with `--tta` (PyTorch, same recipe: 63.5%) |
 # | the same, seed 1 | `--preset cifar-cpu --time-budget 600` | 2,077 | 10 min | 27.7 | 66.9%, 67.4% with `--tta` (PyTorch: 61.3%) |
 # | the same, 2026-12-04, OpenBLAS held to its AVX2 kernels | `--preset cifar-cpu --time-budget 600` | 1,158 | 10 min | 15.5 | 60.3% (PyTorch: 61.9%) |
-# | CPU: 2 cores of an AMD EPYC, 2026-11-26, AVX2 kernels | `--preset cifar-cpu --patch-size 4 --crop-padding 4 --time-budget 3600` | 324 | 60 min | 26.0 | 71.7% |
+# | CPU: 2 cores of a Zen 4 AMD EPYC, 2026-12-05, seed 0 | `--preset cifar-cpu --time-budget 600` | 1,201 | 10 min | 16.0 | 60.5%, 62.0% with `--tta` (PyTorch: 60.3%) |
+# | CPU: 2 cores of the first EPYC, 2026-12-05, seed 0 | `--preset cifar-cpu --patch-size 4 --crop-padding 4 --time-budget 3600` | 580 | 60 min | 46.5 | 76.6%, 76.7% with `--tta` |
+# | CPU: 2 cores of an Intel Xeon, 2026-12-05, seed 1 | `--preset cifar-cpu --patch-size 4 --crop-padding 4 --time-budget 3600` | 394 | 60 min | 31.5 | 72.7%, 73.5% with `--tta` (PyTorch: 74.5%) |
 # | GPU: one NVIDIA H200, 2026-11-26 | `--preset cifar-gpu --backend cupy --time-budget 200` | 8,900 | 200 s | 40 | 54.3% |
 # | GPU: one NVIDIA H200, 2026-12-04 | `--preset cifar-gpu --backend cupy --time-budget 300` | 16,479 | 34 s | 11 | 46.2% |
 # | GPU: one NVIDIA H200, 2026-12-04 | `--preset cifar-gpu --backend cupy --time-budget 300` | 16,479 | 300 s | 111 | 71.9% |
@@ -252,13 +255,16 @@ speeds = speed_against_pytorch(speed_model, batch_size=16 if FAST else recipe["b
 # The ten-minute CPU rows are `benchmarks/cpu_training_budget.py --preset cifar-cpu`, which also
 # trains transformers' ViT with PyTorch on the same data, initial weights, augmentation and
 # schedule. Its 8-px patches (16 tokens) make it four times faster per image than 4-px ones. The
-# 2026-12-05 runs went about twice as fast as the 2026-12-04 one: the development machine's
-# environment had held NumPy's OpenBLAS to its AVX2 kernels (`OPENBLAS_CORETYPE=Haswell`), and
-# without it OpenBLAS runs its AVX-512 ones. Twice the steps changed the recipe too: at 16 epochs
-# the budget recipe flips and does not crop (over so few epochs crops cost more than they give,
-# and the validation accuracy stopped rising after about 13 while the training accuracy climbed on
-# to 76%); at about 29 epochs it adds 4-px random crops. The hour-long row is older and ran on the
-# AVX2 kernels too.
+# first two 2026-12-05 runs went about twice as fast as the 2026-12-04 one: the development
+# machine's environment had held NumPy's OpenBLAS to its AVX2 kernels (`OPENBLAS_CORETYPE=Haswell`),
+# and without it OpenBLAS runs its AVX-512 ones, which on that EPYC's cores multiply twice as fast.
+# A Zen 4 EPYC runs AVX-512 on 256-bit halves: there both kernel sets run at the same rate, and ten
+# minutes fit 16 epochs again. Twice the steps changed the recipe too: at 16 epochs the budget
+# recipe flips and does not crop (over so few epochs crops cost more than they give, and the
+# validation accuracy stopped rising after about 13 while the training accuracy climbed on to
+# 76%); at about 29 epochs it adds 4-px random crops. So your machine's speed decides what ten
+# minutes or an hour reach: about half a point of test accuracy per epoch between 16 and 30, a
+# quarter of a point between 26 and 46.
 #
 # The GPU rows are two runs on an H200 (`benchmarks/results/gpu-h200-2026-11-26/` and
 # `gpu-h200-2026-12-04/`). The first ran the full `cifar-gpu` recipe, written for 200 epochs, for
@@ -271,8 +277,8 @@ speeds = speed_against_pytorch(speed_model, batch_size=16 if FAST else recipe["b
 #
 # A `--time-budget` run on the command line times its first steps and fits the
 # augmentation to the epochs the budget allows (`minivit/training/budget_recipe.py`: for ten CPU
-# minutes, about 29 epochs here, crops and flips; for five GPU minutes it drops
-# mixup and cutmix below 200 epochs). The run in this notebook keeps the preset's recipe as written
+# minutes, crops and flips at about 29 epochs on the first EPYC, flips only at 16 on a Zen 4; for
+# five GPU minutes it drops mixup and cutmix below 200 epochs). The run in this notebook keeps the preset's recipe as written
 # (`budget_recipe=False`).
 #
 # ## An ablation lab: what each part buys in two minutes
