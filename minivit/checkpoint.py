@@ -112,13 +112,16 @@ def read_checkpoint_with_ema(path: str | Path) -> tuple[dict, dict, dict, dict]:
                               f"minivit reads format {FORMAT_VERSION}.")
     if "step" in optimizer_state:
         optimizer_state["step"] = int(optimizer_state["step"])
-    ema_state = {key[len("ema/"):]: array for key, array in archive.items() if key.startswith("ema/")}
-    return meta, model_state, optimizer_state, ema_state
+    return meta, model_state, optimizer_state, _ema_state(archive)
 
 
 def read_ema_weights(path: str | Path) -> dict:
     """{name: array}: the moving average of the weights saved in ``path``; empty if the run kept none."""
-    archive = read_npz(Path(path))
+    return _ema_state(read_npz(Path(path)))
+
+
+def _ema_state(archive: dict) -> dict:
+    """The archive's "ema/<name>" arrays, as {name: array}."""
     return {key[len("ema/"):]: array for key, array in archive.items() if key.startswith("ema/")}
 
 

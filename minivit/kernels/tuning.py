@@ -30,7 +30,7 @@ OPENBLAS_CORETYPE in the environment overrides that choice, and an environment t
 an older core on a CPU with AVX-512 (the development machine's sets Haswell, the AVX2
 kernels) can halve the rate of every product: on an EPYC whose cores have full-width
 AVX-512 units (most likely Zen 5) 190-220 against 355-465 GFLOP/s at cifar-tiny's shapes,
-2 threads; on a Zen 4 EPYC, which runs AVX-512 on 256-bit halves, about 197 either way
+2 threads; on a Zen 4 EPYC, which runs AVX-512 on 256-bit halves, 190-197 either way
 (docs/cpu.md). The line says so, with the fix; the setting is the environment's, so it is
 left as it is.
 """
