@@ -262,6 +262,26 @@ def test_the_epochs_choose_the_row(epochs, crop, randaugment, magnitude, cutmix,
     assert chosen.mixing_stops_at == stops and chosen.min_lr == 0.0 and chosen.label_smoothing == 0.1
     assert chosen.warmup_epochs == pytest.approx((0.1 if epochs >= 200 else 0.05) * 100)
     assert chosen.budget_choice == choice and choice["epochs"] == epochs
+    assert chosen.lr == pytest.approx(config.lr * (0.5 if epochs < 20 else 1.0))
+
+
+def test_the_few_epochs_row_halves_the_recipes_own_rate_unless_the_rate_was_given():
+    """Round 3 of benchmarks/results/cpu-recipe-sweep.md: at 16 epochs --lr 1e-3 beat cifar-cpu's 2e-3."""
+    for preset, lr in (("cifar-cpu", 2e-3), ("cifar-gpu", 2e-3), ("cifar-tiny", None)):
+        config, _ = config_from_args(["--preset", preset, "--time-budget", "600"])
+        lr = lr or config.lr
+        assert config.lr == lr
+        chosen = budget_recipe.apply(config, budget_recipe.choose(16, 1000.0, config))
+        assert chosen.lr == pytest.approx(lr / 2) and chosen.budget_choice["chose"]["lr"] == pytest.approx(lr / 2)
+        assert budget_recipe.apply(config, budget_recipe.choose(29, 1000.0, config)).lr == lr
+    config, _ = config_from_args(["--preset", "cifar-cpu", "--time-budget", "600", "--lr", "3e-3"])
+    choice = budget_recipe.choose(16, 1000.0, config)
+    assert budget_recipe.apply(config, choice).lr == 3e-3 and choice["kept"]["lr"] == 3e-3
+    assert "lr" not in choice["chose"]
+    # the choice holds the rate itself, so applying it again (a resumed run) does not halve it twice
+    config, _ = config_from_args(["--preset", "cifar-cpu", "--time-budget", "600"])
+    once = budget_recipe.apply(config, budget_recipe.choose(16, 1000.0, config))
+    assert budget_recipe.apply(once, once.budget_choice).lr == pytest.approx(1e-3)
 
 
 def test_every_row_cites_its_evidence_and_the_rows_cover_every_count():
@@ -289,6 +309,7 @@ def test_the_message_says_what_was_chosen_and_why():
     text = budget_recipe.describe(budget_recipe.choose(16.47, 1235.0, config), 600)
     assert "1,235 images/s" in text and "about 16.47 epochs in 600 s" in text and "flips only" in text
     assert "crop_padding 0" in text and "as given: label_smoothing 0.2" in text and "warmup_epochs 5" in text
+    assert f"lr {config.lr / 2:g}" in text and "half the rate" in text
     assert "why: benchmarks/results/cpu-recipe-sweep.md" in text and "--no-budget-recipe" in text
 
 
@@ -345,6 +366,17 @@ def test_the_trainer_applies_the_choice_and_a_resumed_run_keeps_it(data_dir, tmp
     config, resume = config_from_args(["--resume", "--out", str(tmp_path / "run"), "--max-steps", "10"])
     assert resume and config.budget_choice == saved["budget_choice"] and config.augment.crop_padding == 4
     assert train(config, resume=True)["step"] == 10
+
+
+def test_the_rate_the_row_chose_is_the_schedules_peak_from_the_next_step(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(budget_recipe.BudgetRecipe, "observe", choose_after_three_steps(10))
+    trainer = Trainer(tiny_config(data_dir, tmp_path / "run", epochs=1000, time_budget=600, budget_recipe=True,
+                                  max_steps=6, warmup_epochs=0, given_options=["warmup_epochs"]))
+    trainer.run()
+    assert trainer.config.lr == pytest.approx(1.5e-3) and trainer.schedule.peak_lr == pytest.approx(1.5e-3)
+    rates = [row["lr"] for row in rows(tmp_path / "run" / "steps.jsonl")]
+    assert rates[0] == pytest.approx(3e-3, rel=1e-3)  # the measured steps: the recipe's own rate
+    assert all(rate <= 1.5e-3 for rate in rates[3:]) and rates[3] == pytest.approx(1.5e-3, rel=1e-3)
 
 
 def test_without_a_budget_or_with_the_recipe_off_nothing_is_chosen(data_dir, tmp_path):

@@ -277,9 +277,9 @@ speeds = speed_against_pytorch(speed_model, batch_size=16 if FAST else recipe["b
 #
 # A `--time-budget` run on the command line times its first steps and fits the
 # augmentation to the epochs the budget allows (`minivit/training/budget_recipe.py`: for ten CPU
-# minutes, crops and flips at about 29 epochs on the first EPYC, flips only at 16 on a Zen 4; for
-# five GPU minutes it drops mixup and cutmix below 200 epochs). The run in this notebook keeps the preset's recipe as written
-# (`budget_recipe=False`).
+# minutes, crops and flips at about 29 epochs on the first EPYC, flips only and half the learning
+# rate at 16 on a Zen 4; for five GPU minutes it drops mixup and cutmix below 200 epochs). The run
+# in this notebook keeps the preset's recipe as written (`budget_recipe=False`).
 #
 # ## An ablation lab: what each part buys in two minutes
 #
