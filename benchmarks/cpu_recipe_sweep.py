@@ -51,6 +51,9 @@ CANDIDATES = {
     "cifar-cpu": [],
     # the learning rate (never swept with 8-px patches or for the hour)
     "lr 1e-3": ["--lr", "1e-3"],
+    "lr 2e-3": ["--lr", "2e-3"],  # the preset's own rate, which the budget recipe halves under 20 epochs
+    "lr 7e-4": ["--lr", "7e-4"],
+    "lr 1.4e-3": ["--lr", "1.4e-3"],
     "lr 3e-3": ["--lr", "3e-3"],
     "lr 4e-3": ["--lr", "4e-3"],
     # warmup: the share of the budget (--warmup-epochs of the recipe's 100 nominal epochs)

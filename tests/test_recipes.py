@@ -278,6 +278,11 @@ def test_the_few_epochs_row_halves_the_recipes_own_rate_unless_the_rate_was_give
     choice = budget_recipe.choose(16, 1000.0, config)
     assert budget_recipe.apply(config, choice).lr == 3e-3 and choice["kept"]["lr"] == 3e-3
     assert "lr" not in choice["chose"]
+    # not below a --min-lr the user gave: the cosine still ends at or under the peak, and the run resumes
+    config, _ = config_from_args(["--preset", "cifar-cpu", "--time-budget", "600", "--min-lr", "1.5e-3"])
+    chosen = budget_recipe.apply(config, budget_recipe.choose(16, 1000.0, config))
+    assert chosen.lr == 1.5e-3 and chosen.min_lr == 1.5e-3
+    chosen.validate()
     # the choice holds the rate itself, so applying it again (a resumed run) does not halve it twice
     config, _ = config_from_args(["--preset", "cifar-cpu", "--time-budget", "600"])
     once = budget_recipe.apply(config, budget_recipe.choose(16, 1000.0, config))
