@@ -247,6 +247,7 @@ speeds = speed_against_pytorch(speed_model, batch_size=16 if FAST else recipe["b
 # | the same, 2026-12-04, OpenBLAS held to its AVX2 kernels | `--preset cifar-cpu --time-budget 600` | 1,158 | 10 min | 15.5 | 60.3% (PyTorch: 61.9%) |
 # | CPU: 2 cores of a Zen 4 AMD EPYC, 2026-12-05, seed 0 | `--preset cifar-cpu --time-budget 600` | 1,201 | 10 min | 16.0 | 60.5%, 62.0% with `--tta` (PyTorch: 60.3%) |
 # | CPU: 2 cores of the first EPYC, 2026-12-05, seed 0 | `--preset cifar-cpu --patch-size 4 --crop-padding 4 --time-budget 3600` | 580 | 60 min | 46.5 | 76.6%, 76.7% with `--tta` |
+# | CPU: 2 cores of the same kind of EPYC (Zen 5), 2026-12-06, seed 1 | the same | 630 | 60 min | 50.5 | 76.6%, 76.5% with `--tta` (PyTorch: 72.9% in its 30.9 epochs) |
 # | CPU: 2 cores of an Intel Xeon, 2026-12-05, seed 1 | `--preset cifar-cpu --patch-size 4 --crop-padding 4 --time-budget 3600` | 394 | 60 min | 31.5 | 72.7%, 73.5% with `--tta` (PyTorch: 74.5%) |
 # | GPU: one NVIDIA H200, 2026-11-26 | `--preset cifar-gpu --backend cupy --time-budget 200` | 8,900 | 200 s | 40 | 54.3% |
 # | GPU: one NVIDIA H200, 2026-12-04 | `--preset cifar-gpu --backend cupy --time-budget 300` | 16,479 | 34 s | 11 | 46.2% |

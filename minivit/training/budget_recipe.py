@@ -97,7 +97,8 @@ ROWS: tuple[Row, ...] = (
          "warmup_share": 0.05},
         "benchmarks/results/cpu-training-cifar-cpu-3600s.md: 26 epochs with crops and flips, 71.7% test, "
         "validation still rising at the end; cpu-training-cifar-cpu-3600s-openblas-avx512.md: 31.5 epochs, 72.7%, "
-        "and 46.5 epochs, 76.6%; benchmarks/results/gpu-h200-2026-11-26/: 40 epochs with "
+        "46.5 epochs, 76.6%, and 50.5 epochs, 76.6% (PyTorch beside it, 30.9 epochs: 72.9%); "
+        "benchmarks/results/gpu-h200-2026-11-26/: 40 epochs with "
         "RandAugment 2/9, mixup 0.8 and cutmix 1.0 reached 54.3% test, where omihub777/ViT-CIFAR's curve "
         "without mixing is near 80% at epoch 40: mixing and strong RandAugment hold runs this short back; "
         "benchmarks/results/cpu-hour-randaugment-stopped.md: an hour of cifar-cpu with 4-px patches and "
