@@ -267,10 +267,9 @@ def test_the_epochs_choose_the_row(epochs, crop, randaugment, magnitude, cutmix,
 
 def test_the_few_epochs_row_halves_the_recipes_own_rate_unless_the_rate_was_given():
     """Round 3 of benchmarks/results/cpu-recipe-sweep.md: at 16 epochs --lr 1e-3 beat cifar-cpu's 2e-3."""
-    for preset, lr in (("cifar-cpu", 2e-3), ("cifar-gpu", 2e-3), ("cifar-tiny", None)):
+    for preset in ("cifar-cpu", "cifar-gpu", "cifar-tiny"):
         config, _ = config_from_args(["--preset", preset, "--time-budget", "600"])
-        lr = lr or config.lr
-        assert config.lr == lr
+        lr = config.lr  # the recipe's own rate (2e-3 for cifar-cpu, the rate round 3 halved)
         chosen = budget_recipe.apply(config, budget_recipe.choose(16, 1000.0, config))
         assert chosen.lr == pytest.approx(lr / 2) and chosen.budget_choice["chose"]["lr"] == pytest.approx(lr / 2)
         assert budget_recipe.apply(config, budget_recipe.choose(29, 1000.0, config)).lr == lr
