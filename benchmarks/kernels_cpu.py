@@ -5,7 +5,7 @@
 For every function in minivit/kernels/cpu.py, the median time of the kernel and of the reference
 it replaces (minivit/ops), on the arrays a cifar-tiny training step gives it (batch 128: tokens
 (128, 65, 192), the MLP's (128, 65, 768), attention's (128, 3, 65, 65), the flat parameter
-buffer of 2.7M values), both measured in this one run, in turns. Prints the table for the
+buffer of 2.7M values, a batch of 32x32 images for RandAugment), both measured in this one run, in turns. Prints the table for the
 kernel table of docs/kernels.md, the speed-up of each, and the machine.
 """
 
@@ -46,6 +46,7 @@ def cases(B: int) -> dict:
     size = 2_693_578  # cifar-tiny's parameters
     flat = [normal(size), normal(size), np.zeros(size, np.float32), np.zeros(size, np.float32)]
     decay = np.where(np.arange(size) % 4 == 0, 0.0, 0.05).astype(np.float32)
+    pixels = rng.integers(0, 256, (B, 3, 32, 32)).astype(np.float32)  # a batch of CIFAR images, for augmentation
     return {
         "linear_forward": ((tokens, weight, bias), f"q/k/v product ({B * T}, 192) @ (192, 576) + bias"),
         "linear_gelu_inference": ((tokens, fc1_weight, fc1_bias, "none"),
@@ -64,6 +65,7 @@ def cases(B: int) -> dict:
         "adamw_update": ((*flat, 1e-3, 1.0, decay, 0.9, 0.999, 1e-8, 2), "AdamW over 2.7M parameters"),
         "sgd_update": ((flat[0], flat[1], flat[2], 0.1, 1.0, decay, 0.9, False, 2), "SGD over 2.7M parameters"),
         "clip_by_norm": ((flat[1], 1e9), "the gradient norm of 2.7M values"),
+        "rand_augment": ((pixels, 2, 5.0, np.random.default_rng(0)), f"RandAugment 2/5 on ({B}, 3, 32, 32)"),
     }
 
 

@@ -175,6 +175,21 @@ def test_sgd_update_over_a_flat_buffer(dtype, nesterov):
         assert_close(a, b, dtype, f"sgd {what}", factor=10)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("magnitude", [9.0, 5.0])
+def test_rand_augment_gives_each_image_the_references_operation(dtype, magnitude):
+    """Each operation on the images that drew it gives what it gives inside the whole batch: the same
+    pixels (to float32's resolution on [0, 255]), the same draws taken from the generator."""
+    images = np.random.default_rng(0).integers(0, 256, (64, 3, 16, 12)).astype(dtype)
+    fast_rng, reference_rng = np.random.default_rng(3), np.random.default_rng(3)
+    fast = cpu.rand_augment(images, 2, magnitude, fast_rng)
+    reference = ops.rand_augment(images, 2, magnitude, reference_rng)
+    assert fast.dtype == reference.dtype == images.dtype
+    np.testing.assert_allclose(fast, reference, rtol=0, atol=1e-3)
+    assert not np.array_equal(fast, images), "no image was changed: the test would not see a wrong operation"
+    assert fast_rng.random() == reference_rng.random(), "the two took different draws from the generator"
+
+
 def test_updates_hand_what_they_do_not_cover_to_the_reference():
     data = np.ones((3, 4))  # 2-D: the reference's job
     grad, m, v = np.full((3, 4), 0.5), np.zeros((3, 4)), np.zeros((3, 4))

@@ -21,7 +21,8 @@ cifar-tiny, batch 128; docs/kernels.md's table, from benchmarks/kernels_cpu.py):
   * at inference (``no_grad``, eval mode) two fused passes: the MLP's bias and GELU over
     fc1's product in place (``linear_gelu_inference``), and each residual add with the
     LayerNorm that follows it (``residual_layernorm_inference``), keeping no xhat;
-  * small arrays (a batch of one image) on the calling thread alone (``cpu_loops.sized``).
+  * small arrays (a batch of one image) on the calling thread alone (``cpu_loops.sized``);
+  * RandAugment's operations each on the images that drew it, not every operation on the whole batch.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import numpy as np
 from minivit import ops
 from minivit.kernels import cpu_loops as loops
 from minivit.kernels.registry import replaces
+from minivit.ops.randaugment import RANDAUGMENT_OPS
 
 # --- running work on all cores -------------------------------------------------------------------
 
@@ -409,3 +411,24 @@ def clip_by_norm(grad, max_norm: float):
     grad *= min(1.0, max_norm / (float(norm) + 1e-6))
     return norm
 
+
+
+@replaces("rand_augment")
+def rand_augment(images, num_ops: int, magnitude: float, rng):
+    """Replaces ops.rand_augment: the same draws per round (each image's operation and sign), then each
+    operation on the images that drew it alone. The reference runs every operation on the whole batch
+    and keeps each image's own (branch-free, so that a GPU never waits for the host); on the CPU that
+    is thirteen times the work, and a 30% slower training step with RandAugment 2/5 (cifar-cpu)."""
+    level = magnitude / 10.0
+    operations = list(RANDAUGMENT_OPS.values())
+    B = images.shape[0]
+    for _ in range(num_ops):
+        choice = rng.integers(0, len(operations), size=B)
+        sign = np.where(rng.random(B) < 0.5, -1.0, 1.0).astype(images.dtype)
+        result = images.copy()
+        for index, operation in enumerate(operations):
+            chosen = np.flatnonzero(choice == index)
+            if chosen.size:
+                result[chosen] = operation(images[chosen], sign[chosen], level)
+        images = result
+    return images
