@@ -5,8 +5,8 @@
 For every function in minivit/kernels/cpu.py, the median time of the kernel and of the reference
 it replaces (minivit/ops), on the arrays a cifar-tiny training step gives it (batch 128: tokens
 (128, 65, 192), the MLP's (128, 65, 768), attention's (128, 3, 65, 65), the flat parameter
-buffer of 2.7M values, a batch of 32x32 images for RandAugment), both measured in this one run, in turns. Prints the table for the
-kernel table of docs/kernels.md, the speed-up of each, and the machine.
+buffer of 2.7M values, a batch of 32x32 images for RandAugment), both measured in this one run,
+in turns. Prints the table for the kernel table of docs/kernels.md, the speed-up of each, and the machine.
 """
 
 from __future__ import annotations
