@@ -4,6 +4,7 @@ with the budget, and the recipe that follows the budget. Tiny generated data; no
 
 import itertools
 import json
+import math
 import types
 
 import numpy as np
@@ -23,6 +24,7 @@ from minivit.train import TrainConfig, Trainer, config_from_args, train
 from minivit.training import budget_recipe
 from minivit.training import randomness as randomness_module
 from minivit.training import trainer as trainer_module
+from minivit.training.schedule import Schedule
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +262,9 @@ def test_the_epochs_choose_the_row(epochs, crop, randaugment, magnitude, cutmix,
         assert chosen.augment.randaugment_magnitude == magnitude
     assert chosen.augment.cutmix_alpha == cutmix and chosen.augment.mixup_alpha == 0.0
     assert chosen.mixing_stops_at == stops and chosen.min_lr == 0.0 and chosen.label_smoothing == 0.1
-    assert chosen.warmup_epochs == pytest.approx((0.1 if epochs >= 200 else 0.05) * 100)
+    schedule_epochs = max(100, math.ceil(2 * epochs))  # lengthened where the budget allows over half of 100
+    assert chosen.epochs == schedule_epochs and ("epochs" in choice["chose"]) == (schedule_epochs > 100)
+    assert chosen.warmup_epochs == pytest.approx((0.1 if epochs >= 200 else 0.05) * schedule_epochs)
     assert chosen.budget_choice == choice and choice["epochs"] == epochs
     assert chosen.lr == pytest.approx(config.lr * (0.5 if epochs < 20 else 1.0))
 
@@ -305,6 +309,28 @@ def test_options_the_user_gave_win():
     assert chosen.augment.crop_padding == 2 and chosen.label_smoothing == 0.2 and chosen.warmup_epochs == 3
     assert chosen.budget_choice["kept"] == {"augment.crop_padding": 2, "label_smoothing": 0.2, "warmup_epochs": 3}
     assert chosen.min_lr == 0.0  # not given: the row's
+
+
+def test_a_budget_that_allows_more_than_the_recipes_epochs_lengthens_the_schedule():
+    """Round 4 of benchmarks/results/cpu-recipe-sweep.md: an hour that allowed 144 epochs stopped at the recipe's
+    100 after 56 minutes. The schedule becomes twice the estimate, so that the clock ends it, with its shares."""
+    config, _ = config_from_args(["--preset", "cifar-cpu", "--time-budget", "3600"])
+    chosen = budget_recipe.apply(config, budget_recipe.choose(144, 1800.0, config))
+    assert chosen.epochs == 288 and chosen.warmup_epochs == pytest.approx(0.05 * 288)
+    schedule = Schedule.for_run(chosen, 100)[0]
+    assert schedule.total_steps == 28_800 and schedule.warmup_steps == pytest.approx(0.05 * 28_800)
+    assert budget_recipe.apply(config, budget_recipe.choose(45, 1800.0, config)).epochs == 100  # under half: kept
+    # a warmup the user gave keeps its share of the schedule; epochs the user gave are kept as the cap
+    config, _ = config_from_args(["--preset", "cifar-cpu", "--time-budget", "3600", "--warmup-epochs", "10"])
+    chosen = budget_recipe.apply(config, budget_recipe.choose(144, 1800.0, config))
+    assert chosen.epochs == 288 and chosen.warmup_epochs == pytest.approx(28.8)
+    config, _ = config_from_args(["--preset", "cifar-cpu", "--time-budget", "3600", "--epochs", "120"])
+    choice = budget_recipe.choose(144, 1800.0, config)
+    assert "epochs" not in choice["chose"] and budget_recipe.apply(config, choice).epochs == 120
+    # a resumed run applies the stored choice again: the same schedule, not lengthened twice
+    config, _ = config_from_args(["--preset", "cifar-cpu", "--time-budget", "3600"])
+    once = budget_recipe.apply(config, budget_recipe.choose(144, 1800.0, config))
+    assert budget_recipe.apply(once, once.budget_choice).epochs == 288
 
 
 def test_the_message_says_what_was_chosen_and_why():
@@ -370,6 +396,16 @@ def test_the_trainer_applies_the_choice_and_a_resumed_run_keeps_it(data_dir, tmp
     config, resume = config_from_args(["--resume", "--out", str(tmp_path / "run"), "--max-steps", "10"])
     assert resume and config.budget_choice == saved["budget_choice"] and config.augment.crop_padding == 4
     assert train(config, resume=True)["step"] == 10
+
+
+def test_the_trainer_runs_the_lengthened_schedule_to_its_end(data_dir, tmp_path, monkeypatch):
+    """A recipe of 2 epochs where the budget allows 26: the schedule becomes 52 epochs from the next step."""
+    monkeypatch.setattr(budget_recipe.BudgetRecipe, "observe", choose_after_three_steps(26))
+    trainer = Trainer(tiny_config(data_dir, tmp_path / "run", epochs=2, time_budget=600, budget_recipe=True,
+                                  max_steps=12))
+    trainer.run()
+    assert trainer.config.epochs == 52 and trainer.total_steps == 52 * trainer.steps_per_epoch
+    assert trainer.step == 12 > 2 * trainer.steps_per_epoch  # past the recipe's own 2 epochs
 
 
 def test_the_rate_the_row_chose_is_the_schedules_peak_from_the_next_step(data_dir, tmp_path, monkeypatch):

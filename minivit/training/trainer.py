@@ -569,7 +569,8 @@ class Trainer:
         self.config = budget_recipe.apply(self.config, choice)
         self.take_step.label_smoothing = self.config.label_smoothing  # (the step reads them from now on)
         self.take_step.grad_clip = self.config.grad_clip
-        self.schedule, _ = Schedule.for_run(self.config, self.steps_per_epoch)  # its warmup share, the same epochs
+        self.schedule, _ = Schedule.for_run(self.config, self.steps_per_epoch)  # its warmup share and epochs
+        self.total_steps = self.schedule.total_steps
         if not self.config.ema:
             self.ema = None
         elif self.ema is None:
