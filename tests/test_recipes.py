@@ -324,13 +324,10 @@ def test_a_budget_that_allows_more_than_the_recipes_epochs_lengthens_the_schedul
     config, _ = config_from_args(["--preset", "cifar-cpu", "--time-budget", "3600", "--warmup-epochs", "10"])
     chosen = budget_recipe.apply(config, budget_recipe.choose(144, 1800.0, config))
     assert chosen.epochs == 288 and chosen.warmup_epochs == pytest.approx(28.8)
+    assert not set(chosen.budget_choice["chose"]) & set(chosen.budget_choice["kept"])  # said once, as set
     config, _ = config_from_args(["--preset", "cifar-cpu", "--time-budget", "3600", "--epochs", "120"])
     choice = budget_recipe.choose(144, 1800.0, config)
     assert "epochs" not in choice["chose"] and budget_recipe.apply(config, choice).epochs == 120
-    # a resumed run applies the stored choice again: the same schedule, not lengthened twice
-    config, _ = config_from_args(["--preset", "cifar-cpu", "--time-budget", "3600"])
-    once = budget_recipe.apply(config, budget_recipe.choose(144, 1800.0, config))
-    assert budget_recipe.apply(once, once.budget_choice).epochs == 288
 
 
 def test_the_message_says_what_was_chosen_and_why():
@@ -398,14 +395,24 @@ def test_the_trainer_applies_the_choice_and_a_resumed_run_keeps_it(data_dir, tmp
     assert train(config, resume=True)["step"] == 10
 
 
-def test_the_trainer_runs_the_lengthened_schedule_to_its_end(data_dir, tmp_path, monkeypatch):
-    """A recipe of 2 epochs where the budget allows 26: the schedule becomes 52 epochs from the next step."""
+def test_the_trainer_trains_past_the_recipes_epochs_and_a_resumed_run_keeps_the_longer_schedule(
+        data_dir, tmp_path, monkeypatch):
+    """A recipe of 2 epochs where the budget allows 26: the schedule becomes 52 epochs from the next step,
+    and a resumed run keeps 52 (it does not measure and lengthen again)."""
     monkeypatch.setattr(budget_recipe.BudgetRecipe, "observe", choose_after_three_steps(26))
     trainer = Trainer(tiny_config(data_dir, tmp_path / "run", epochs=2, time_budget=600, budget_recipe=True,
                                   max_steps=12))
     trainer.run()
     assert trainer.config.epochs == 52 and trainer.total_steps == 52 * trainer.steps_per_epoch
     assert trainer.step == 12 > 2 * trainer.steps_per_epoch  # past the recipe's own 2 epochs
+    monkeypatch.setattr(budget_recipe.BudgetRecipe, "observe", choose_after_three_steps(40))
+    resumed = Trainer(tiny_config(data_dir, tmp_path / "run", epochs=2, time_budget=600, budget_recipe=True,
+                                  max_steps=14), resume=True)
+    assert resumed.config.epochs == 52 and resumed.total_steps == 52 * resumed.steps_per_epoch
+    resumed.run()
+    assert resumed.step == 14 and resumed.config.epochs == 52
+    config, resume = config_from_args(["--resume", "--out", str(tmp_path / "run"), "--max-steps", "16"])
+    assert resume and config.epochs == 52 and train(config, resume=True)["step"] == 16
 
 
 def test_the_rate_the_row_chose_is_the_schedules_peak_from_the_next_step(data_dir, tmp_path, monkeypatch):

@@ -150,10 +150,12 @@ def choose(epochs: float, images_per_second: float | None, config) -> dict:
     schedule_epochs = config.epochs
     if "epochs" not in given and 2 * epochs > config.epochs:
         schedule_epochs = chose["epochs"] = math.ceil(2 * epochs)
-        if "warmup_epochs" in given:  # the share the user's warmup had of the recipe's epochs
+        if "warmup_epochs" in given:  # the user's warmup keeps the share it had of the recipe's epochs
             chose["warmup_epochs"] = round(config.warmup_epochs * schedule_epochs / config.epochs, 6)
     for option, value in row.options.items():
         field_name = {"warmup_share": "warmup_epochs", "lr_scale": "lr"}.get(option, option)
+        if field_name in chose:  # the user's warmup, lengthened with the schedule above
+            continue
         if field_name in given:
             kept[field_name] = _value(config, field_name)
         elif option == "warmup_share":  # the share of the schedule, in the schedule's own epochs
