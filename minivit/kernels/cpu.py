@@ -36,7 +36,7 @@ import numpy as np
 from minivit import ops
 from minivit.kernels import cpu_loops as loops
 from minivit.kernels.registry import replaces
-from minivit.ops.randaugment import RANDAUGMENT_OPS
+from minivit.ops.randaugment import RANDAUGMENT_OPS, round_draws
 
 # --- running work on all cores -------------------------------------------------------------------
 
@@ -412,7 +412,6 @@ def clip_by_norm(grad, max_norm: float):
     return norm
 
 
-
 @replaces("rand_augment")
 def rand_augment(images, num_ops: int, magnitude: float, rng):
     """Replaces ops.rand_augment: the same draws per round (each image's operation and sign), then each
@@ -422,11 +421,9 @@ def rand_augment(images, num_ops: int, magnitude: float, rng):
     RandAugment 2/5 a cifar-cpu step trains 1,380 images/s on the reference and 2,150 on this (docs/kernels.md)."""
     level = magnitude / 10.0
     operations = list(RANDAUGMENT_OPS.values())
-    B = images.shape[0]
     for _ in range(num_ops):
-        choice = rng.integers(0, len(operations), size=B)
-        sign = np.where(rng.random(B) < 0.5, -1.0, 1.0).astype(images.dtype)
-        result = images.copy()
+        choice, sign = round_draws(rng, images.shape[0], images.dtype)
+        result = np.empty_like(images)  # every image drew one operation, so every image is written below
         for index, operation in enumerate(operations):
             chosen = np.flatnonzero(choice == index)
             if chosen.size:

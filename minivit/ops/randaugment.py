@@ -131,6 +131,15 @@ RANDAUGMENT_OPS = {
 }
 
 
+def round_draws(rng, batch_size: int, dtype):
+    """One round's draws: each image's operation (an index into RANDAUGMENT_OPS) and sign (+1 or -1).
+    Every implementation of RandAugment draws through this, so all give an image the same operation."""
+    xp = backend.xp
+    choice = rng.integers(0, len(RANDAUGMENT_OPS), size=batch_size)
+    sign = xp.where(rng.random(batch_size) < 0.5, -1.0, 1.0).astype(dtype)
+    return choice, sign
+
+
 def rand_augment(images, num_ops: int, magnitude: float, rng):
     """RandAugment: ``num_ops`` rounds; in each, every image gets one op chosen uniformly.
 
@@ -142,10 +151,8 @@ def rand_augment(images, num_ops: int, magnitude: float, rng):
     xp = backend.xp
     level = magnitude / 10.0
     ops = list(RANDAUGMENT_OPS.values())
-    B = images.shape[0]
     for _ in range(num_ops):
-        choice = rng.integers(0, len(ops), size=B)
-        sign = xp.where(rng.random(B) < 0.5, -1.0, 1.0).astype(images.dtype)
+        choice, sign = round_draws(rng, images.shape[0], images.dtype)
         result = images
         for index, op in enumerate(ops):
             result = xp.where((choice == index)[:, None, None, None], op(images, sign, level), result)

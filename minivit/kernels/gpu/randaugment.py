@@ -27,15 +27,14 @@ def rand_augment(images, num_ops: int, magnitude: float, rng):
     xp = backend.xp
     if images.dtype != xp.float32 or images.ndim != 4 or images.shape[1] > 4:
         return ops.rand_augment(images, num_ops, magnitude, rng)
-    from minivit.ops.randaugment import RANDAUGMENT_OPS
+    from minivit.ops.randaugment import round_draws
 
     level = magnitude / 10.0
     posterize_step = 2.0 ** (8 - (8 - int(round(4 * level))))  # as ops.randaugment's posterize works it out
     solarize_threshold = 256.0 - 256.0 * level
     B, C, H, W = images.shape
     for _ in range(num_ops):
-        choice = rng.integers(0, len(RANDAUGMENT_OPS), size=B)
-        sign = xp.where(rng.random(B) < 0.5, -1.0, 1.0).astype(images.dtype)
+        choice, sign = round_draws(rng, B, images.dtype)
         images = contiguous(images)
         out = xp.empty_like(images)
         RANDAUGMENT_ROUND(B, (images, choice, sign, np.float32(level), np.float32(posterize_step),
