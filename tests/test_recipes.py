@@ -376,7 +376,10 @@ def test_the_trainer_applies_the_choice_and_a_resumed_run_keeps_it(data_dir, tmp
                          augment=AugmentConfig(crop_padding=0), progress=True)
     trainer = Trainer(config)
     trainer.run()
-    assert "budget recipe: 1,234 images/s over the first steps: about 26 epochs" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "budget recipe: 1,234 images/s over the first steps: about 26 epochs" in said
+    # built in Python without given_options: the message says how to keep options (not a flag to pass)
+    assert "TrainConfig(given_options=[...])" in said and "--no-budget-recipe" not in said
     assert trainer.config.augment.crop_padding == 4 and trainer.schedule.warmup_steps == 0.05 * 1000 * 4
     saved = read_checkpoint(tmp_path / "run" / "checkpoint-last.npz")[0]["train_config"]
     assert saved["budget_choice"]["row"] == "tens of epochs: crops and flips"

@@ -187,8 +187,10 @@ def _value(config, option: str):
     return getattr(config, option)
 
 
-def describe(choice: dict, budget: float) -> str:
-    """What the budget recipe chose and why, for the terminal."""
+def describe(choice: dict, budget: float, from_python: bool = False) -> str:
+    """What the budget recipe chose and why, for the terminal. ``from_python``: the run's TrainConfig was
+    built in Python with ``given_options`` unset, so nothing it sets counts as given (the command line
+    marks the flags it was passed; a dataclass cannot tell a value set from a default)."""
     pace = (f"{choice['images_per_second']:,.0f} images/s over the first steps: " if choice["images_per_second"]
             else "")
     def listed(options: dict) -> str:
@@ -201,7 +203,11 @@ def describe(choice: dict, budget: float) -> str:
         lines += textwrap.wrap(f"as given: {listed(choice['kept'])}", 116, initial_indent="  ",
                                subsequent_indent="    ")
     lines += textwrap.wrap(f"why: {choice['evidence']}", 116, initial_indent="  ", subsequent_indent="    ")
-    lines.append("  (--no-budget-recipe keeps the recipe as it is; a flag given overrides its row)")
+    if from_python:
+        lines.append("  (budget_recipe=False keeps the options as they are; to keep some of them, name them in "
+                     "TrainConfig(given_options=[...]), e.g. [\"lr\", \"augment.crop_padding\"])")
+    else:
+        lines.append("  (--no-budget-recipe keeps the recipe as it is; a flag given overrides its row)")
     return "\n".join(lines)
 
 

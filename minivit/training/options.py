@@ -57,7 +57,9 @@ class TrainConfig:
     # the recipe that follows the budget (minivit.training.budget_recipe): under --time-budget, the epochs
     # the budget allows choose the regularisation, except the options the user gave (given_options)
     budget_recipe: bool = False
-    given_options: list | None = None  # options set by the user ("label_smoothing", "augment.crop_padding", ...)
+    # options set by the user ("label_smoothing", "augment.crop_padding", ...): the command line lists the flags
+    # it was passed; in Python, None means none, so the budget recipe sets every option its row names
+    given_options: list | None = None
     budget_choice: dict | None = None  # what the budget recipe chose and why (kept by a resumed run)
     val_fraction: float = 0.1
     eval_batch_size: int = 500

@@ -576,7 +576,8 @@ class Trainer:
         elif self.ema is None:
             self._set_up_ema()
         if self.writes:  # said on stderr (above the progress bar, if there is one)
-            message = budget_recipe.describe(choice, self.config.time_budget)
+            message = budget_recipe.describe(choice, self.config.time_budget,
+                                             from_python=self.config.given_options is None)
             if progress is not None:
                 progress.write(message)
             else:
