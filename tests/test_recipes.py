@@ -250,7 +250,7 @@ def test_the_first_steps_one_time_costs_are_not_on_the_schedules_clock(data_dir,
 # --- the recipe that follows the budget ----------------------------------------------------------------
 
 @pytest.mark.parametrize("epochs, crop, randaugment, magnitude, cutmix, stops", [
-    (5, 0, 0, None, 0.0, 1.0), (16.5, 0, 0, None, 0.0, 1.0), (26, 4, 0, None, 0.0, 1.0),
+    (5, 0, 0, None, 0.0, 1.0), (16.5, 0, 0, None, 0.0, 1.0), (21.2, 0, 0, None, 0.0, 1.0), (26, 4, 0, None, 0.0, 1.0),
     (45, 4, 0, None, 0.0, 1.0), (65, 4, 2, 5.0, 0.0, 1.0), (150, 4, 2, 5.0, 0.0, 1.0),
     (240, 4, 2, 9.0, 1.0, 0.9)])
 def test_the_epochs_choose_the_row(epochs, crop, randaugment, magnitude, cutmix, stops):
@@ -266,7 +266,7 @@ def test_the_epochs_choose_the_row(epochs, crop, randaugment, magnitude, cutmix,
     assert chosen.epochs == schedule_epochs and ("epochs" in choice["chose"]) == (schedule_epochs > 100)
     assert chosen.warmup_epochs == pytest.approx((0.1 if epochs >= 200 else 0.05) * schedule_epochs)
     assert chosen.budget_choice == choice and choice["epochs"] == epochs
-    assert chosen.lr == pytest.approx(config.lr * (0.5 if epochs < 20 else 1.0))
+    assert chosen.lr == pytest.approx(config.lr * (0.5 if epochs < 25 else 1.0))
 
 
 def test_the_few_epochs_row_halves_the_recipes_own_rate_unless_the_rate_was_given():

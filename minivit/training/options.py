@@ -247,7 +247,7 @@ OPTION_HELP = {
            "(evaluate it with python -m minivit.evaluate --weights ema); 0: none",
     "tta": "test evaluations (--test-every-epoch) average each image's logits with its mirror image's",
     "mixing_stops_at": "the share of the schedule (0 to 1) after which mixup and cutmix stop; 1: never",
-    "budget_recipe": "under --time-budget, choose the regularisation (and, under 20 epochs, a lower rate) for the "
+    "budget_recipe": "under --time-budget, choose the regularisation (and, under 25 epochs, a lower rate) for the "
                      "epochs the budget allows, and lengthen the schedule when they are over half of --epochs "
                      "(minivit/training/budget_recipe.py; flags given win); on in the cifar-cpu and cifar-gpu recipes",
     "warmup_epochs": "epochs of linear warmup (under --time-budget: warmup_epochs / epochs of the budget)",
