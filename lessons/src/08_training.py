@@ -249,6 +249,8 @@ speeds = speed_against_pytorch(speed_model, batch_size=16 if FAST else recipe["b
 # | CPU: 2 cores of the first EPYC, 2026-12-05, seed 0 | `--preset cifar-cpu --patch-size 4 --crop-padding 4 --time-budget 3600` | 580 | 60 min | 46.5 | 76.6%, 76.7% with `--tta` |
 # | CPU: 2 cores of the same kind of EPYC (Zen 5), 2026-12-06, seed 1 | the same | 630 | 60 min | 50.5 | 76.6%, 76.5% with `--tta` (PyTorch: 72.9% in its 30.9 epochs) |
 # | CPU: 2 cores of an Intel Xeon, 2026-12-05, seed 1 | `--preset cifar-cpu --patch-size 4 --crop-padding 4 --time-budget 3600` | 394 | 60 min | 31.5 | 72.7%, 73.5% with `--tta` (PyTorch: 74.5%) |
+# | CPU: 2 cores of an Intel Xeon, 2026-12-06, seeds 0 and 1 | `--preset cifar-cpu --time-budget 600` (seed 0 with the few-epochs row's `--crop-padding 0 --lr 1e-3` given) | 1,393 to 1,396 | 10 min | 18.6 to 18.7 | 64.4% and 63.1% (PyTorch, 1.37x faster there, 66.5% with the crops row) |
+# | CPU: the same Xeon, seed 0 | `--preset cifar-cpu --time-budget 3600` (8-px patches) | 1,216 | 60 min | 97.5 | 75.1%, 75.2% with `--tta` |
 # | GPU: one NVIDIA H200, 2026-11-26 | `--preset cifar-gpu --backend cupy --time-budget 200` | 8,900 | 200 s | 40 | 54.3% |
 # | GPU: one NVIDIA H200, 2026-12-04 | `--preset cifar-gpu --backend cupy --time-budget 300` | 16,479 | 34 s | 11 | 46.2% |
 # | GPU: one NVIDIA H200, 2026-12-04 | `--preset cifar-gpu --backend cupy --time-budget 300` | 16,479 | 300 s | 111 | 71.9% |
@@ -265,7 +267,9 @@ speeds = speed_against_pytorch(speed_model, batch_size=16 if FAST else recipe["b
 # validation accuracy stopped rising after about 13 while the training accuracy climbed on to
 # 76%); at about 29 epochs it adds 4-px random crops. So your machine's speed decides what ten
 # minutes or an hour reach: about half a point of test accuracy per epoch between 16 and 30, a
-# quarter of a point between 26 and 46.
+# quarter of a point between 26 and 46. On a slower machine the hour does better with 8-px
+# patches than with 4-px ones: three times the epochs (97.5 against about 31 on the Xeons) won by
+# 2.3 points there, where the fast EPYC's 46 epochs of 4-px patches won by 1.1.
 #
 # The GPU rows are two runs on an H200 (`benchmarks/results/gpu-h200-2026-11-26/` and
 # `gpu-h200-2026-12-04/`). The first ran the full `cifar-gpu` recipe, written for 200 epochs, for
@@ -279,7 +283,7 @@ speeds = speed_against_pytorch(speed_model, batch_size=16 if FAST else recipe["b
 # A `--time-budget` run on the command line times its first steps and fits the
 # augmentation to the epochs the budget allows (`minivit/training/budget_recipe.py`: for ten CPU
 # minutes, crops and flips at about 29 epochs on the first EPYC, flips only and half the learning
-# rate at 16 on a Zen 4; for five GPU minutes it drops mixup and cutmix below 200 epochs). The run
+# rate under 25 (16 on a Zen 4, 17 to 19 on a Xeon); for five GPU minutes it drops mixup and cutmix below 200 epochs). The run
 # in this notebook keeps the preset's recipe as written (`budget_recipe=False`).
 #
 # ## An ablation lab: what each part buys in two minutes
