@@ -23,6 +23,9 @@ import subprocess
 import sys
 import time
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # minivit, for the presets' shapes
+
 PRODUCTS = ("x @ W", "dout @ W^T", "x^T @ dout")
 
 
@@ -37,7 +40,6 @@ def milliseconds(matmul, a, b, repeats: int = 20) -> float:
 
 def layer_shapes(preset: str, batch_size: int) -> tuple[int, dict]:
     """(M, {layer: (in, out)}) of one encoder layer of ``preset`` at ``batch_size``: M rows of tokens."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     from minivit.config import preset as preset_config
 
     config = preset_config(preset)
