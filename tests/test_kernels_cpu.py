@@ -115,23 +115,44 @@ def test_softmax(dtype, leading, width, contiguous):
     assert_close(probs0, ops.softmax_forward(x, axis=0)[0], dtype, "softmax over axis 0")
 
 
+@pytest.fixture(params=[False, True], ids=["products on BLAS's threads", "products on the loops' threads"])
+def products_on_loop_threads(request, monkeypatch):
+    """Both ways the fast kernels run their products (``tuning.products_on_loop_threads()``): NumPy's and
+    SciPy's BLAS on their own threads, or each thread of the compiled loops multiplying its slab of rows."""
+    from minivit.kernels import tuning
+
+    monkeypatch.setattr(tuning, "_products_moved", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("rows,d_in,d_out", [(37, 13, 5), (1, 7, 3), (6, 1, 1)])
+@pytest.mark.parametrize("rows,d_in,d_out", [(37, 13, 5), (1, 7, 3), (6, 1, 1), (301, 40, 129)])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_linear(dtype, rows, d_in, d_out, with_bias):
+def test_linear(products_on_loop_threads, dtype, rows, d_in, d_out, with_bias):
+    """Forward and backward; the last shape (602 rows x 129 outputs) is large enough to share among threads."""
     x = normal(0, (2, rows, d_in), dtype)
+    dout = normal(3, (2, rows, d_out), dtype)
     weight, bias = normal(1, (d_in, d_out), dtype), normal(2, (d_out,), dtype) if with_bias else None
+    shared = cpu._on_loop_threads(x.reshape(-1, d_in), weight)
+    assert shared == (products_on_loop_threads and rows == 301)
     for weight_view in (weight, np.asfortranarray(weight), strided(np.ascontiguousarray(weight))):
         out, cache = cpu.linear_forward(x, weight_view, bias)
         expected, expected_cache = ops.linear_forward(x, weight_view, bias)
         assert_close(out, expected, dtype, "linear forward")
         assert cache[0] is expected_cache[0] and cache[2] == expected_cache[2]  # the reference's backward reads it
+        for input_grad in (True, False):
+            grads = cpu.linear_backward(dout, cache, input_grad)
+            expected_grads = ops.linear_backward(dout, expected_cache, input_grad)
+            for name, fast, reference in zip(("dx", "dweight", "dbias"), grads, expected_grads):
+                assert (fast is None) == (reference is None), name
+                if reference is not None:  # dweight sums 602 rows in slabs: another order of the additions
+                    assert_close(fast, reference, dtype, f"linear backward {name}", factor=4)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("B,T,D,H", [(3, 5, 12, 3), (1, 1, 4, 1), (2, 65, 24, 2)])
+@pytest.mark.parametrize("B,T,D,H", [(3, 5, 12, 3), (1, 1, 4, 1), (2, 65, 24, 2), (16, 65, 24, 2)])
 @pytest.mark.parametrize("contiguous", [True, False])
-def test_attention_heads(dtype, B, T, D, H, contiguous):
+def test_attention_heads(products_on_loop_threads, dtype, B, T, D, H, contiguous):
     qkv = normal(0, (B, T, 3 * D), dtype)
     dcontext = normal(1, (B, T, D), dtype)
     if not contiguous:
@@ -221,28 +242,33 @@ def test_a_nan_still_comes_out_as_nan():
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_batched_matmul_splits_the_stack_and_gives_the_same_result(monkeypatch, threads):
+@pytest.mark.parametrize("stack,m,k,n", [((5, 2), 4, 3, 6), ((40, 4), 65, 8, 65)])  # the second large enough to share
+def test_batched_matmul_splits_the_stack_and_gives_the_same_result(monkeypatch, products_on_loop_threads, threads,
+                                                                  stack, m, k, n):
     monkeypatch.setattr(cpu, "num_threads", threads)
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((5, 2, 4, 3)).astype("float32")
-    b = rng.standard_normal((5, 2, 3, 6)).astype("float32")
-    np.testing.assert_array_equal(cpu.batched_matmul(a, b), a @ b)
-    out = np.zeros((5, 2, 8, 6), dtype="float32")[:, :, ::2]  # a strided view, as attention passes
+    a = rng.standard_normal((*stack, m, k)).astype("float32")
+    b = rng.standard_normal((*stack, k, n)).astype("float32")
+    np.testing.assert_allclose(cpu.batched_matmul(a, b), a @ b, rtol=1e-6, atol=1e-6)
+    out = np.zeros((*stack, 2 * m, n), dtype="float32")[:, :, ::2]  # a strided view, as attention passes
     assert cpu.batched_matmul(a, b, out=out) is out
-    np.testing.assert_array_equal(out, a @ b)
-    np.testing.assert_array_equal(cpu.batched_matmul(a, b[:1]), a @ b[:1])  # broadcasting
+    np.testing.assert_allclose(out, a @ b, rtol=1e-6, atol=1e-6)
+    transposed = b.swapaxes(-1, -2).copy().swapaxes(-1, -2)  # k.swapaxes(-1, -2), as attention passes it
+    np.testing.assert_allclose(cpu.batched_matmul(a, transposed), a @ b, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(cpu.batched_matmul(a, b[:1]), a @ b[:1], rtol=1e-6, atol=1e-6)  # broadcasting
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_addmm_adds_the_bias_inside_the_product(dtype):
+@pytest.mark.parametrize("rows", [7, 70_001])  # the second large enough to share among threads
+def test_addmm_adds_the_bias_inside_the_product(products_on_loop_threads, dtype, rows):
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((7, 5)).astype(dtype)
+    a = rng.standard_normal((rows, 5)).astype(dtype)
     b = rng.standard_normal((5, 3)).astype(dtype)
     bias = rng.standard_normal(3).astype(dtype)
     expected = a.astype("float64") @ b.astype("float64") + bias
     tolerance = 1e-5 if dtype == "float32" else 1e-13
     out = cpu.addmm(bias, a, b)
-    assert out.shape == (7, 3) and out.dtype == dtype and out.flags.c_contiguous
+    assert out.shape == (rows, 3) and out.dtype == dtype and out.flags.c_contiguous
     np.testing.assert_allclose(out, expected, rtol=tolerance, atol=tolerance)
     # layouts BLAS cannot take without a copy go the plain way, with the same result
     np.testing.assert_allclose(cpu.addmm(bias, a, np.asfortranarray(b)), expected, rtol=tolerance, atol=tolerance)

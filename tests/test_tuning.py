@@ -42,7 +42,17 @@ with minivit.no_grad():
     model.forward(images)
 import ctypes
 cores = {path: tuning._corename(ctypes.CDLL(path)) for path in tuning._loaded_openblas_paths()}
+
+def blas_threads(library):
+    for name in ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads", "openblas_get_num_threads"):
+        if hasattr(library, name):
+            return getattr(library, name)()
+
+blas = {path: blas_threads(ctypes.CDLL(path)) for path in tuning._loaded_openblas_paths()}
+scipy_own = tuning._scipy_openblas()
 print(json.dumps({"after_build": after_build, "layer": numba.config.THREADING_LAYER, "done": tuning._done,
+                  "moved": tuning.products_on_loop_threads(), "blas_threads": blas,
+                  "scipy_blas": scipy_own._name if scipy_own is not None else None,
                   "spin": min(cpu_seconds_while_asleep() for _ in range(3)), "cores": cores,
                   "avx512": tuning._cpu_has_avx512()}))
 """
@@ -67,7 +77,14 @@ def test_the_first_forward_tunes_the_process_and_says_so_once(first):
     report, stderr = run_first_use(first)
     assert report["after_build"] == {"tuned": False, "layer": "default"}, \
         f"building a model must change nothing yet: {report['after_build']}"
-    assert report["layer"] == "workqueue", report
+    # numba's OpenMP threads take the products too where libgomp and an OpenBLAS of SciPy's own are there;
+    # else numba's workqueue threads, which sleep between loops
+    assert report["layer"] == ("omp" if report["moved"] else "workqueue"), report
+    if report["moved"]:
+        assert report["done"]["numba_threading_layer"].startswith("omp, the products on its threads"), report
+        for path, threads in report["blas_threads"].items():  # SciPy's on one thread, NumPy's left as it was
+            expected = 1 if os.path.realpath(path) == os.path.realpath(report["scipy_blas"]) else len(os.sched_getaffinity(0))
+            assert threads == expected, (path, report["blas_threads"])
     assert "refused" not in report["done"], report["done"]
     assert stderr.count(ANNOUNCEMENT) == 1, f"expected the settings said once on stderr; got:\n{stderr}"
     if len(os.sched_getaffinity(0)) >= 2:  # one core: OpenBLAS runs no worker threads to spin

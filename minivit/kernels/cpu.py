@@ -35,6 +35,7 @@ import numpy as np
 
 from minivit import ops
 from minivit.kernels import cpu_loops as loops
+from minivit.kernels import tuning
 from minivit.kernels.registry import replaces
 from minivit.ops.randaugment import RANDAUGMENT_OPS, round_draws
 
@@ -111,10 +112,19 @@ def batched_matmul(a, b, out=None):
     """``a @ b`` for stacks of matrices (..., M, K) @ (..., K, N), ``out`` as in ``np.matmul``.
 
     Why: NumPy hands the products of a stack to BLAS one after another, and BLAS runs a
-    product as small as attention's (65 x 64 @ 64 x 65) on one core. Here the stack is cut
-    along its first axis into ``num_threads`` parts that run side by side (NumPy releases
-    the GIL inside matmul). Each product is the same BLAS call either way, so the result is too.
+    product as small as attention's (65 x 64 @ 64 x 65) on one core. Here the stack is shared
+    among the threads: on the compiled loops' threads (``cpu_loops.matmul_stack``) where the
+    products run there (``tuning.products_on_loop_threads()``), else cut along its first axis
+    into ``num_threads`` parts that run side by side (NumPy releases the GIL inside matmul).
+    Each product is a BLAS call either way.
     """
+    if (a.ndim == 4 and b.ndim == 4 and a.shape[:2] == b.shape[:2] and a.dtype == b.dtype
+            and a.dtype in (np.float32, np.float64) and tuning.products_on_loop_threads()
+            and a.shape[0] * a.shape[1] * a.shape[2] * b.shape[3] >= loops.PARALLEL_FROM):
+        if out is None:
+            out = np.empty((*a.shape[:-1], b.shape[-1]), dtype=a.dtype)
+        loops.matmul_stack(a, b, out)
+        return out
     parts = min(num_threads, a.shape[0]) if a.ndim > 2 else 1
     if parts < 2 or a.shape[:-2] != b.shape[:-2]:
         return np.matmul(a, b, out=out)
@@ -129,22 +139,49 @@ def batched_matmul(a, b, out=None):
     return out
 
 
-def addmm(bias, a, b):
-    """``a @ b + bias`` for 2-D ``a`` (M, K) and ``b`` (K, N), ``bias`` (N,), in one BLAS call.
+def _blas_ready(*arrays) -> bool:
+    """True when the compiled loops' products can take these arrays: one float dtype, 2-D, contiguous."""
+    dtype = arrays[0].dtype
+    return (dtype in (np.float32, np.float64) and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays)
+            and all(a.size for a in arrays))
 
-    Why: added afterwards, the bias is one more pass over the (M, N) result. BLAS's gemm
-    computes ``C = alpha A B + beta C``: with C filled with the bias and beta = 1, the sum
-    comes out of one call while each block of C is still in cache (PyTorch's addmm).
-    NumPy does not expose beta, so this calls SciPy's BLAS: C-ordered arrays are
-    Fortran-ordered transposes, so out^T = b^T a^T + bias^T is computed on those, with no
-    copy. Other dtypes or layouts: plain ``a @ b + bias``.
+
+def _on_loop_threads(a, b) -> bool:
+    """True when the product a @ b runs on the compiled loops' threads (``tuning.products_on_loop_threads()``):
+    arrays BLAS takes as they are, and a product large enough to share (a small one stays on this thread)."""
+    return (tuning.products_on_loop_threads() and _blas_ready(a, b)
+            and a.shape[0] * b.shape[1] >= loops.PARALLEL_FROM)
+
+
+def matmul(a, b):
+    """``a @ b`` for 2-D ``a`` (M, K) and ``b`` (K, N): on the compiled loops' threads, a slab of rows
+    each, where the products run there; else NumPy's."""
+    if not _on_loop_threads(a, b):
+        return a @ b
+    out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+    loops.matmul_slabs(a, b, out)
+    return out
+
+
+def addmm(bias, a, b):
+    """``a @ b + bias`` for 2-D ``a`` (M, K) and ``b`` (K, N), ``bias`` (N,), in one pass.
+
+    Why: added afterwards, the bias is one more pass over the (M, N) result. Where the products
+    run on the compiled loops' threads, each thread adds the bias to its slab of rows while the
+    slab is still in cache. Otherwise BLAS's gemm computes ``C = alpha A B + beta C``: with C
+    filled with the bias and beta = 1, the sum comes out of one call while each block of C is
+    still in cache (PyTorch's addmm). NumPy does not expose beta, so this calls SciPy's BLAS:
+    C-ordered arrays are Fortran-ordered transposes, so out^T = b^T a^T + bias^T is computed on
+    those, with no copy. Other dtypes or layouts: plain ``a @ b + bias``.
     """
-    if (a.dtype != b.dtype or a.dtype not in (np.float32, np.float64) or bias.dtype != a.dtype
-            or not (a.flags.c_contiguous and b.flags.c_contiguous) or a.size == 0 or b.size == 0):
+    if not (_blas_ready(a, b) and bias.dtype == a.dtype and bias.flags.c_contiguous):
         return a @ b + bias
+    out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+    if _on_loop_threads(a, b):
+        loops.addmm_slabs(bias, a, b, out)
+        return out
     from scipy.linalg import blas
 
-    out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
     out[...] = bias  # broadcast along the rows
     gemm = blas.sgemm if a.dtype == np.float32 else blas.dgemm
     gemm(1.0, b.T, a.T, beta=1.0, c=out.T, overwrite_c=True)  # writes into out
@@ -163,8 +200,24 @@ def _rows(array):
 def linear_forward(x, weight, bias=None):
     """Replaces ops.linear_forward: one 2-D product over all rows, the bias added inside it (addmm)."""
     x_rows = x.reshape(-1, x.shape[-1])  # (M, D_in)
-    out = x_rows @ weight if bias is None else addmm(bias, x_rows, weight)
+    out = matmul(x_rows, weight) if bias is None else addmm(bias, x_rows, weight)
     return out.reshape(*x.shape[:-1], weight.shape[1]), (x, weight, bias is not None)
+
+
+@replaces("linear_backward")
+def linear_backward(dout, cache, input_grad: bool = True):
+    """Replaces ops.linear_backward where the products run on the compiled loops' threads: dx as one
+    slab of rows per thread, dW as a sum of one partial x^T dout per thread (each thread's rows);
+    otherwise the reference (NumPy's products on OpenBLAS's threads)."""
+    x, weight, has_bias = cache
+    D_in = weight.shape[0]
+    x_rows, dout_rows = x.reshape(-1, D_in), dout.reshape(-1, weight.shape[1])
+    if not (_on_loop_threads(x_rows, weight) and _blas_ready(dout_rows)):
+        return ops.linear_backward(dout, cache, input_grad)
+    dx = matmul(dout_rows, np.ascontiguousarray(weight.T)).reshape(*dout.shape[:-1], D_in) if input_grad else None
+    dweight = loops.weight_gradient(x_rows, dout_rows)  # (D_in, D_out)
+    dbias = dout_rows.sum(axis=0) if has_bias else None
+    return dx, dweight, dbias
 
 
 # --- GELU ------------------------------------------------------------------------------------------

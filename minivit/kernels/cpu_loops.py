@@ -314,3 +314,63 @@ def sgd_update(data, grad, momentum_buffer, lr_scale, decay, lr, momentum, neste
         momentum_buffer[i] = buffer
         update = g + momentum * buffer if nesterov else buffer
         data[i] -= lr * lr_scale[i] * update
+
+
+# --- matrix products on the loops' threads ---------------------------------------------------------
+# Each thread multiplies its own slab of rows with BLAS (SciPy's, which numba's np.dot calls, on one
+# thread: ``tuning``), so the products run on the same threads as the loops above instead of on
+# OpenBLAS's own, and no thread of one pool sleeps while the other pool's work waits to be woken.
+# Not cached on disk: numba's np.dot holds pointers to SciPy's BLAS, valid in this process only
+# (compiling the four takes a few seconds, once per process).
+
+
+@numba.njit(parallel=True, cache=False)
+def matmul_slabs(a, b, out):
+    """out = a @ b, for 2-D contiguous a (M, K) and b (K, N): one slab of rows of a per thread."""
+    rows, parts = a.shape[0], numba.get_num_threads()
+    for part in numba.prange(parts):
+        start, stop = rows * part // parts, rows * (part + 1) // parts
+        if start < stop:
+            np.dot(a[start:stop], b, out[start:stop])
+
+
+@numba.njit(parallel=True, cache=False)
+def addmm_slabs(bias, a, b, out):
+    """out = a @ b + bias, the bias added to each slab while it is still in cache."""
+    rows, parts = a.shape[0], numba.get_num_threads()
+    for part in numba.prange(parts):
+        start, stop = rows * part // parts, rows * (part + 1) // parts
+        if start < stop:
+            slab = out[start:stop]
+            np.dot(a[start:stop], b, slab)
+            for row in range(slab.shape[0]):
+                slab[row] += bias
+
+
+@numba.njit(parallel=True, cache=False)
+def weight_gradient(x, dout):
+    """x^T @ dout for contiguous x (M, K) and dout (M, N), the sum over all M rows (the linear
+    layer's weight gradient): each thread multiplies its slab of rows, then the partial (K, N)
+    matrices are added."""
+    rows, parts = x.shape[0], numba.get_num_threads()
+    partial = np.empty((parts, x.shape[1], dout.shape[1]), dtype=x.dtype)
+    for part in numba.prange(parts):
+        start, stop = rows * part // parts, rows * (part + 1) // parts
+        if start < stop:
+            np.dot(x[start:stop].T, dout[start:stop], partial[part])
+        else:
+            partial[part] = 0
+    total = partial[0].copy()
+    for part in range(1, parts):
+        total += partial[part]
+    return total
+
+
+@numba.njit(parallel=True, cache=False)
+def matmul_stack(a, b, out):
+    """out[i, j] = a[i, j] @ b[i, j] for stacks (B, H, M, K) @ (B, H, K, N), any strides (the heads
+    of attention, viewed in place): the B*H small products shared among the threads."""
+    heads = a.shape[1]
+    for index in numba.prange(a.shape[0] * heads):
+        i, j = index // heads, index % heads
+        out[i, j] = np.dot(np.ascontiguousarray(a[i, j]), np.ascontiguousarray(b[i, j]))

@@ -63,7 +63,7 @@ def tune_process() -> dict:
         else:
             _done = {
                 "openblas_thread_timeout": _openblas_sleep_sooner(),
-                "numba_threading_layer": _numba_workqueue(),
+                "numba_threading_layer": _numba_threading_layer(),
                 "malloc": _keep_freed_memory(),
                 "openblas_kernels": _openblas_kernels(),
             }
@@ -111,8 +111,11 @@ def limit_threads(count: int) -> dict:
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MINIVIT_NUM_THREADS"):
         os.environ[variable] = str(count)  # for libraries loaded from now on
     told = []
+    scipy_own = _scipy_openblas() if _products_moved else None
     for path in _loaded_openblas_paths():
         library = ctypes.CDLL(path)  # the already loaded library: no second copy
+        if scipy_own is not None and library._name == scipy_own._name:
+            continue  # the products on numba's threads call it on one thread each: left at 1
         for name in ("openblas_set_num_threads", "scipy_openblas_set_num_threads",
                      "openblas_set_num_threads64_", "scipy_openblas_set_num_threads64_"):
             setter = getattr(library, name, None)
@@ -212,7 +215,9 @@ def _openblas_kernels() -> str:
     return said
 
 
-def _numba_workqueue() -> str:
+def _numba_threading_layer() -> str:
+    """numba's OpenMP layer with the products moved onto its threads where it can load and SciPy has an
+    OpenBLAS of its own (``_products_on_loop_threads``); else the workqueue layer, whose threads sleep."""
     try:
         import numba
         from numba.np.ufunc import parallel
@@ -222,8 +227,56 @@ def _numba_workqueue() -> str:
         return f"left at {numba.threading_layer()} (a parallel loop already ran)"
     if numba.config.THREADING_LAYER != "default":
         return f"left at the configured {numba.config.THREADING_LAYER}"
+    moved = _products_on_loop_threads()
+    if moved:
+        numba.config.THREADING_LAYER = "omp"
+        return f"omp, the products on its threads ({moved})"
     numba.config.THREADING_LAYER = "workqueue"
     return "workqueue"
+
+
+_products_moved = False  # True once the products run on the compiled loops' threads (one pool)
+
+
+def products_on_loop_threads() -> bool:
+    """True when the fast kernels' matrix products run on numba's threads (``cpu_loops.matmul_slabs``...)."""
+    return _products_moved
+
+
+def _scipy_openblas():
+    """The OpenBLAS that SciPy bundles (its own copy, under scipy.libs; numba's np.dot calls it), or None."""
+    try:
+        import scipy
+        import scipy.linalg.blas  # noqa: F401  (loads it)
+    except ImportError:
+        return None
+    bundled = os.path.realpath(os.path.join(os.path.dirname(os.path.dirname(scipy.__file__)), "scipy.libs"))
+    for path in _loaded_openblas_paths():
+        if os.path.realpath(path).startswith(bundled + os.sep):
+            return ctypes.CDLL(path)
+    return None
+
+
+def _products_on_loop_threads() -> str:
+    """Move the products onto numba's threads where it is possible; returns how, or "" where not.
+
+    Needs numba's OpenMP layer (GNU OpenMP: libgomp) and an OpenBLAS of SciPy's own, told to run
+    each product on its caller's thread alone: the numba threads each call it on their slab of
+    rows. NumPy's OpenBLAS (what NumPy's ``@`` uses: the reference operations, a learner's code) is
+    left as it is."""
+    global _products_moved
+    try:
+        from numba.np.ufunc import omppool  # noqa: F401  (fails where libgomp is missing)
+    except ImportError:
+        return ""
+    library = _scipy_openblas()
+    setter = next((getattr(library, name) for name in ("scipy_openblas_set_num_threads", "openblas_set_num_threads")
+                   if library is not None and hasattr(library, name)), None)
+    if setter is None:
+        return ""
+    setter(ctypes.c_int(1))
+    _products_moved = True
+    return "SciPy's OpenBLAS on one thread per call"
 
 
 def _keep_freed_memory() -> str:
