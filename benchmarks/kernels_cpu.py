@@ -49,6 +49,7 @@ def cases(B: int) -> dict:
     pixels = rng.integers(0, 256, (B, 3, 32, 32)).astype(np.float32)  # a batch of CIFAR images, for augmentation
     return {
         "linear_forward": ((tokens, weight, bias), f"q/k/v product ({B * T}, 192) @ (192, 576) + bias"),
+        "linear_backward": ((qkv, (tokens, weight, True)), "its backward: dx, dW and db"),
         "linear_gelu_inference": ((tokens, fc1_weight, fc1_bias, "none"),
                                   f"inference: fc1 ({B * T}, 192) @ (192, 768) + bias, then GELU"),
         "gelu_forward": ((hidden, "none"), f"exact GELU on ({B}, 65, 768)"),

@@ -119,9 +119,9 @@ def test_softmax(dtype, leading, width, contiguous):
 def products_on_loop_threads(request, monkeypatch):
     """Both ways the fast kernels run their products (``tuning.products_on_loop_threads()``): NumPy's and
     SciPy's BLAS on their own threads, or each thread of the compiled loops multiplying its slab of rows."""
-    from minivit.kernels import tuning
+    from minivit.kernels import cpu_loops
 
-    monkeypatch.setattr(tuning, "_products_moved", request.param)
+    monkeypatch.setattr(cpu_loops, "products_here", request.param)
     return request.param
 
 

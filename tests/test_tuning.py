@@ -63,7 +63,7 @@ ANNOUNCEMENT = "minivit: set this process up for the CPU kernels"
 def run_first_use(first: str, **environment) -> tuple[dict, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("OPENBLAS_THREAD_TIMEOUT", "MINIVIT_KERNELS", "MINIVIT_TUNE", "NUMBA_THREADING_LAYER",
-                         "OPENBLAS_CORETYPE")}
+                         "OPENBLAS_CORETYPE", "MINIVIT_PRODUCTS")}
     env.update(environment)
     result = subprocess.run([sys.executable, "-c", FIRST_USE, first], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -83,7 +83,8 @@ def test_the_first_forward_tunes_the_process_and_says_so_once(first):
     if report["moved"]:
         assert report["done"]["numba_threading_layer"].startswith("omp, the products on its threads"), report
         for path, threads in report["blas_threads"].items():  # SciPy's on one thread, NumPy's left as it was
-            expected = 1 if os.path.realpath(path) == os.path.realpath(report["scipy_blas"]) else len(os.sched_getaffinity(0))
+            scipy_own = os.path.realpath(path) == os.path.realpath(report["scipy_blas"])
+            expected = 1 if scipy_own else len(os.sched_getaffinity(0))
             assert threads == expected, (path, report["blas_threads"])
     assert "refused" not in report["done"], report["done"]
     assert stderr.count(ANNOUNCEMENT) == 1, f"expected the settings said once on stderr; got:\n{stderr}"
@@ -112,6 +113,31 @@ def test_an_older_coretype_in_the_environment_is_kept_and_the_fix_is_said():
         assert "unset OPENBLAS_CORETYPE" in stderr, stderr
     else:
         assert "unset OPENBLAS_CORETYPE" not in stderr, stderr
+
+
+@pytest.mark.parametrize("choice", ["blas", "loops"])
+def test_minivit_products_chooses_where_the_matrix_products_run(choice):
+    """blas: the products on OpenBLAS's threads, numba's loops on its workqueue threads. loops: both on
+    numba's OpenMP threads, where numba can load GNU OpenMP and SciPy has an OpenBLAS of its own."""
+    report, stderr = run_first_use("numpy", MINIVIT_PRODUCTS=choice)
+    line = report["done"]["numba_threading_layer"]
+    assert stderr.count(ANNOUNCEMENT) == 1, stderr
+    if choice == "blas":
+        assert not report["moved"] and report["layer"] == "workqueue", report
+        assert "MINIVIT_PRODUCTS=blas" in line, line
+    elif report["moved"]:
+        assert report["layer"] == "omp" and "MINIVIT_PRODUCTS=loops" in line, report
+    else:
+        assert report["layer"] == "workqueue" and "cannot load GNU OpenMP" in line, report
+
+
+def test_a_minivit_products_that_names_neither_choice_is_refused_with_both():
+    env = {k: v for k, v in os.environ.items() if k not in ("MINIVIT_KERNELS", "MINIVIT_TUNE", "NUMBA_THREADING_LAYER")}
+    result = subprocess.run([sys.executable, "-c", FIRST_USE, "numpy"], env={**env, "MINIVIT_PRODUCTS": "fast"},
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "MINIVIT_PRODUCTS='fast' in the environment" in result.stderr, result.stderr
+    assert "'loops'" in result.stderr and "'blas'" in result.stderr, result.stderr
 
 
 def test_minivit_tune_0_leaves_the_process_alone():

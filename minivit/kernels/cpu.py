@@ -15,6 +15,10 @@ cifar-tiny, batch 128; docs/kernels.md's table, from benchmarks/kernels_cpu.py):
   * attention's many small products spread over the cores (``batched_matmul``), the heads
     written straight into the merged layout (no merge copies), the scale folded into the
     softmax;
+  * where the process runs one pool of threads (``loops.products_here``, set by ``tuning``: Intel),
+    every product on the compiled loops' threads, a slab of rows each (``matmul``, ``addmm``,
+    ``linear_backward``, ``batched_matmul``), so that no work waits for a sleeping thread of
+    another pool to wake (benchmarks/threads_cpu.py);
   * elementwise chains without a compiled loop run in cache-sized blocks on all cores
     (``map_rows``);
   * the optimizer's update as one pass over one flat buffer of all parameters;
@@ -35,7 +39,6 @@ import numpy as np
 
 from minivit import ops
 from minivit.kernels import cpu_loops as loops
-from minivit.kernels import tuning
 from minivit.kernels.registry import replaces
 from minivit.ops.randaugment import RANDAUGMENT_OPS, round_draws
 
@@ -114,12 +117,12 @@ def batched_matmul(a, b, out=None):
     Why: NumPy hands the products of a stack to BLAS one after another, and BLAS runs a
     product as small as attention's (65 x 64 @ 64 x 65) on one core. Here the stack is shared
     among the threads: on the compiled loops' threads (``cpu_loops.matmul_stack``) where the
-    products run there (``tuning.products_on_loop_threads()``), else cut along its first axis
+    products run there (``loops.products_here``), else cut along its first axis
     into ``num_threads`` parts that run side by side (NumPy releases the GIL inside matmul).
     Each product is a BLAS call either way.
     """
     if (a.ndim == 4 and b.ndim == 4 and a.shape[:2] == b.shape[:2] and a.dtype == b.dtype
-            and a.dtype in (np.float32, np.float64) and tuning.products_on_loop_threads()
+            and a.dtype in (np.float32, np.float64) and loops.products_here
             and a.shape[0] * a.shape[1] * a.shape[2] * b.shape[3] >= loops.PARALLEL_FROM):
         if out is None:
             out = np.empty((*a.shape[:-1], b.shape[-1]), dtype=a.dtype)
@@ -147,9 +150,9 @@ def _blas_ready(*arrays) -> bool:
 
 
 def _on_loop_threads(a, b) -> bool:
-    """True when the product a @ b runs on the compiled loops' threads (``tuning.products_on_loop_threads()``):
+    """True when the product a @ b runs on the compiled loops' threads (``loops.products_here``):
     arrays BLAS takes as they are, and a product large enough to share (a small one stays on this thread)."""
-    return (tuning.products_on_loop_threads() and _blas_ready(a, b)
+    return (loops.products_here and _blas_ready(a, b)
             and a.shape[0] * b.shape[1] >= loops.PARALLEL_FROM)
 
 
@@ -267,7 +270,7 @@ def linear_gelu_inference(x, weight, bias=None, approximate: str = "none"):
     if (approximate != "none" or x.dtype not in (np.float32, np.float64) or weight.dtype != x.dtype
             or (bias is not None and bias.dtype != x.dtype)):
         return gelu_forward(linear_forward(x, weight, bias)[0], approximate)[0]
-    hidden = x.reshape(-1, x.shape[-1]) @ weight  # (M, D_out), a new C-ordered array
+    hidden = matmul(x.reshape(-1, x.shape[-1]), weight)  # (M, D_out), a new C-ordered array
     loop = loops.bias_gelu_float32 if x.dtype == np.float32 else loops.bias_gelu_float64
     loops.sized(loop, hidden.size)(hidden, np.zeros(weight.shape[1], x.dtype) if bias is None else
                                    np.ascontiguousarray(bias))

@@ -16,9 +16,17 @@ cores: a batch-1 forward is many times slower, a training step markedly slower; 
    the compiled loops that run between products. OpenBLAS reads its timeout
    (OPENBLAS_THREAD_TIMEOUT) when its threads start, so for each OpenBLAS already loaded
    (NumPy's, SciPy's) the timeout is re-read and the threads are restarted.
-2. numba's parallel loops use the "workqueue" threading layer, whose threads sleep
-   between loops (OpenMP's spin, as OpenBLAS's do). Only possible before the first
-   parallel loop has run.
+2. One pool of threads for the products and the compiled loops, where measured faster (Intel;
+   MINIVIT_PRODUCTS=loops or =blas chooses): numba's OpenMP threading layer, whose threads spin
+   briefly between loops as PyTorch's do, and the fast kernels' matrix products on those threads,
+   a slab of rows each, through SciPy's OpenBLAS told to run each call on its caller's thread
+   (``products_on_loop_threads()``; NumPy's OpenBLAS, what a learner's ``@`` and the reference
+   operations use, is left as it is). Waking a sleeping thread costs tens of microseconds, more in
+   a virtual machine, and a step hands work from one pool to the other at almost every operation: on a 2-core Xeon the
+   training step went from 0.77x to 0.91x PyTorch's, inference from 0.76x to 1.0x
+   (benchmarks/results/intel-xeon/cpu-threads-cifar-cpu-b128-icelake.txt). Elsewhere numba's
+   "workqueue" layer, whose threads sleep between loops (OpenMP's spin would take the cores from
+   OpenBLAS's threads). Only possible before the first parallel loop has run.
 3. glibc's malloc keeps freed memory for reuse instead of handing large blocks back to
    the operating system: every step allocates and frees the same large activations, and
    each first touch of a fresh page is a page fault (measured: GELU's forward took twice
@@ -54,7 +62,7 @@ def refused() -> bool:
 
 
 def tune_process() -> dict:
-    """Apply the three settings above to this process (once; later calls return the first answer);
+    """Apply the settings above to this process (once; later calls return the first answer);
     returns what was done, setting by setting. ``MINIVIT_TUNE=0`` refuses: nothing is changed."""
     global _done
     if _done is None:
@@ -111,7 +119,7 @@ def limit_threads(count: int) -> dict:
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MINIVIT_NUM_THREADS"):
         os.environ[variable] = str(count)  # for libraries loaded from now on
     told = []
-    scipy_own = _scipy_openblas() if _products_moved else None
+    scipy_own = _scipy_openblas() if products_on_loop_threads() else None
     for path in _loaded_openblas_paths():
         library = ctypes.CDLL(path)  # the already loaded library: no second copy
         if scipy_own is not None and library._name == scipy_own._name:
@@ -227,20 +235,53 @@ def _numba_threading_layer() -> str:
         return f"left at {numba.threading_layer()} (a parallel loop already ran)"
     if numba.config.THREADING_LAYER != "default":
         return f"left at the configured {numba.config.THREADING_LAYER}"
-    moved = _products_on_loop_threads()
+    wanted, why = _products_choice()
+    moved = _products_on_loop_threads() if wanted else ""
     if moved:
         numba.config.THREADING_LAYER = "omp"
-        return f"omp, the products on its threads ({moved})"
+        return f"omp, the products on its threads ({why}; {moved})"
     numba.config.THREADING_LAYER = "workqueue"
-    return "workqueue"
+    if wanted:
+        why = "numba cannot load GNU OpenMP, or SciPy has no OpenBLAS of its own"
+    return f"workqueue, the products on OpenBLAS's threads ({why})"
 
 
-_products_moved = False  # True once the products run on the compiled loops' threads (one pool)
+PRODUCTS_VARIABLE = "MINIVIT_PRODUCTS"  # "loops": the products on numba's threads; "blas": on OpenBLAS's own
+PRODUCTS_CHOICES = ("loops", "blas")
+
+
+def _products_choice() -> tuple[bool, str]:
+    """(whether to move the products onto numba's threads, why). MINIVIT_PRODUCTS decides where it is set;
+    else the CPU's maker: moved on Intel, where it was measured faster (docs/cpu.md), left elsewhere
+    until measured there."""
+    value = os.environ.get(PRODUCTS_VARIABLE, "").strip().lower()
+    if value:
+        if value not in PRODUCTS_CHOICES:
+            raise ValueError(f"{PRODUCTS_VARIABLE}={os.environ[PRODUCTS_VARIABLE]!r} in the environment: use "
+                             "'loops' (the matrix products on numba's threads, one pool) or 'blas' (on "
+                             "OpenBLAS's own threads), or unset it to let the CPU decide.")
+        return value == "loops", f"{PRODUCTS_VARIABLE}={value}"
+    if _cpu_vendor() == "GenuineIntel":
+        return True, "one pool, measured faster on Intel"
+    return False, f"one pool is measured faster on Intel only; {PRODUCTS_VARIABLE}=loops tries it here"
+
+
+def _cpu_vendor() -> str:
+    """/proc/cpuinfo's vendor_id ("GenuineIntel", "AuthenticAMD"), or "" where there is none."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("vendor_id"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def products_on_loop_threads() -> bool:
     """True when the fast kernels' matrix products run on numba's threads (``cpu_loops.matmul_slabs``...)."""
-    return _products_moved
+    loops = sys.modules.get("minivit.kernels.cpu_loops")  # not imported: no kernel ran, nothing moved
+    return bool(loops is not None and loops.products_here)
 
 
 def _scipy_openblas():
@@ -264,9 +305,10 @@ def _products_on_loop_threads() -> str:
     each product on its caller's thread alone: the numba threads each call it on their slab of
     rows. NumPy's OpenBLAS (what NumPy's ``@`` uses: the reference operations, a learner's code) is
     left as it is."""
-    global _products_moved
     try:
         from numba.np.ufunc import omppool  # noqa: F401  (fails where libgomp is missing)
+
+        from minivit.kernels import cpu_loops
     except ImportError:
         return ""
     library = _scipy_openblas()
@@ -275,7 +317,7 @@ def _products_on_loop_threads() -> str:
     if setter is None:
         return ""
     setter(ctypes.c_int(1))
-    _products_moved = True
+    cpu_loops.products_here = True
     return "SciPy's OpenBLAS on one thread per call"
 
 
