@@ -21,9 +21,10 @@ cores: a batch-1 forward is many times slower, a training step markedly slower; 
    briefly between loops as PyTorch's do, and the fast kernels' matrix products on those threads,
    a slab of rows each, through SciPy's OpenBLAS told to run each call on its caller's thread
    (``products_on_loop_threads()``; NumPy's OpenBLAS, what a learner's ``@`` and the reference
-   operations use, is left as it is). Waking a sleeping thread costs tens of microseconds, more in
-   a virtual machine, and a step hands work from one pool to the other at almost every operation: on a 2-core Xeon the
-   training step went from 0.77x to 0.91x PyTorch's, inference from 0.76x to 1.0x
+   operations use, is left as it is). Waking a sleeping thread costs tens of microseconds, more
+   in a virtual machine (90 to 230 on a 2-core Xeon), and a step hands work from one pool to
+   another at almost every operation: there the training step went from 0.54x-0.79x PyTorch's
+   to 0.80x-0.92x, inference to level, training runs about 5 to 25% faster
    (benchmarks/results/intel-xeon/cpu-threads-cifar-cpu-b128-icelake.txt). Elsewhere numba's
    "workqueue" layer, whose threads sleep between loops (OpenMP's spin would take the cores from
    OpenBLAS's threads). Only possible before the first parallel loop has run.
