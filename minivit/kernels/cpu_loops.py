@@ -318,12 +318,13 @@ def sgd_update(data, grad, momentum_buffer, lr_scale, decay, lr, momentum, neste
 
 # --- matrix products on the loops' threads ---------------------------------------------------------
 
-products_here = False  # True once minivit.kernels.tuning has set the process up for it (one pool of threads)
 # Each thread multiplies its own slab of rows with BLAS (SciPy's, which numba's np.dot calls, on one
 # thread: ``tuning``), so the products run on the same threads as the loops above instead of on
 # OpenBLAS's own, and no thread of one pool sleeps while the other pool's work waits to be woken.
 # Not cached on disk: numba's np.dot holds pointers to SciPy's BLAS, valid in this process only
 # (compiling the four takes a few seconds, once per process).
+
+products_here = False  # True once minivit.kernels.tuning has set the process up for it (one pool of threads)
 
 
 @numba.njit(parallel=True, cache=False)
