@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -43,11 +44,6 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=10, help="timed steps per turn (median)")
     parser.add_argument("--design", choices=DESIGNS, help=argparse.SUPPRESS)  # one turn, in this process
     return parser.parse_args(argv)
-
-
-def median(values):
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
 
 
 def one_turn(design: str, preset: str, batch_size: int, repeats: int) -> dict:
@@ -120,17 +116,17 @@ def main():
             values = [turn["handoff_us"][pool] for turn in turns[design]]
             layer = turns[design][0]["numba_layer"]
             label = f"{pool} ({layer} layer)" if pool.startswith("numba") else pool
-            print(f"| {label} | {median(values):.1f} ({min(values):.1f} to {max(values):.1f}) |")
+            print(f"| {label} | {statistics.median(values):.1f} ({min(values):.1f} to {max(values):.1f}) |")
     print()
     print("| images/s, median of the turns | training step | inference |")
     print("|---|---|---|")
     for design in DESIGNS:
         train = [turn["train_images_per_second"] for turn in turns[design]]
         infer = [turn["inference_images_per_second"] for turn in turns[design]]
-        print(f"| {design} | {median(train):.0f} ({min(train):.0f} to {max(train):.0f}) | "
-              f"{median(infer):.0f} ({min(infer):.0f} to {max(infer):.0f}) |")
+        print(f"| {design} | {statistics.median(train):.0f} ({min(train):.0f} to {max(train):.0f}) | "
+              f"{statistics.median(infer):.0f} ({min(infer):.0f} to {max(infer):.0f}) |")
     for column in ("train", "inference"):
-        today, one_pool = (median([turn[f"{column}_images_per_second"] for turn in turns[design]])
+        today, one_pool = (statistics.median([turn[f"{column}_images_per_second"] for turn in turns[design]])
                            for design in DESIGNS)
         print(f"one pool / today, {'training step' if column == 'train' else 'inference'}: {one_pool / today:.2f}x")
 

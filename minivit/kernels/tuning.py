@@ -24,7 +24,7 @@ cores: a batch-1 forward is many times slower, a training step markedly slower; 
    operations use, is left as it is). Waking a sleeping thread costs tens of microseconds, more
    in a virtual machine (90 to 230 on a 2-core Xeon), and a step hands work from one pool to
    another at almost every operation: there the training step went from 0.54x-0.79x PyTorch's
-   to 0.80x-0.92x, inference to level, training runs about 5 to 25% faster
+   to 0.80x-0.92x, inference to level, 90-second training runs 1 to 18% faster
    (benchmarks/results/intel-xeon/cpu-threads-cifar-cpu-b128-icelake.txt). Elsewhere numba's
    "workqueue" layer, whose threads sleep between loops (OpenMP's spin would take the cores from
    OpenBLAS's threads). Only possible before the first parallel loop has run.
