@@ -171,6 +171,17 @@ def warm_up() -> None:
     subprocess.run([sys.executable, "-c", WARM_UP], cwd=ROOT, check=True)
 
 
+def chosen_candidates(only: list | None, extras: list) -> dict:
+    """name -> options: the candidates --only names, then the --extra ones ("NAME=OPTIONS"); with neither
+    flag, every candidate, and with --extra alone, only the extras."""
+    names = only if only is not None else ([] if extras else CANDIDATES)
+    candidates = {name: CANDIDATES[name] for name in names}
+    for extra in extras:
+        name, _, options = extra.partition("=")
+        candidates[name] = shlex.split(options)
+    return candidates
+
+
 def main() -> None:
     from machine import describe
 
@@ -180,7 +191,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="each candidate once per seed")
     parser.add_argument("--base", default="", help="options for every candidate, e.g. '--patch-size 4' for the hour")
     parser.add_argument("--no-ema", action="store_true", help="no --ema runs (no EMA columns)")
-    parser.add_argument("--only", nargs="+", help="candidate names (default: all)")
+    parser.add_argument("--only", nargs="+", help="candidate names (default: all, or none but the --extra ones)")
     parser.add_argument("--extra", action="append", default=[],
                         help="another candidate: NAME=OPTIONS, e.g. 'lr 3e-3 batch 64=--lr 3e-3 --batch-size 64'")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "sweep"), help="where the run folders go")
@@ -189,10 +200,7 @@ def main() -> None:
     unknown = sorted(set(args.only or ()) - set(CANDIDATES))
     if unknown:
         parser.error(f"unknown candidate(s) {', '.join(unknown)}; choose from: {', '.join(CANDIDATES)}")
-    candidates = {name: CANDIDATES[name] for name in (args.only or CANDIDATES)}
-    for extra in args.extra:
-        name, _, options = extra.partition("=")
-        candidates[name] = shlex.split(options)
+    candidates = chosen_candidates(args.only, args.extra)
     command = " ".join(shlex.quote(part) for part in ["python", "benchmarks/cpu_recipe_sweep.py", *sys.argv[1:]])
     header = (f"\n### {args.budget:g} s of training per candidate, seeds {' '.join(map(str, args.seeds))}, "
               f"base `{args.base or '(none)'}`\n\n`{command}`\n\n" + describe() + "\n\n"

@@ -548,3 +548,14 @@ def test_the_sweep_judges_a_run_on_the_validation_split_the_trainer_used(data_di
     accuracies = validation_accuracies(tmp_path / "run")
     assert sorted(accuracies) == ["ema", "ema tta", "raw", "raw tta"]
     assert accuracies["raw"] == last["val_accuracy"] and accuracies["ema"] == last["ema_val_accuracy"]
+
+
+def test_the_sweep_runs_the_extra_candidates_alone_unless_only_names_others(monkeypatch):
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"))
+    from cpu_recipe_sweep import CANDIDATES, chosen_candidates
+
+    extra = "D128 L3 MLP256=--num-hidden-layers 3 --intermediate-size 256"
+    assert chosen_candidates(None, [extra]) == {"D128 L3 MLP256": ["--num-hidden-layers", "3",
+                                                                   "--intermediate-size", "256"]}
+    assert list(chosen_candidates(["lr 1e-3"], [extra])) == ["lr 1e-3", "D128 L3 MLP256"]
+    assert list(chosen_candidates(None, [])) == list(CANDIDATES)
