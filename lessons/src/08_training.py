@@ -251,6 +251,10 @@ speeds = speed_against_pytorch(speed_model, batch_size=16 if FAST else recipe["b
 # | CPU: 2 cores of an Intel Xeon, 2026-12-05, seed 1 | `--preset cifar-cpu --patch-size 4 --crop-padding 4 --time-budget 3600` | 394 | 60 min | 31.5 | 72.7%, 73.5% with `--tta` (PyTorch: 74.5%) |
 # | CPU: 2 cores of an Intel Xeon, 2026-12-06, seeds 0 and 1 | `--preset cifar-cpu --time-budget 600` (seed 0 with the few-epochs row's `--crop-padding 0 --lr 1e-3` given) | 1,393 to 1,396 | 10 min | 18.6 to 18.7 | 64.4% and 63.1% (PyTorch, 1.37x faster there, 66.5% with the crops row) |
 # | CPU: the same Xeon, seed 0 | `--preset cifar-cpu --time-budget 3600` (8-px patches) | 1,216 | 60 min | 97.5 | 75.1%, 75.2% with `--tta` |
+# | CPU: 2 cores of an Ice Lake Xeon (half that Xeon's pace), 2026-12-06, seeds 0 and 1 | `--preset cifar-cpu --time-budget 600` | 770 to 920 | 10 min | 10.3 to 12.3 | 60.4% and 61.4% |
+# | the same Ice Lake Xeon, seeds 0 and 1 | `--preset cifar-cpu --num-hidden-layers 3 --intermediate-size 256 --time-budget 600` | 1,358 to 1,392 | 10 min | 18.1 to 18.6 | 63.9% and 63.6% |
+# | the same, seed 0 | the same flags, `--time-budget 1585` (the images of the first EPYC's ten minutes) | 1,465 | 26 min | 51.7 | 70.9% (the preset in those images on the EPYC: 68.0%) |
+# | the same, seed 1 | the same flags, `--time-budget 3600` | 1,266 | 60 min | 101.5 | 73.7%, 74.0% with `--tta` (the preset's hour there: 71.8%) |
 # | GPU: one NVIDIA H200, 2026-11-26 | `--preset cifar-gpu --backend cupy --time-budget 200` | 8,900 | 200 s | 40 | 54.3% |
 # | GPU: one NVIDIA H200, 2026-12-04 | `--preset cifar-gpu --backend cupy --time-budget 300` | 16,479 | 34 s | 11 | 46.2% |
 # | GPU: one NVIDIA H200, 2026-12-04 | `--preset cifar-gpu --backend cupy --time-budget 300` | 16,479 | 300 s | 111 | 71.9% |
@@ -270,6 +274,15 @@ speeds = speed_against_pytorch(speed_model, batch_size=16 if FAST else recipe["b
 # quarter of a point between 26 and 46. On a slower machine the hour does better with 8-px
 # patches than with 4-px ones: three times the epochs (97.5 against about 31 on the Xeons) won by
 # 2.3 points there, where the fast EPYC's 46 epochs of 4-px patches won by 1.1.
+#
+# The model's size is part of the same trade. A model of 3 layers with an MLP of 256 does about half
+# the preset's arithmetic a step, so the same minutes give it 1.5 to 1.8 times the epochs. Per epoch
+# it learns less than the preset, but in every ten-minute budget measured the extra epochs won: 2.9
+# points on the slowest machine (two seeds), 3.0 in the images of the fast EPYC's ten minutes, 1.9 in
+# the slow machine's hour. With a budget this short, what a run lacks is steps, and a cheaper model
+# buys them. At the same epochs the preset is ahead (75.1% after 97.5, the smaller model 73.7% after
+# 101.5), so some longer budget favours the larger model again; where is not measured yet
+# (`benchmarks/results/cpu-recipe-sweep.md`, rounds 7 and 8).
 #
 # The GPU rows are two runs on an H200 (`benchmarks/results/gpu-h200-2026-11-26/` and
 # `gpu-h200-2026-12-04/`). The first ran the full `cifar-gpu` recipe, written for 200 epochs, for
