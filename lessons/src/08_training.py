@@ -253,7 +253,7 @@ speeds = speed_against_pytorch(speed_model, batch_size=16 if FAST else recipe["b
 # | CPU: the same Xeon, seed 0 | `--preset cifar-cpu --time-budget 3600` (8-px patches) | 1,216 | 60 min | 97.5 | 75.1%, 75.2% with `--tta` |
 # | CPU: 2 cores of an Ice Lake Xeon (half that Xeon's pace), 2026-12-06, seeds 0 and 1 | `--preset cifar-cpu --time-budget 600` | 770 to 920 | 10 min | 10.3 to 12.3 | 60.4% and 61.4% |
 # | the same Ice Lake Xeon, seeds 0 and 1 | `--preset cifar-cpu --num-hidden-layers 3 --intermediate-size 256 --time-budget 600` | 1,358 to 1,392 | 10 min | 18.1 to 18.6 | 63.9% and 63.6% |
-# | the same, seed 0 | the same flags, `--time-budget 1585` (the images of the first EPYC's ten minutes) | 1,465 | 26 min | 51.7 | 70.9% (the preset in those images on the EPYC: 68.0%) |
+# | the same, seed 0 | the same flags, `--time-budget 1585` (the compute of the first EPYC's ten minutes: this machine's time for the preset's 1.34 million images) | 1,465 | 26 min | 51.7 | 70.9% (the preset in those images on the EPYC: 68.0%) |
 # | the same, seed 1 | the same flags, `--time-budget 3600` | 1,266 | 60 min | 101.5 | 73.7%, 74.0% with `--tta` (the preset's hour there: 71.8%) |
 # | GPU: one NVIDIA H200, 2026-11-26 | `--preset cifar-gpu --backend cupy --time-budget 200` | 8,900 | 200 s | 40 | 54.3% |
 # | GPU: one NVIDIA H200, 2026-12-04 | `--preset cifar-gpu --backend cupy --time-budget 300` | 16,479 | 34 s | 11 | 46.2% |
@@ -276,12 +276,13 @@ speeds = speed_against_pytorch(speed_model, batch_size=16 if FAST else recipe["b
 # 2.3 points there, where the fast EPYC's 46 epochs of 4-px patches won by 1.1.
 #
 # The model's size is part of the same trade. A model of 3 layers with an MLP of 256 does about half
-# the preset's arithmetic a step, so the same minutes give it 1.5 to 1.8 times the epochs. Per epoch
-# it learns less than the preset, but in every ten-minute budget measured the extra epochs won: 2.9
-# points on the slowest machine (two seeds), 3.0 in the images of the fast EPYC's ten minutes, 1.9 in
-# the slow machine's hour. With a budget this short, what a run lacks is steps, and a cheaper model
-# buys them. At the same epochs the preset is ahead (75.1% after 97.5, the smaller model 73.7% after
-# 101.5), so some longer budget favours the larger model again; where is not measured yet
+# the arithmetic of the preset's linear layers, so the same minutes give it 1.5 to 1.8 times the
+# epochs. In every budget where it ran (up to about 50 of the preset's epochs) the extra epochs won:
+# 2.9 points in the slowest machine's ten minutes (two seeds), 3.0 in the compute of the fast EPYC's
+# ten minutes, 1.9 in the slow machine's hour (one seed each). With a budget this short, what a run
+# lacks is steps, and a cheaper model buys them. At about the same epochs the preset was ahead on test
+# (75.1% after 97.5, the smaller model 73.7% after 101.5; level on validation, one seed each, two
+# machines), so some longer budget may favour the larger model again; where is not measured yet
 # (`benchmarks/results/cpu-recipe-sweep.md`, rounds 7 and 8).
 #
 # The GPU rows are two runs on an H200 (`benchmarks/results/gpu-h200-2026-11-26/` and
