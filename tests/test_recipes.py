@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +26,8 @@ from minivit.training import budget_recipe
 from minivit.training import randomness as randomness_module
 from minivit.training import trainer as trainer_module
 from minivit.training.schedule import Schedule
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"  # the scripts some tests import
 
 
 @pytest.fixture(scope="module")
@@ -441,7 +444,7 @@ def test_without_a_budget_or_with_the_recipe_off_nothing_is_chosen(data_dir, tmp
 def test_the_pytorch_reference_follows_ema_tta_mixing_and_mean_pooling(data_dir, tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"))
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
     from torch_reference import TorchTrainer
 
     model = {**TINY_MODEL, "pooling": "mean", "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
@@ -539,7 +542,7 @@ def test_in_float16_training_the_average_is_of_the_float32_master_weights(data_d
 
 
 def test_the_sweep_judges_a_run_on_the_validation_split_the_trainer_used(data_dir, tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"))
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
     from cpu_recipe_sweep import validation_accuracies
 
     train(tiny_config(data_dir, tmp_path / "run", epochs=1, ema=0.9, lr=1e-4))  # barely trained: some right
@@ -551,7 +554,7 @@ def test_the_sweep_judges_a_run_on_the_validation_split_the_trainer_used(data_di
 
 
 def test_the_sweep_runs_the_extra_candidates_alone_unless_only_names_others(monkeypatch):
-    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"))
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
     from cpu_recipe_sweep import CANDIDATES, chosen_candidates
 
     extra = "D128 L3 MLP256=--num-hidden-layers 3 --intermediate-size 256"
