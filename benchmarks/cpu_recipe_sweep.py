@@ -46,12 +46,13 @@ def shape(hidden: int, layers: int, heads: int, mlp: int) -> list[str]:
 
 
 # name -> the options it changes from the cifar-cpu preset and recipe (flags of python -m minivit.train).
-# The rows in benchmarks/results/cpu-recipe-sweep.md changed the preset as it stood then (patch 4, crops).
+# The rows in benchmarks/results/cpu-recipe-sweep.md changed the preset as it stood then (patch 4, crops;
+# 4 layers with an MLP of 512 before 2026-12-07, 3 layers with an MLP of 256 since).
 CANDIDATES = {
     "cifar-cpu": [],
-    # the learning rate (never swept with 8-px patches or for the hour)
+    # the learning rate (at 8-px patches in round 7; for the hour in rounds 4 and 5)
     "lr 1e-3": ["--lr", "1e-3"],
-    "lr 2e-3": ["--lr", "2e-3"],  # the preset's own rate, which the budget recipe halves under 20 epochs
+    "lr 2e-3": ["--lr", "2e-3"],  # the preset's own rate, which the budget recipe halves under 25 epochs
     "lr 7e-4": ["--lr", "7e-4"],
     "lr 1.4e-3": ["--lr", "1.4e-3"],
     "lr 3e-3": ["--lr", "3e-3"],
@@ -63,6 +64,7 @@ CANDIDATES = {
     # width, depth and patches
     "D96 L4 MLP384": shape(96, 4, 4, 384),
     "D192 L4 MLP768": shape(192, 4, 4, 768),
+    "D128 L4 MLP512": shape(128, 4, 4, 512),  # the preset before 2026-12-07
     "D128 L4 MLP256": shape(128, 4, 4, 256),
     "D128 L3 MLP512": shape(128, 3, 4, 512),
     "D128 L6 MLP512": shape(128, 6, 4, 512),

@@ -34,11 +34,25 @@ def test_the_lab_trains_every_setting_and_seed_once(tmp_path, monkeypatch):
     again = ablations.run_lab(tmp_path / "runs", data_dir, seeds=(0, 1), time_budget=60, model=TOY_MODEL,
                               recipe=TOY_RECIPE, log=lambda line: None)
     assert again == rows
+    with pytest.raises(ValueError, match="another configuration"):  # e.g. the preset at its earlier size
+        ablations.run_lab(tmp_path / "runs", data_dir, seeds=(0, 1), time_budget=60,
+                          model={**TOY_MODEL, "intermediate_size": 64}, recipe=TOY_RECIPE, log=lambda line: None)
     table = ablations.summarise(rows)
     assert set(table["ablations"]) == {ablation.name for ablation in ablations.ABLATIONS}
     assert "variant - baseline" in ablations.format_table(table)
     with pytest.raises(ValueError, match="at least two seeds"):
         ablations.run_lab(tmp_path / "runs", data_dir, seeds=(0,))
+
+
+def test_each_ablation_starts_from_the_presets_own_value():
+    """The lab's table names each baseline by its value: it must be the value the baseline run trains
+    with (the preset's, since the baseline run changes nothing), or the table would mislabel it."""
+    from minivit.config import ViTConfig, preset
+
+    baseline = preset(ablations.PRESET)
+    for ablation in ablations.ABLATIONS:
+        assert getattr(baseline, ablation.field) == ablation.baseline, ablation.name
+        assert ablation.variant != ablation.baseline and hasattr(ViTConfig, ablation.field), ablation.name
 
 
 def measured():

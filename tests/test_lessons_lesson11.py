@@ -90,6 +90,12 @@ def test_the_model_is_trained_once_then_reused(data, tmp_path, capsys):
     assert L11.trained_checkpoint(folder, data, 2, TINY) == checkpoint
     assert "Reusing the model trained in" in capsys.readouterr().out
     assert checkpoint.stat().st_mtime_ns == written  # not trained again
+    assert "not the lesson's" not in capsys.readouterr().out  # the same size as asked: no warning
+    smaller = ["--hidden-size", "8", *TINY[2:]]  # the cache now holds a model of another size
+    assert L11.trained_checkpoint(folder, data, 2, smaller) == checkpoint  # still reused, never overwritten
+    said = capsys.readouterr().out
+    assert "not the lesson's cifar-cpu as it is now" in said and "hidden_size 16 (the lesson's model: 8)" in said, said
+    assert checkpoint.stat().st_mtime_ns == written
 
 
 @pytest.mark.slow

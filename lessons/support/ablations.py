@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from minivit.config import PRESETS
+
 from .diagnosis import NotYet
 
 
@@ -44,13 +46,14 @@ class Ablation:
     variant: object
 
 
+PRESET = "cifar-cpu"
+_BASELINE = PRESETS[PRESET]  # each ablation's baseline value is the preset's own
 ABLATIONS = (
     Ablation("position embeddings", "position_embedding_type", "learned", "none"),
     Ablation("pooling", "pooling", "cls", "mean"),
-    Ablation("patch size", "patch_size", 8, 4),
-    Ablation("depth", "num_hidden_layers", 4, 2),
+    Ablation("patch size", "patch_size", _BASELINE["patch_size"], 4),
+    Ablation("depth", "num_hidden_layers", _BASELINE["num_hidden_layers"], 2),
 )
-PRESET = "cifar-cpu"
 RESULT_FILE = "lab_result.json"  # what a finished run of the lab leaves in its folder
 
 
@@ -67,7 +70,8 @@ def run_lab(runs_dir, data_dir, seeds=(0, 1, 2), time_budget: float = 120.0, abl
     """Train every setting (``settings``) with every seed for ``time_budget`` seconds; returns one row per
     run: {"label", "overrides", "seed", "val_accuracy", "steps", "elapsed"}. ``model``: overrides for every
     run (a smaller model in fast mode); ``recipe``: TrainConfig changes for every run (fast mode: max_steps).
-    A run whose folder already holds its result with the same configuration is read back, not retrained."""
+    A run whose folder already holds its result with the same configuration is read back, not retrained;
+    a result of another configuration there is an error (the lab never overwrites a run)."""
     from minivit.atomic import atomic_write_text
     from minivit.train import RECIPES, TrainConfig, train
 
@@ -80,9 +84,16 @@ def run_lab(runs_dir, data_dir, seeds=(0, 1, 2), time_budget: float = 120.0, abl
             values = {**RECIPES[PRESET], "budget_recipe": False, "progress": False, **(recipe or {})}
             config = TrainConfig(preset=PRESET, model={**(model or {}), **overrides}, data_dir=str(data_dir),
                                  out=str(out), seed=seed, time_budget=time_budget, **values)
-            described = {"model": config.model, "seed": seed, "time_budget": time_budget, "recipe": recipe or {}}
+            # the whole model, not only the overrides: a run of the preset at another size is another run
+            described = {"model": config.model_config().to_dict(), "seed": seed,
+                         "time_budget": time_budget, "recipe": recipe or {}}
             done = out / RESULT_FILE
-            if done.is_file() and json.loads(done.read_text()).get("config") == json.loads(json.dumps(described)):
+            if done.is_file():
+                if json.loads(done.read_text()).get("config") != json.loads(json.dumps(described)):
+                    raise ValueError(
+                        f"{out} holds a lab run of another configuration (another model, seed, budget or recipe; "
+                        f"the cifar-cpu preset changed size on 2026-12-07): move or delete that folder, or give "
+                        f"the lab another runs folder, to train this one.")
                 row = json.loads(done.read_text())["result"]
                 log(f"{label:32s} seed {seed}: {row['val_accuracy']:.1%} after {row['steps']} steps (read back)")
             else:

@@ -73,6 +73,7 @@ def trained_checkpoint(folder, data_dir, epochs: int, options=(), yours=None, pr
         if _finished(meta, epochs):
             print(f"Reusing the model trained in {shown_path(folder)} ({meta['epoch']:.0f} epochs, validation "
                   f"accuracy {meta['best_accuracy']:.1%}); delete that folder to train it again.")
+            _say_if_another_size(meta, arguments, folder)
             return checkpoint
         print(f"Continuing the interrupted run in {shown_path(folder)} (at epoch {meta['epoch']:.1f} of {epochs}).")
         config, resume = config_from_args(arguments + ["--resume"])
@@ -82,6 +83,22 @@ def trained_checkpoint(folder, data_dir, epochs: int, options=(), yours=None, pr
         config, resume = config_from_args(arguments)
     train(config, resume=resume)
     return checkpoint
+
+
+def _say_if_another_size(meta: dict, arguments: list, folder) -> None:
+    """A cached model trained before the preset changed size is still a trained ViT and every figure
+    works on it, but this lesson's text describes the preset as it is now: say so, and how to retrain."""
+    from minivit.config import ViTConfig
+    from minivit.training.arguments import config_from_args
+
+    config = config_from_args(arguments)[0]
+    expected, cached = config.model_config(), ViTConfig.from_dict(meta["config"])
+    differences = [f"{name} {value} (the lesson's model: {getattr(expected, name)})"
+                   for name, value in cached.to_dict().items() if getattr(expected, name) != value]
+    if differences:
+        print(f"  That model is not the lesson's {config.preset} as it is now ({', '.join(differences)}; the "
+              f"preset changed size on 2026-12-07), so your numbers will differ from the text's. Delete "
+              f"{shown_path(folder)} to train the preset's model instead.")
 
 
 def initial_model(model):
