@@ -156,9 +156,9 @@ else:
 # rate); `metrics.jsonl` a row per epoch, with the validation numbers. How far two minutes go on
 # your functions (the reference math, without the engine's fast kernels) depends on the machine and
 # on what else runs on it: the run above printed its steps and images per second. The notebook in
-# the repository was run on two quiet cores of an AMD EPYC: 633 steps, nearly two epochs of
-# `cifar-cpu`, and 42% validation accuracy; on a machine shared with other jobs the same two minutes
-# make far fewer. Either way the curve below is the start of a run, not its end.
+# the repository was run on two quiet cores of an Ice Lake Intel Xeon (2026-12-07): 722 steps, about
+# two epochs of `cifar-cpu`, and 46% validation accuracy; on a machine shared with other jobs the same
+# two minutes make far fewer. Either way the curve below is the start of a run, not its end.
 
 # %%
 steps = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
@@ -214,11 +214,14 @@ check(continued["step"] > summary["step"], "the run went on from its checkpoint"
 # configuration, batch and threads (skipped, with one line, where torch is not installed). The
 # sides take turns, but on a machine shared with other work the numbers move from run to run, and
 # the engine's multithreaded kernels suffer most when the cores are oversubscribed. The notebook in
-# the repository was run on a quiet machine, two cores of an AMD EPYC, with NumPy's OpenBLAS on its
-# AVX-512 kernels (the line minivit prints first says which kernels yours runs, and what to do if
-# an `OPENBLAS_CORETYPE` in the environment holds them back): 1.72x PyTorch's training step and
-# 1.54x its inference there. On a Zen 4 EPYC, whose AVX-512 products run no faster than its AVX2
-# ones, the engine's training step is about PyTorch's. `python benchmarks/throughput_cpu.py` measures the same sides for
+# the repository was run on a quiet machine, two cores of an Ice Lake Intel Xeon (2026-12-07), with
+# NumPy's OpenBLAS on its AVX-512 kernels (the line minivit prints first says which kernels yours
+# runs, and what to do if an `OPENBLAS_CORETYPE` in the environment holds them back): 0.87x
+# PyTorch's training step and 0.92x its inference there, a machine whose cores are slow to wake a
+# sleeping thread (the README's Results). Its earlier build, on two cores of a fast AMD EPYC (a Zen
+# 5) with the preset's earlier size (4 layers, an MLP of 512), measured 1.72x and 1.54x; on a Zen 4
+# EPYC, whose AVX-512 products run no faster than its AVX2 ones, the engine's training step is about
+# PyTorch's. `python benchmarks/throughput_cpu.py` measures the same sides for
 # cifar-tiny (the README's Results give its numbers).
 
 # %%
@@ -232,13 +235,18 @@ speeds = speed_against_pytorch(speed_model, batch_size=16 if FAST else recipe["b
 # ## The full run, and what to expect
 #
 # ```bash
-# python -m minivit.train --preset cifar-cpu --data-dir DIR --time-budget 600                                 # CPU, 10 minutes
-# python -m minivit.train --preset cifar-cpu --patch-size 4 --crop-padding 4 --data-dir DIR --time-budget 3600  # CPU, 1 hour
-# python -m minivit.train --preset cifar-gpu --backend cupy --data-dir DIR --time-budget 300                  # GPU
+# python -m minivit.train --preset cifar-cpu --data-dir DIR --time-budget 600       # CPU, 10 minutes
+# python -m minivit.train --preset cifar-cpu --patch-size 4 --crop-padding 4 --num-hidden-layers 4 \
+#     --intermediate-size 512 --data-dir DIR --time-budget 3600                       # CPU, 1 hour (a fast machine)
+# python -m minivit.train --preset cifar-gpu --backend cupy --data-dir DIR --time-budget 300  # GPU
 # ```
 #
 # What these runs reached where they were measured (the details of each run are in
-# `benchmarks/results/`, the CPU ones also in the README's Results section):
+# `benchmarks/results/`, the CPU ones also in the README's Results section). The `cifar-cpu` preset
+# changed size on 2026-12-07, from 4 layers with an MLP of 512 to 3 layers with an MLP of 256 (below):
+# the rows dated before then trained the earlier size (the hour's rows name its flags; add
+# `--num-hidden-layers 4 --intermediate-size 512` to a ten-minute row's command to repeat it), and the
+# rows that name `--num-hidden-layers 3 --intermediate-size 256` the preset as it is now.
 #
 # | machine | command | images/s | time | epochs | test accuracy |
 # |---|---|---|---|---|---|
@@ -246,15 +254,15 @@ speeds = speed_against_pytorch(speed_model, batch_size=16 if FAST else recipe["b
 # | the same, seed 1 | `--preset cifar-cpu --time-budget 600` | 2,077 | 10 min | 27.7 | 66.9%, 67.4% with `--tta` (PyTorch: 61.3%) |
 # | the same, 2026-12-04, OpenBLAS held to its AVX2 kernels | `--preset cifar-cpu --time-budget 600` | 1,158 | 10 min | 15.5 | 60.3% (PyTorch: 61.9%) |
 # | CPU: 2 cores of a Zen 4 AMD EPYC, 2026-12-05, seed 0 | `--preset cifar-cpu --time-budget 600` | 1,201 | 10 min | 16.0 | 60.5%, 62.0% with `--tta` (PyTorch: 60.3%) |
-# | CPU: 2 cores of the first EPYC, 2026-12-05, seed 0 | `--preset cifar-cpu --patch-size 4 --crop-padding 4 --time-budget 3600` | 580 | 60 min | 46.5 | 76.6%, 76.7% with `--tta` |
+# | CPU: 2 cores of the first EPYC, 2026-12-05, seed 0 | `--preset cifar-cpu --patch-size 4 --crop-padding 4 --num-hidden-layers 4 --intermediate-size 512 --time-budget 3600` | 580 | 60 min | 46.5 | 76.6%, 76.7% with `--tta` |
 # | CPU: 2 cores of the same kind of EPYC (Zen 5), 2026-12-06, seed 1 | the same | 630 | 60 min | 50.5 | 76.6%, 76.5% with `--tta` (PyTorch: 72.9% in its 30.9 epochs) |
-# | CPU: 2 cores of an Intel Xeon, 2026-12-05, seed 1 | `--preset cifar-cpu --patch-size 4 --crop-padding 4 --time-budget 3600` | 394 | 60 min | 31.5 | 72.7%, 73.5% with `--tta` (PyTorch: 74.5%) |
+# | CPU: 2 cores of an Intel Xeon, 2026-12-05, seed 1 | `--preset cifar-cpu --patch-size 4 --crop-padding 4 --num-hidden-layers 4 --intermediate-size 512 --time-budget 3600` | 394 | 60 min | 31.5 | 72.7%, 73.5% with `--tta` (PyTorch: 74.5%) |
 # | CPU: 2 cores of an Intel Xeon, 2026-12-06, seeds 0 and 1 | `--preset cifar-cpu --time-budget 600` (seed 0 with the few-epochs row's `--crop-padding 0 --lr 1e-3` given) | 1,393 to 1,396 | 10 min | 18.6 to 18.7 | 64.4% and 63.1% (PyTorch, 1.37x faster there, 66.5% with the crops row) |
-# | CPU: the same Xeon, seed 0 | `--preset cifar-cpu --time-budget 3600` (8-px patches) | 1,216 | 60 min | 97.5 | 75.1%, 75.2% with `--tta` |
+# | CPU: the same Xeon, seed 0 | `--preset cifar-cpu --num-hidden-layers 4 --intermediate-size 512 --time-budget 3600` (8-px patches) | 1,216 | 60 min | 97.5 | 75.1%, 75.2% with `--tta` |
 # | CPU: 2 cores of an Ice Lake Xeon (half that Xeon's pace), 2026-12-06, seeds 0 and 1 | `--preset cifar-cpu --time-budget 600` | 770 to 920 | 10 min | 10.3 to 12.3 | 60.4% and 61.4% |
 # | the same Ice Lake Xeon, seeds 0 and 1 | `--preset cifar-cpu --num-hidden-layers 3 --intermediate-size 256 --time-budget 600` | 1,358 to 1,392 | 10 min | 18.1 to 18.6 | 63.9% and 63.6% |
-# | the same, seed 0 | the same flags, `--time-budget 1585` (the compute of the first EPYC's ten minutes: this machine's time for the preset's 1.34 million images) | 1,465 | 26 min | 51.7 | 70.9% (the preset in those images on the EPYC: 68.0%) |
-# | the same, seed 1 | the same flags, `--time-budget 3600` | 1,266 | 60 min | 101.5 | 73.7%, 74.0% with `--tta` (the preset's hour there: 71.8%) |
+# | the same, seed 0 | the same flags, `--time-budget 1585` (the compute of the first EPYC's ten minutes: this machine's time for the earlier size's 1.34 million images) | 1,465 | 26 min | 51.7 | 70.9% (the earlier size in those images on the EPYC: 68.0%) |
+# | the same, seed 1 | the same flags, `--time-budget 3600` | 1,266 | 60 min | 101.5 | 73.7%, 74.0% with `--tta` (the earlier size's hour there: 71.8%) |
 # | GPU: one NVIDIA H200, 2026-11-26 | `--preset cifar-gpu --backend cupy --time-budget 200` | 8,900 | 200 s | 40 | 54.3% |
 # | GPU: one NVIDIA H200, 2026-12-04 | `--preset cifar-gpu --backend cupy --time-budget 300` | 16,479 | 34 s | 11 | 46.2% |
 # | GPU: one NVIDIA H200, 2026-12-04 | `--preset cifar-gpu --backend cupy --time-budget 300` | 16,479 | 300 s | 111 | 71.9% |
@@ -276,14 +284,16 @@ speeds = speed_against_pytorch(speed_model, batch_size=16 if FAST else recipe["b
 # 2.3 points there, where the fast EPYC's 46 epochs of 4-px patches won by 1.1.
 #
 # The model's size is part of the same trade. A model of 3 layers with an MLP of 256 does about half
-# the arithmetic of the preset's linear layers, so the same minutes give it 1.5 to 1.8 times the
-# epochs. In every budget where it ran (up to about 50 of the preset's epochs) the extra epochs won:
-# 2.9 points in the slowest machine's ten minutes (two seeds), 3.0 in the compute of the fast EPYC's
-# ten minutes, 1.9 in the slow machine's hour (one seed each). With a budget this short, what a run
-# lacks is steps, and a cheaper model buys them. At about the same epochs the preset was ahead on test
-# (75.1% after 97.5, the smaller model 73.7% after 101.5; level on validation, one seed each, two
-# machines), so some longer budget may favour the larger model again; where is not measured yet
-# (`benchmarks/results/cpu-recipe-sweep.md`, rounds 7 and 8).
+# the arithmetic of the earlier size's linear layers, so the same minutes give it 1.5 to 1.8 times the
+# epochs. In every budget where it ran (up to about 50 of the earlier size's epochs) the extra epochs won:
+# 2.9 points in the Ice Lake Xeon's ten minutes (two seeds), 3.0 in the compute of the fast EPYC's
+# ten minutes, 1.9 in the Ice Lake Xeon's hour (one seed each; 4 layers with an MLP of 256 was level
+# there, 73.4%). With a budget this short, what a run
+# lacks is steps, and a cheaper model buys them, so since 2026-12-07 the preset is that model. At
+# about the same epochs the earlier size was ahead on test (75.1% after 97.5, the smaller model 73.7%
+# after 101.5; level on validation, one seed each, two machines), so some longer budget may favour the
+# larger model again; where is not measured yet (`benchmarks/results/cpu-recipe-sweep.md`, rounds 7
+# to 9).
 #
 # The GPU rows are two runs on an H200 (`benchmarks/results/gpu-h200-2026-11-26/` and
 # `gpu-h200-2026-12-04/`). The first ran the full `cifar-gpu` recipe, written for 200 epochs, for
@@ -311,7 +321,7 @@ speeds = speed_against_pytorch(speed_model, batch_size=16 if FAST else recipe["b
 # | position embeddings | learned | none (the tokens are a set: the model cannot tell where a patch was) |
 # | pooling | the CLS token | the mean of the patch tokens |
 # | patch size | 8 px (16 tokens) | 4 px (64 tokens: four times the sequence, about four times the cost of an image) |
-# | depth | 4 layers | 2 layers |
+# | depth | 3 layers | 2 layers |
 #
 # Under a fixed budget a variant that costs more per image takes fewer steps, as it would in any
 # comparison at equal time; the steps each run made are printed beside its accuracy. A seed changes
@@ -324,8 +334,10 @@ speeds = speed_against_pytorch(speed_model, batch_size=16 if FAST else recipe["b
 # on the machine takes steps from it. Runs that finished are read back from their folders
 # (`runs/ablation-lab/<setting>-seed<N>/`), so an interrupted lab continues where it stopped; from a
 # shell, `cd lessons && python -m support.ablations --data-dir DIR` runs the same lab. The notebook
-# in the repository read back a lab run that way on a quiet machine (two cores of an AMD EPYC,
-# 2026-12-05).
+# in the repository read back a lab run that way on a quiet machine (two cores of an Ice Lake Intel
+# Xeon, 2026-12-07; 35 minutes). A finished run of another configuration in that folder (the lab of
+# an earlier `cifar-cpu`, which had 4 layers and an MLP of 512 until 2026-12-07) stops the lab with an
+# error that names it: move or delete it, the lab never overwrites a run.
 
 # %%
 from support.ablations import format_table, run_lab, summarise  # noqa: E402
@@ -359,7 +371,7 @@ print(format_table(lab))
 # **Exercise 2, your conclusions.** Read the table (and the dots: one per seed, the line is the
 # mean) and write what it says, ablation by ablation: `(better, by)`, where `better` is the setting
 # that wins, as the table names it (`"learned"` or `"none"`, `"cls"` or `"mean"`, `"8"` or `"4"`,
-# `"4"` or `"2"`), or `"neither"` when the difference is within the seed spread; and `by` is the
+# `"3"` or `"2"`), or `"neither"` when the difference is within the seed spread; and `by` is the
 # difference of the means, in accuracy points (`0` for `"neither"`). The check compares your
 # verdicts with the measured table, then the sizes. Your machine measured its own table: read
 # yours, not the numbers in this text.
@@ -389,24 +401,32 @@ check_ablation_conclusions(ablation_conclusions, lab)
 
 # %% [markdown]
 # **What the lab in this repository measured** (the table above, three seeds, read back from runs on
-# a quiet machine, two cores of an AMD EPYC, 2026-12-05; the seed spread was 3.0 points):
+# a quiet machine, two cores of an Ice Lake Xeon, 2026-12-07; the seed spread was 4.0 points, mean
+# pooling's seeds):
 #
-# - **Position embeddings: worth 3.6 points**, just beyond the spread. Without them the model sees
-#   a set of patches with no places, and still reaches 48.5%: what a patch holds says much about the
+# - **Position embeddings: worth 4.3 points**, just beyond the spread. Without them the model sees
+#   a set of patches with no places, and still reaches 46.2%: what a patch holds says much about the
 #   class; where it is adds the rest.
-# - **CLS token or mean pooling: neither.** 0.8 points apart, within the spread: these runs cannot
-#   tell them apart. A fourth seed might say more; a claim from these three would be noise.
-# - **4-pixel patches: 9.4 points worse in two minutes.** Four times the tokens made a step about
-#   3.2 times as slow (about 580 steps against 1,900). The longer CPU recipes do use 4-pixel
+# - **CLS token or mean pooling: neither.** 0.3 points apart, well within the spread: these runs
+#   cannot tell them apart, and a claim from them would be noise.
+# - **4-pixel patches: 10.1 points worse in two minutes.** Four times the tokens made a step about
+#   3.3 times as slow (about 380 steps against 1,270). The longer CPU recipes do use 4-pixel
 #   patches: with enough steps the finer grid pays. The lab answers "what should I train for two
 #   minutes", not "which model is better".
-# - **Two layers beat four by 6.4 points**, the same kind of result: half the work per step bought
-#   twice the steps (about 3,780), and at two minutes more steps beat more depth.
+# - **Two layers against three: 3.3 points ahead, and still "neither"**, because the spread is 4.0.
+#   Here the rule is strict: every seed of 2 layers (53.6, 54.1, 53.6) beat every seed of 3 (50.5,
+#   51.8, 49.1), and a third less work per step bought about 1.5 times the steps (about 1,920). The
+#   spread is the largest of any setting, so one noisy setting (mean pooling's 47.6) makes every
+#   verdict harder to earn. That is a choice of the lab, on the safe side; more seeds would shrink
+#   the spread and decide it. At ten minutes the same cut bought nothing on test (63.8% against
+#   63.9%, one seed; `benchmarks/results/cpu-recipe-sweep.md`, round 8), which is why the preset
+#   keeps three layers: what wins at two minutes need not win at ten.
 #
 # Two of the four verdicts are about the budget as much as the architecture. Before you trust an
 # ablation, ask what was held equal (time, steps or images) and how far apart the seeds were. The
-# baseline's seed 0, the lab's first run, made 1,756 steps against 1,891 and 1,977 for the other
-# two seeds: at equal time, even the order the runs ran in shows.
+# baseline's seed 0, the lab's first run, made 1,195 steps against 1,312 and 1,288 for the other
+# two seeds, and mean pooling's seeds 1,236 to 1,485: at equal time, even the order the runs ran in
+# and what else the machine did show.
 #
 # ## Questions
 #

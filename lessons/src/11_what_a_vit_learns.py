@@ -13,9 +13,9 @@
 #    and reason about what is different for a small ViT trained for 8 epochs on CIFAR-10.
 #
 # The model is the README's CPU model, `--preset cifar-cpu` (32 px images cut into 4 x 4 patches
-# of 8 px, 4 layers of 4 heads, width 128), trained for 8 epochs on all of CIFAR-10: about five
-# minutes on a quiet two-core machine (8 x 45,000 images at the 1,280 images/s that
-# `benchmarks/results/cpu-recipe-sweep.md` measured), longer on a busy one: a fixed number of
+# of 8 px, 3 layers of 4 heads, width 128, an MLP of 256), trained for 8 epochs on all of CIFAR-10:
+# four and a half minutes on a quiet two-core machine (8 x 45,000 images at 1,370 images/s on an
+# Ice Lake Xeon, this notebook's build), longer on a busy one: a fixed number of
 # epochs, not a time budget, so that every machine gets the same model. The first cell trains it
 # once, into `runs/lesson-11/`, and reuses it on every later run (delete that folder to train
 # again); an interrupted training continues where it stopped. To look into a model of your own instead, set
@@ -152,10 +152,10 @@ for name, shares in spectra.items():
 # %% [markdown]
 # **What training put there.** At initialisation the spectrum is flat: the first 5 components hold
 # 11.5% of the variance and the effective number of components is 77 of 128, as for any random
-# matrix, and the components are noise. Trained, the first 5 hold 50.6% and the effective number
-# is 14: the filters now vary along a few directions, and those are the ones the paper describes
-# for ViT-L/16, smooth colour gradients (the first component, 16.1%, runs from one colour at the
-# top of the patch to another at the bottom; the second, 12.7%, is another colour direction),
+# matrix, and the components are noise. Trained, the first 5 hold 48.1% and the effective number
+# is 15: the filters now vary along a few directions, and those are the ones the paper describes
+# for ViT-L/16, smooth colour gradients (the first component, 14.3%, runs from one colour at the
+# top of the patch to another at the bottom; the second, 12.3%, is another colour direction),
 # then low-frequency light-dark patterns. None of this is in the initial weights.
 #
 # ## 2. Position embeddings
@@ -202,10 +202,11 @@ for name, (apart, means, correlation) in profiles.items():
 # %% [markdown]
 # **What training put there.** At initialisation every tile is a single bright square at its own
 # place on noise: neighbours are as alike as positions far apart (+0.03 against +0.04, correlation
-# with distance +0.06). Trained, neighbouring positions have a mean similarity of +0.40, positions
-# farthest apart -0.03, and the correlation with distance is -0.27: the tiles show bright bands
-# along their own row and column, so the embedding has learned which row and which column a patch
-# is in (the peak at distance 3 is two positions at the two ends of one row or column, +0.21).
+# with distance +0.06). Trained, neighbouring positions have a mean similarity of +0.38, positions
+# farthest apart -0.01, and the correlation with distance is -0.25: the tiles show bright bands
+# along their own row (and, fainter, their column), so the embedding has learned which row and which
+# column a patch is in (the peak at distance 3 is two positions at the two ends of one row or
+# column, +0.26).
 # The model learned the 2-D layout from the images alone, on a grid of only 4 x 4.
 #
 # ## 3. How far does each head look?
@@ -270,9 +271,9 @@ for name, per_layer in per_head.items():
 # %% [markdown]
 # **What training put there.** At initialisation every head of every layer looks 16.0 to
 # 16.1 px far, the 16.06 px of uniform attention: the queries and keys are too small to prefer any
-# patch. Trained, the heads spread: all four heads of layer 1 look nearer than uniform (14.0 to
-# 15.3 px), layer 2 holds the most local head (12.5 px) beside one at 16.2 px, and layers 3 and 4
-# range from 15.0 and 13.7 px to 16.8 and 16.9 px, a little beyond uniform. Compare the paper
+# patch. Trained, the heads spread: all four heads of layer 1 look nearer than uniform (14.2 to
+# 15.2 px), layer 2 ranges from 14.5 px to one head a little beyond uniform (16.5 px), and layer 3
+# holds the most local head (13.8 px) beside heads near uniform (up to 16.1 px). Compare the paper
 # (ViT-L/16, 224 px): there some heads look across most of the image already in the first layer
 # while others stay local, and the distances grow with depth. Here the spread is smaller, on a
 # 4 x 4 grid where the nearest other patch is 8 px away and the farthest 34 px, and after 8
@@ -344,10 +345,10 @@ for name, which in models.items():
 # %% [markdown]
 # **What training put there.** At initialisation every map is flat: the largest patch share is
 # 1.01 times uniform (median over 500 test images; 1.02 for the top 10%). Trained, the median
-# largest share is 1.66 times uniform, above 2.10 for one image in ten: the CLS token draws
+# largest share is 1.70 times uniform, above 2.13 for one image in ten: the CLS token draws
 # unevenly on the patches; in several of the images above the brightest patches lie on the
-# object (the cat, the bird, the car), in others not (the deer). The patches give 90% of the CLS token's input (88% at initialisation), the CLS token
-# itself the rest.
+# object (the cat's head, the dog, the truck), in others beside it (the bird). The patches give 84%
+# of the CLS token's input (82% at initialisation), the CLS token itself the rest.
 #
 # %% [markdown]
 # ## Questions
