@@ -44,6 +44,39 @@ def test_the_lab_trains_every_setting_and_seed_once(tmp_path, monkeypatch):
         ablations.run_lab(tmp_path / "runs", data_dir, seeds=(0,))
 
 
+def test_an_interrupted_lab_stops_and_its_run_continues_where_it_stopped(tmp_path, monkeypatch):
+    """Ctrl-C (a notebook's interrupt) during a run: the trainer saves it and returns; the lab must stop
+    rather than record the partial run as a result and start the next, and the next call resumes it."""
+    import os
+    import signal
+
+    import minivit.train
+
+    data_dir = write_image_folder(tmp_path / "images", per_class=16, size=16)
+    train = minivit.train.train
+
+    def interrupted_after_one_step(config, resume=False, on_step=None):
+        return train(config, resume=resume, on_step=lambda trainer, step: os.kill(os.getpid(), signal.SIGINT))
+
+    monkeypatch.setattr(minivit.train, "train", interrupted_after_one_step)
+    with pytest.raises(KeyboardInterrupt, match="run the lab again"):
+        ablations.run_lab(tmp_path / "runs", data_dir, seeds=(0, 1), time_budget=60, model=TOY_MODEL,
+                          recipe=TOY_RECIPE, log=lambda line: None)
+    first = tmp_path / "runs" / "baseline-seed0"
+    assert (first / "checkpoint-last.npz").is_file() and not (first / ablations.RESULT_FILE).exists()
+    assert not (tmp_path / "runs" / "baseline-seed1").exists()  # the lab did not go on to the next run
+
+    monkeypatch.setattr(minivit.train, "train", train)
+    lines = []
+    rows = ablations.run_lab(tmp_path / "runs", data_dir, seeds=(0, 1), time_budget=60, model=TOY_MODEL,
+                             recipe=TOY_RECIPE, log=lines.append)
+    assert "continuing the interrupted run" in lines[0]
+    assert rows[0]["steps"] == 2 and len(rows) == 10  # the resumed run trained its second step, not two more
+    from minivit.checkpoint import read_checkpoint
+
+    assert read_checkpoint(first / "checkpoint-last.npz")[2]["step"] == 2
+
+
 def test_each_ablation_starts_from_the_presets_own_value():
     """The lab's table names each baseline by its value: it must be the value the baseline run trains
     with (the preset's, since the baseline run changes nothing), or the table would mislabel it."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,8 @@ def run_lab(runs_dir, data_dir, seeds=(0, 1, 2), time_budget: float = 120.0, abl
     run: {"label", "overrides", "seed", "val_accuracy", "steps", "elapsed"}. ``model``: overrides for every
     run (a smaller model in fast mode); ``recipe``: TrainConfig changes for every run (fast mode: max_steps).
     A run whose folder already holds its result with the same configuration is read back, not retrained;
-    a result of another configuration there is an error (the lab never overwrites a run)."""
+    a result of another configuration there is an error (the lab never overwrites a run). Ctrl-C (or a
+    notebook's interrupt) stops the lab after saving the run in progress, which the next call continues."""
     from minivit.atomic import atomic_write_text
     from minivit.train import RECIPES, TrainConfig, train
 
@@ -97,7 +99,13 @@ def run_lab(runs_dir, data_dir, seeds=(0, 1, 2), time_budget: float = 120.0, abl
                 row = json.loads(done.read_text())["result"]
                 log(f"{label:32s} seed {seed}: {row['val_accuracy']:.1%} after {row['steps']} steps (read back)")
             else:
-                summary = train(config)
+                resume = (out / "checkpoint-last.npz").is_file()  # a run the lab was interrupted in
+                if resume:
+                    log(f"{label:32s} seed {seed}: continuing the interrupted run in {out}")
+                summary = train(config, resume=resume)
+                if summary["stop_reason"] == "interrupted":  # Ctrl-C (a notebook's interrupt): stop the lab too
+                    raise KeyboardInterrupt(f"The lab stopped in {label} seed {seed}, whose run is saved in {out}; "
+                                            f"run the lab again to continue it there.")
                 row = {"label": label, "overrides": overrides, "seed": seed,
                        "val_accuracy": float(summary["val_accuracy"]), "steps": int(summary["step"]),
                        "elapsed": float(summary["elapsed"])}
@@ -205,7 +213,11 @@ def main(argv=None) -> int:
     parser.add_argument("--time-budget", type=float, default=120.0)
     args = parser.parse_args(argv)
     os.makedirs(args.runs_dir, exist_ok=True)
-    rows = run_lab(args.runs_dir, args.data_dir, tuple(args.seeds), args.time_budget)
+    try:
+        rows = run_lab(args.runs_dir, args.data_dir, tuple(args.seeds), args.time_budget)
+    except KeyboardInterrupt as stopped:  # the run in progress is saved; the message says how to go on
+        print(stopped or "Stopped.", file=sys.stderr)
+        return 130
     print(format_table(summarise(rows), verdicts=True))
     return 0
 
