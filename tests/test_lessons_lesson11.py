@@ -115,6 +115,20 @@ def test_an_interrupted_run_is_continued_to_its_budget(data, tmp_path, capsys):
     assert meta["step"] > 1 and meta["epoch"] == pytest.approx(2)
 
 
+def test_ctrl_c_stops_the_lesson_rather_than_look_into_a_half_trained_model(data, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import minivit.train
+
+    train = minivit.train.train
+    monkeypatch.setattr(minivit.train, "train", lambda config, resume=False: train(
+        config, resume=resume, on_step=lambda trainer, step: os.kill(os.getpid(), signal.SIGINT)))
+    with pytest.raises(KeyboardInterrupt, match="run this cell again"):
+        L11.trained_checkpoint(tmp_path / "cache", data, 2, TINY, progress=False)
+    assert (tmp_path / "cache" / "checkpoint-last.npz").is_file()  # saved, for the next call to continue
+
+
 def test_your_checkpoint_is_taken_and_a_missing_one_named(tmp_path, capsys):
     yours = tmp_path / "mine.npz"
     with pytest.raises(FileNotFoundError, match="your_checkpoint = .*mine.npz.*no such file.*None"):

@@ -81,7 +81,9 @@ def trained_checkpoint(folder, data_dir, epochs: int, options=(), yours=None, pr
         print(f"Training the lesson's model once (cached in {shown_path(folder)}, reused on every later run):\n"
               f"    python -m minivit.train {shown}")
         config, resume = config_from_args(arguments)
-    train(config, resume=resume)
+    if train(config, resume=resume)["stop_reason"] == "interrupted":  # Ctrl-C: no half-trained model to look into
+        raise KeyboardInterrupt(f"Training stopped; the run is saved in {shown_path(folder)}: run this cell "
+                                f"again to continue it.")
     return checkpoint
 
 
