@@ -1,7 +1,7 @@
 """Sweep recipes on the CPU: short runs of candidate models and recipes, judged on the validation split.
 
     python benchmarks/cpu_recipe_sweep.py --data-dir data/cifar10-jpg --budget 600 [--seeds 0 1]
-        [--base "--patch-size 4"] [--only NAME ...] [--extra "NAME=OPTIONS" ...]
+        [--base "--patch-size 4"] [--only NAME ...] [--extra "NAME=OPTIONS" ...] [--test]
 
 Each candidate is ``python -m minivit.train --preset cifar-cpu --time-budget B [base options]
 [the candidate's options]`` (a candidate's flags come last, so they win over --base; with the
@@ -13,6 +13,8 @@ one run: its last weights, the same with flip test-time augmentation, and, when 
 moving average of its weights (``--ema``; every candidate does unless --no-ema), the average with
 and without flips. So the EMA and TTA columns cost no runs of their own. The EMA's validation
 inside the run takes a little of the budget (one more pass over the validation images per epoch).
+``--test`` adds the last weights' test accuracy, with and without flips, after each run (outside its
+clock): what the README's results report, shown beside the validation that chooses, never used to choose.
 
 Prints a table (and appends it to --table) with what each candidate changed, the row of the budget
 recipe it got, its steps, epochs, images/s and the four accuracies, the machine, and the 1-minute
@@ -124,6 +126,15 @@ def validation_accuracies(run_dir: Path) -> dict:
     return result
 
 
+def test_accuracies(run_dir: Path, data_dir: str) -> dict:
+    """The test accuracy of a run's last checkpoint (its raw weights), without and with flips."""
+    from minivit.evaluate import evaluate_checkpoint
+
+    path = run_dir / "checkpoint-last.npz"
+    return {"test" + (" tta" if tta else ""): evaluate_checkpoint(path, data_dir, "test", progress=False,
+                                                                  tta=tta)["accuracy"] for tta in (False, True)}
+
+
 def run(name: str, options: list, args, seed: int) -> dict:
     out = out_dir(name, args, seed)
     if out.exists():
@@ -140,16 +151,17 @@ def run(name: str, options: list, args, seed: int) -> dict:
     return {"name": name, "options": " ".join(options), "seed": seed, "steps": last["step"], "epochs": last["epoch"],
             "load": os.getloadavg()[0], "images_per_second": last["images_per_second"],
             "row": choice.get("row", "(none)"), "accuracies": validation_accuracies(out),
+            "tests": test_accuracies(out, args.data_dir) if args.test else {},
             "wall_seconds": time.perf_counter() - started}
 
 
 def table_line(result: dict) -> str:
     options = f"`{result['options']}`" if result["options"] else "(the preset)"
     if "error" in result:
-        return f"| {result['name']} | {options} | {result['seed']} | failed: {result['error']} | | | | | | | | |"
-    accuracies = result["accuracies"]
-    cells = [f"{100 * accuracies[key]:.2f}%" if key in accuracies else "" for key in ("raw", "raw tta", "ema",
-                                                                                         "ema tta")]
+        return f"| {result['name']} | {options} | {result['seed']} | failed: {result['error']} | | | | | | | | | | |"
+    measured = {**result["accuracies"], **result.get("tests", {})}
+    cells = [f"{100 * measured[key]:.2f}%" if key in measured else ""
+             for key in ("raw", "raw tta", "ema", "ema tta", "test", "test tta")]
     return (f"| {result['name']} | {options} | {result['seed']} | {result['row']} | {result['steps']} | "
             f"{result['epochs']:.2f} | {result['images_per_second']:.0f} | " + " | ".join(cells)
             + f" | {result['load']:.1f} |")
@@ -196,6 +208,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="candidate names (default: all, or none but the --extra ones)")
     parser.add_argument("--extra", action="append", default=[],
                         help="another candidate: NAME=OPTIONS, e.g. 'lr 3e-3 batch 64=--lr 3e-3 --batch-size 64'")
+    parser.add_argument("--test", action="store_true",
+                        help="also the test accuracy of each run's last weights (reported, not used to choose)")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "sweep"), help="where the run folders go")
     parser.add_argument("--table", default=str(ROOT / "benchmarks" / "results" / "cpu-recipe-sweep.md"))
     args = parser.parse_args()
@@ -207,7 +221,8 @@ def main() -> None:
     header = (f"\n### {args.budget:g} s of training per candidate, seeds {' '.join(map(str, args.seeds))}, "
               f"base `{args.base or '(none)'}`\n\n`{command}`\n\n" + describe() + "\n\n"
               "| candidate | options changed | seed | budget recipe row | steps | epochs | images/s | validation "
-              "| + flip TTA | EMA | EMA + flip TTA | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "| + flip TTA | EMA | EMA + flip TTA | test | test + flip TTA | load |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(header, flush=True)
     warm_up()
     lines = [header]

@@ -551,6 +551,15 @@ def test_the_sweep_judges_a_run_on_the_validation_split_the_trainer_used(data_di
     accuracies = validation_accuracies(tmp_path / "run")
     assert sorted(accuracies) == ["ema", "ema tta", "raw", "raw tta"]
     assert accuracies["raw"] == last["val_accuracy"] and accuracies["ema"] == last["ema_val_accuracy"]
+    from cpu_recipe_sweep import table_line, test_accuracies
+
+    from minivit.evaluate import evaluate_checkpoint
+
+    tests = test_accuracies(tmp_path / "run", str(data_dir))  # the test split, not the validation one again
+    assert tests["test"] == evaluate_checkpoint(tmp_path / "run" / "checkpoint-last.npz", data_dir)["accuracy"]
+    line = table_line({"name": "x", "options": "", "seed": 0, "row": "r", "steps": 1, "epochs": 1.0, "load": 1.0,
+                       "images_per_second": 10.0, "accuracies": accuracies, "tests": tests})
+    assert line.count("|") == 15 and line.split(" | ")[-3] == f"{100 * tests['test']:.2f}%"
 
 
 def test_the_sweep_runs_the_extra_candidates_alone_unless_only_names_others(monkeypatch):
