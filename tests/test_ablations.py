@@ -76,6 +76,15 @@ def test_an_interrupted_lab_stops_and_its_run_continues_where_it_stopped(tmp_pat
 
     assert read_checkpoint(first / "checkpoint-last.npz")[2]["step"] == 2
 
+    # Ctrl-C on a run's last step: that run is complete (resuming it would have nothing to train), so
+    # its result is kept and the lab stops before the next run
+    monkeypatch.setattr(minivit.train, "train", interrupted_after_one_step)
+    with pytest.raises(KeyboardInterrupt, match="go on with the next"):
+        ablations.run_lab(tmp_path / "more", data_dir, seeds=(0, 1), time_budget=60, model=TOY_MODEL,
+                          recipe={**TOY_RECIPE, "max_steps": 1}, log=lambda line: None)
+    assert (tmp_path / "more" / "baseline-seed0" / ablations.RESULT_FILE).is_file()
+    assert not (tmp_path / "more" / "baseline-seed1").exists()
+
 
 def test_each_ablation_starts_from_the_presets_own_value():
     """The lab's table names each baseline by its value: it must be the value the baseline run trains

@@ -103,7 +103,9 @@ def run_lab(runs_dir, data_dir, seeds=(0, 1, 2), time_budget: float = 120.0, abl
                 if resume:
                     log(f"{label:32s} seed {seed}: continuing the interrupted run in {out}")
                 summary = train(config, resume=resume)
-                if summary["stop_reason"] == "interrupted":  # Ctrl-C (a notebook's interrupt): stop the lab too
+                # (a Ctrl-C on the run's last step leaves nothing to continue: that run is done)
+                spent = summary["elapsed"] >= time_budget or summary["step"] >= (config.max_steps or float("inf"))
+                if summary["stop_reason"] == "interrupted" and not spent:  # Ctrl-C: stop the lab too
                     raise KeyboardInterrupt(f"The lab stopped in {label} seed {seed}, whose run is saved in {out}; "
                                             f"run the lab again to continue it there.")
                 row = {"label": label, "overrides": overrides, "seed": seed,
@@ -111,6 +113,8 @@ def run_lab(runs_dir, data_dir, seeds=(0, 1, 2), time_budget: float = 120.0, abl
                        "elapsed": float(summary["elapsed"])}
                 atomic_write_text(done, json.dumps({"config": described, "result": row}, indent=1))
                 log(f"{label:32s} seed {seed}: {row['val_accuracy']:.1%} after {row['steps']} steps")
+                if summary["stop_reason"] == "interrupted":
+                    raise KeyboardInterrupt("The lab stopped after that run; run it again to go on with the next.")
             rows.append(row)
     return rows
 
