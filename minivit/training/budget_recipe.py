@@ -102,7 +102,9 @@ ROWS: tuple[Row, ...] = (
         "5 (an Intel Xeon, seed 0): ten minutes whose first steps estimated 21.2 epochs ran 18.7 (the pace fell by "
         "an eighth after the first epoch), and this row's flips at 1e-3 reached 64.38% test where the next row's "
         "crops at 2e-3 reached 62.71%, so the row reaches to 25 estimated epochs (the faster EPYC's ten minutes, "
-        "29, where crops and 2e-3 reached 67.95% and 66.92%, stay in the next)"),
+        "29, where crops and 2e-3 reached 67.95% and 66.92%, stay in the next); round 10 (3 layers with an MLP "
+        "of 256, the preset since 2026-12-07, two seeds): crops at this row's rate, 17 to 20 epochs, 62.07% test "
+        "on the mean where flips only reached 63.77%"),
     Row(60, "tens of epochs: crops and flips",
         {**_EVERY_ROW, **_NO_MIXING, "augment.crop_padding": 4, "augment.randaugment_ops": 0,
          "warmup_share": 0.05},
