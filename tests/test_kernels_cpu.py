@@ -149,6 +149,34 @@ def test_linear(products_on_loop_threads, dtype, rows, d_in, d_out, with_bias):
                     assert_close(fast, reference, dtype, f"linear backward {name}", factor=4)
 
 
+def test_a_weight_that_is_a_view_keeps_the_fast_path(monkeypatch):
+    """The patch projection hands its weight as W^T of Conv2d's layout, a Fortran-ordered view: the
+    fast kernels copy it (small) rather than fall back to NumPy's products on OpenBLAS's threads,
+    which on an Intel machine wake a second pool of threads (twice the patch projection's time)."""
+    from minivit.kernels import cpu_loops
+
+    monkeypatch.setattr(cpu_loops, "products_here", True)
+    x, dout = normal(0, (128, 16, 192), "float32"), normal(1, (128, 16, 128), "float32")  # cifar-cpu's
+    conv_weight, bias = normal(2, (128, 3, 8, 8), "float32"), normal(3, (128,), "float32")
+    weight = conv_weight.reshape(128, -1).T  # (192, 128), as minivit.model.PatchProjection passes it
+    assert not weight.flags.c_contiguous
+    expected, expected_cache = ops.linear_forward(x, weight, bias)
+    expected_grads = ops.linear_backward(dout, expected_cache)
+    slabs = []
+    addmm_slabs = cpu_loops.addmm_slabs
+    monkeypatch.setattr(cpu_loops, "addmm_slabs", lambda *args: slabs.append(1) or addmm_slabs(*args))
+
+    def no_reference(*args, **kwargs):
+        raise AssertionError("linear_backward fell back to the reference for a weight that is a view")
+
+    out, cache = cpu.linear_forward(x, weight, bias)
+    assert slabs, "linear_forward left the loops' threads for a weight that is a view"
+    assert_close(out, expected, "float32", "linear forward, weight a view")
+    monkeypatch.setattr(cpu.ops, "linear_backward", no_reference)
+    for fast, reference, name in zip(cpu.linear_backward(dout, cache), expected_grads, ("dx", "dweight", "dbias")):
+        assert_close(fast, reference, "float32", f"linear backward {name}, weight a view", factor=4)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("B,T,D,H", [(3, 5, 12, 3), (1, 1, 4, 1), (2, 65, 24, 2), (16, 65, 24, 2)])
 @pytest.mark.parametrize("contiguous", [True, False])

@@ -201,8 +201,11 @@ def _rows(array):
 
 @replaces("linear_forward")
 def linear_forward(x, weight, bias=None):
-    """Replaces ops.linear_forward: one 2-D product over all rows, the bias added inside it (addmm)."""
+    """Replaces ops.linear_forward: one 2-D product over all rows, the bias added inside it (addmm).
+    A weight that is a view (the patch projection's W^T of Conv2d's layout) is copied first: a
+    small matrix beside the rows, and the products' fast paths take contiguous arrays only."""
     x_rows = x.reshape(-1, x.shape[-1])  # (M, D_in)
+    weight = np.ascontiguousarray(weight)
     out = matmul(x_rows, weight) if bias is None else addmm(bias, x_rows, weight)
     return out.reshape(*x.shape[:-1], weight.shape[1]), (x, weight, bias is not None)
 
@@ -211,10 +214,12 @@ def linear_forward(x, weight, bias=None):
 def linear_backward(dout, cache, input_grad: bool = True):
     """Replaces ops.linear_backward where the products run on the compiled loops' threads: dx as one
     slab of rows per thread, dW as a sum of one partial x^T dout per thread (each thread's rows);
-    otherwise the reference (NumPy's products on OpenBLAS's threads)."""
+    otherwise the reference (NumPy's products on OpenBLAS's threads). A weight that is a view is
+    copied first, as in the forward."""
     x, weight, has_bias = cache
     D_in = weight.shape[0]
     x_rows, dout_rows = x.reshape(-1, D_in), dout.reshape(-1, weight.shape[1])
+    weight = np.ascontiguousarray(weight)
     if not (_on_loop_threads(x_rows, weight) and _blas_ready(dout_rows)):
         return ops.linear_backward(dout, cache, input_grad)
     dx = matmul(dout_rows, np.ascontiguousarray(weight.T)).reshape(*dout.shape[:-1], D_in) if input_grad else None
