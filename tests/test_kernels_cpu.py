@@ -152,7 +152,7 @@ def test_linear(products_on_loop_threads, dtype, rows, d_in, d_out, with_bias):
 def test_a_weight_that_is_a_view_keeps_the_fast_path(monkeypatch):
     """The patch projection hands its weight as W^T of Conv2d's layout, a Fortran-ordered view: the
     fast kernels copy it (small) rather than fall back to NumPy's products on OpenBLAS's threads,
-    which on an Intel machine wake a second pool of threads (twice the patch projection's time)."""
+    which on an Intel machine wake a second pool of threads (1.8x the patch projection's time)."""
     from minivit.kernels import cpu_loops
 
     monkeypatch.setattr(cpu_loops, "products_here", True)
