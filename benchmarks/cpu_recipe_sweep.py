@@ -155,8 +155,9 @@ def run(name: str, options: list, args, seed: int) -> dict:
             "wall_seconds": time.perf_counter() - started}
 
 
-def table_line(result: dict) -> str:
-    options = f"`{result['options']}`" if result["options"] else "(the preset)"
+def table_line(result: dict, base: str = "") -> str:
+    """One row of the table; a candidate that changes nothing runs the preset, or the --base options."""
+    options = f"`{result['options']}`" if result["options"] else (f"(the base: `{base}`)" if base else "(the preset)")
     if "error" in result:
         return f"| {result['name']} | {options} | {result['seed']} | failed: {result['error']} | | | | | | | | | | |"
     measured = {**result["accuracies"], **result.get("tests", {})}
@@ -228,7 +229,7 @@ def main() -> None:
     lines = [header]
     for name, options in candidates.items():
         for seed in args.seeds:
-            line = table_line(run(name, options, args, seed))
+            line = table_line(run(name, options, args, seed), args.base)
             print(line, flush=True)
             lines.append(line)
     with open(args.table, "a") as table:

@@ -13,8 +13,10 @@ Runs, one after the other on this machine:
      the same recipe, even if PyTorch's pace would have chosen another row), evaluated the same ways.
 Both sides start from the same initial weights and see the same batches (--seed).
 Prints both sides and writes them to benchmarks/results/cpu-training-<preset>-<budget>s[-<tag>][-seed<N>].json
-(or --results-dir). The run folders (runs/bench-*) and that file are replaced only with --overwrite,
-checked before any training: the file is the repository's committed result.
+(or --results-dir; with --only torch the name ends in -torch.json). --choice-from names another minivit run
+folder whose recipe the torch side runs (say a run of benchmarks/cpu_recipe_sweep.py). The run folders
+(runs/bench-*) and that file are replaced only with --overwrite, checked before any training: the file is
+the repository's committed result.
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ def run_folder(args, side: str) -> Path:
 
 
 def results_file(args) -> Path:
-    return Path(args.results_dir) / f"cpu-training-{args.preset}-{int(args.budget)}s{seed_suffix(args)}.json"
+    """One side alone (--only) writes its own file, so the other side's run of the same seed stays."""
+    side = f"-{args.only}" if args.only == "torch" else ""
+    return Path(args.results_dir) / f"cpu-training-{args.preset}-{int(args.budget)}s{seed_suffix(args)}{side}.json"
 
 
 def check_nothing_is_replaced(args) -> None:
@@ -110,7 +114,10 @@ def run_torch(args) -> dict:
     if out.exists():
         shutil.rmtree(out)
     config, _ = config_from_args(train_options(args, out))
-    minivit_config = minivit_run_dir(args) / "train_config.json"
+    minivit_config = Path(args.choice_from or minivit_run_dir(args)) / "train_config.json"
+    if args.choice_from and not minivit_config.exists():
+        raise SystemExit(f"error: --choice-from {args.choice_from}: no train_config.json there; name the folder "
+                         "of a minivit run (its --out)")
     choice = json.loads(minivit_config.read_text()).get("budget_choice") if minivit_config.exists() else None
     if choice and config.budget_recipe:  # the recipe minivit's run chose: the same recipe on both sides
         config = budget_recipe.apply(config, choice)
@@ -143,6 +150,8 @@ def main():
     parser.add_argument("--tag", default="", help="a name for the options, in the results file's name")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--only", choices=["minivit", "torch"])
+    parser.add_argument("--choice-from", help="the torch side runs the budget recipe that this minivit run folder "
+                        "chose (default: this command's own minivit run folder), say one of cpu_recipe_sweep.py's")
     parser.add_argument("--overwrite", action="store_true", help="replace the run folders and the results file")
     args = parser.parse_args()
     check_nothing_is_replaced(args)

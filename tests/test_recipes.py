@@ -557,9 +557,14 @@ def test_the_sweep_judges_a_run_on_the_validation_split_the_trainer_used(data_di
 
     tests = test_accuracies(tmp_path / "run", str(data_dir))  # the test split, not the validation one again
     assert tests["test"] == evaluate_checkpoint(tmp_path / "run" / "checkpoint-last.npz", data_dir)["accuracy"]
-    line = table_line({"name": "x", "options": "", "seed": 0, "row": "r", "steps": 1, "epochs": 1.0, "load": 1.0,
-                       "images_per_second": 10.0, "accuracies": accuracies, "tests": tests})
+    result = {"name": "x", "options": "", "seed": 0, "row": "r", "steps": 1, "epochs": 1.0, "load": 1.0,
+              "images_per_second": 10.0, "accuracies": accuracies, "tests": tests}
+    line = table_line(result)
     assert line.count("|") == 15 and line.split(" | ")[-3] == f"{100 * tests['test']:.2f}%"
+    assert "(the preset)" in line
+    base = "--num-hidden-layers 4 --intermediate-size 512"  # a run of the base options is not the preset's
+    with_base = table_line(result, base)
+    assert "(the preset)" not in with_base and f"`{base}`" in with_base and with_base.count("|") == 15
 
 
 def test_the_sweep_runs_the_extra_candidates_alone_unless_only_names_others(monkeypatch):
