@@ -55,9 +55,16 @@ def run_folder(args, side: str) -> Path:
 
 
 def results_file(args) -> Path:
-    """One side alone (--only) writes its own file, so the other side's run of the same seed stays."""
+    """PyTorch's side alone (--only torch) writes its own file, so minivit's file of the same seed stays."""
     side = f"-{args.only}" if args.only == "torch" else ""
     return Path(args.results_dir) / f"cpu-training-{args.preset}-{int(args.budget)}s{seed_suffix(args)}{side}.json"
+
+
+def check_choice_from(args) -> None:
+    """--choice-from must name a minivit run folder: refused before any training, not after minivit's side."""
+    if args.choice_from and not (Path(args.choice_from) / "train_config.json").exists():
+        raise SystemExit(f"error: --choice-from {args.choice_from}: no train_config.json there; name the folder "
+                         "of a minivit run (its --out). Nothing was run.")
 
 
 def check_nothing_is_replaced(args) -> None:
@@ -115,9 +122,6 @@ def run_torch(args) -> dict:
         shutil.rmtree(out)
     config, _ = config_from_args(train_options(args, out))
     minivit_config = Path(args.choice_from or minivit_run_dir(args)) / "train_config.json"
-    if args.choice_from and not minivit_config.exists():
-        raise SystemExit(f"error: --choice-from {args.choice_from}: no train_config.json there; name the folder "
-                         "of a minivit run (its --out)")
     choice = json.loads(minivit_config.read_text()).get("budget_choice") if minivit_config.exists() else None
     if choice and config.budget_recipe:  # the recipe minivit's run chose: the same recipe on both sides
         config = budget_recipe.apply(config, choice)
@@ -154,6 +158,7 @@ def main():
                         "chose (default: this command's own minivit run folder), say one of cpu_recipe_sweep.py's")
     parser.add_argument("--overwrite", action="store_true", help="replace the run folders and the results file")
     args = parser.parse_args()
+    check_choice_from(args)
     check_nothing_is_replaced(args)
 
     from machine import describe

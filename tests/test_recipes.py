@@ -5,6 +5,8 @@ with the budget, and the recipe that follows the budget. Tiny generated data; no
 import itertools
 import json
 import math
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -469,6 +471,21 @@ def test_the_pytorch_reference_follows_ema_tta_mixing_and_mean_pooling(data_dir,
     assert "ema_val_accuracy" in last and "ema_test_accuracy" in last and trainer.ema.updates == 8
     parameters = torch.nn.utils.parameters_to_vector(trainer.torch_model.parameters())
     assert not torch.equal(parameters, trainer.ema.average)  # an average, not the weights
+
+
+def test_the_budget_benchmark_names_pytorchs_file_apart_and_checks_choice_from_first(tmp_path):
+    """--only torch must not replace minivit's results file of the same seed; a --choice-from folder with no
+    run in it is refused before an hour of training, not after it."""
+    script = BENCHMARKS / "cpu_training_budget.py"
+    common = ["--data-dir", "no-such-data", "--preset", "cifar-cpu", "--results-dir", str(tmp_path)]
+    (tmp_path / "cpu-training-cifar-cpu-600s.json").write_text("{}")  # minivit's file of seed 0
+    run = subprocess.run([sys.executable, str(script), *common, "--only", "torch", "--choice-from",
+                          str(tmp_path / "no-run")], capture_output=True, text=True, cwd=BENCHMARKS.parent, timeout=120)
+    assert run.returncode != 0 and "--choice-from" in run.stderr and "train_config.json" in run.stderr
+    (tmp_path / "cpu-training-cifar-cpu-600s-torch.json").write_text("{}")  # PyTorch's own file: refused
+    run = subprocess.run([sys.executable, str(script), *common, "--only", "torch"], capture_output=True, text=True,
+                         cwd=BENCHMARKS.parent, timeout=120)
+    assert run.returncode != 0 and "600s-torch.json already exist" in run.stderr, run.stderr
 
 
 # --- two ranks: one average, one choice -------------------------------------------------------------------
