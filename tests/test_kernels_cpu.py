@@ -8,6 +8,7 @@ float32 to a few units of its 1e-7 resolution, wider where a kernel uses the A&S
 """
 
 import inspect
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,6 +148,16 @@ def test_linear(products_on_loop_threads, dtype, rows, d_in, d_out, with_bias):
                 assert (fast is None) == (reference is None), name
                 if reference is not None:  # dweight sums 602 rows in slabs: another order of the additions
                     assert_close(fast, reference, dtype, f"linear backward {name}", factor=4)
+
+
+def test_the_profile_by_shapes_marks_a_weight_that_is_a_view(monkeypatch):
+    """benchmarks/profile_step.py --shapes keys each call by its arrays' shapes and layouts: that is how the
+    patch projection's Fortran-ordered weight (the test below) was found, so a view must show as one."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from profile_step import describe_arrays
+
+    x, weight = np.zeros((4, 48), np.float32), np.zeros((32, 48), np.float32)
+    assert describe_arrays((x, weight.T, 0.5, (x, weight))) == "(4, 48) (48, 32) F/strided cache((4, 48), (32, 48))"
 
 
 def test_a_weight_that_is_a_view_keeps_the_fast_path(monkeypatch):
