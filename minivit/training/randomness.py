@@ -31,7 +31,7 @@ from minivit.augment import AugmentConfig, augment_batch
 from minivit.sample_random import SampleStream, install_dropout_stream, stream_key
 from minivit.training.data import Batches
 
-DROPOUT, AUGMENT, MIXING = 1, 2, 3  # what a stream is for: a part of its key
+DROPOUT, AUGMENT, MIXING, PROBE = 1, 2, 3, 4  # what a stream is for: a part of its key
 
 
 class RunRandomness:
@@ -47,6 +47,7 @@ class RunRandomness:
         self.dropout = SampleStream()
         self.augment_stream = SampleStream()
         self.partner_stream = SampleStream()
+        self.probe_stream = SampleStream()
         install_dropout_stream(model, self.dropout)
 
     def mixing_rng(self, step: int) -> np.random.Generator:
@@ -72,3 +73,12 @@ class RunRandomness:
         return augment_batch(images, labels, config, mean, std, num_classes,
                              self.augment_stream.restart(augment_key, samples), self.mixing_rng(step),
                              partners if batches.num_ranks > 1 else None, mix=mix)
+
+    def probe_augment(self, step: int, images, labels, config: AugmentConfig, mean, std, num_classes: int,
+                      draw: int):
+        """The batch of ``step`` augmented (and mixed) with ``config`` from draws of its own (``draw``: which),
+        for timing only (the budget recipe's ``Costs``): the run's streams and masks are untouched."""
+        samples = self.batches.samples(step)
+        return augment_batch(images, labels, config, mean, std, num_classes,
+                             self.probe_stream.restart(stream_key(self.seed, PROBE, draw), samples),
+                             np.random.default_rng([self.seed, PROBE, draw]))

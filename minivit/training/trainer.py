@@ -420,11 +420,7 @@ class Trainer:
         """
         with phase("data"):
             images, labels = self.batches.get(self.step)
-            if self._device_stats is None or self._device_stats[0] is not self.mean:
-                # the normalisation on the device once, not copied there every step
-                self._device_stats = (self.mean, backend.asarray(self.mean, dtype="float32"),
-                                      backend.asarray(self.std, dtype="float32"))
-            _, mean, std = self._device_stats
+            mean, std = self._device_mean_std()
         with phase("augment"):
             mix = self.schedule_position(self.step) < self.config.mixing_stops_at * self.total_steps
             pixel_values, targets = self.randomness.augment_step(self.step, images, labels, self.config.augment,
@@ -434,6 +430,30 @@ class Trainer:
             with phase("optimizer"):
                 self.ema.update()
         return loss, correct
+
+    def _device_mean_std(self):
+        """The normalisation's mean and std on the device: copied there once, not every step."""
+        if self._device_stats is None or self._device_stats[0] is not self.mean:
+            self._device_stats = (self.mean, backend.asarray(self.mean, dtype="float32"),
+                                  backend.asarray(self.std, dtype="float32"))
+        return self._device_stats[1:]
+
+    def _budget_costs(self) -> budget_recipe.Costs:
+        """What the budget recipe times beside its measured steps (``budget_recipe.Costs``): the batch of the
+        current step augmented with a row's options, from draws of its own, and one batch of validation."""
+        def augment(augment_config, draw):
+            images, labels = self.batches.get(self.step)
+            mean, std = self._device_mean_std()
+            self.randomness.probe_augment(self.step, images, labels, augment_config, mean, std,
+                                          self.model.config.num_labels, draw)
+
+        size = min(self.config.eval_batch_size, len(self.val_set.labels))
+
+        def validate():
+            if size:
+                self.evaluate(self.val_set.images[:size], self.val_set.labels[:size])
+
+        return budget_recipe.Costs(augment, validate, len(self.val_set.labels) / max(1, size))
 
     def run(self) -> dict:
         """Train until the end of the schedule or a stop (Ctrl-C, --time-budget, --max-steps); returns a summary."""
@@ -513,7 +533,9 @@ class Trainer:
                                             self.elapsed, config.time_budget)
         self._curves = report.CurvesPlotter(self.run_folder.curves, f"{config.preset} ({backend.name})")
         stop_reason = None
-        chooser = budget_recipe.BudgetRecipe.for_run(config, len(self.train_set.labels), self.step, together)
+        chooser = budget_recipe.BudgetRecipe.for_run(config, len(self.train_set.labels), self.step, together,
+                                                     costs=self._budget_costs(),
+                                                     parameters=self.model.num_parameters())
         try:
             while self.step < self.total_steps:
                 loss, correct = self.train_step()
