@@ -399,7 +399,8 @@ def test_each_row_is_estimated_at_its_own_augmentation_and_the_validations():
     choice = budget_recipe.estimate(images_per_second, config, train_images, costs)
     assert choice["row"].startswith("sixty to two hundred")
     step = config.batch_size / images_per_second - 1e-3 + 10.2e-3  # the measured step, less flips, plus the row's
-    assert choice["epochs"] == pytest.approx(3600 / (train_images / config.batch_size * step + 0.5), abs=0.005)
+    steps_per_epoch = train_images // config.batch_size  # (the last partial batch is left out)
+    assert choice["epochs"] == pytest.approx(3600 / (steps_per_epoch * step + 0.5), abs=0.005)
     assert choice["costs"] == {"pace_epochs": 210.0, "augment_ms_per_step": pytest.approx(9.2),
                                "validation_seconds": 0.5}
     assert budget_recipe.apply(config, choice).augment.randaugment_magnitude == 5.0  # the row's own options
@@ -409,7 +410,7 @@ def test_each_row_is_estimated_at_its_own_augmentation_and_the_validations():
     # a moving average the user asked for is validated beside the weights: two validations an epoch
     with_ema, _ = config_from_args(["--preset", "cifar-cpu", "--time-budget", "3600", "--ema", "0.999"])
     assert budget_recipe.estimate(images_per_second, with_ema, train_images, FixedCosts())["epochs"] == \
-        pytest.approx(3600 / (train_images / config.batch_size * step + 1.0), abs=0.005)
+        pytest.approx(3600 / (steps_per_epoch * step + 1.0), abs=0.005)
     # ten minutes at the same pace: the crops row at its cost, and RandAugment never timed (the rows are tried
     # from the fewest epochs, and the first that its own cost keeps under its limit is taken)
     short, _ = config_from_args(["--preset", "cifar-cpu", "--time-budget", "600"])
@@ -447,6 +448,22 @@ def test_a_model_under_a_million_parameters_keeps_light_randaugment_past_two_hun
     assert trainer.model.num_parameters() < 1_000_000
     assert trainer.config.budget_choice["row"].startswith("sixty to two hundred")
     assert trainer.config.augment.cutmix_alpha == 0.0 and trainer.config.augment.randaugment_ops == 2
+
+
+def test_a_row_whose_own_cost_puts_it_below_its_range_gives_way_to_the_row_before():
+    """Crops counted at 61 epochs (too many for their row, under 60), RandAugment 2/5 at its cost under 60 (too few
+    for its row, from 60): the lighter row, with its own count."""
+    config, _ = config_from_args(["--preset", "cifar-cpu", "--time-budget", "3600"])
+    train_images = 45_000
+    steps_per_epoch = train_images // config.batch_size
+    seconds_per_epoch = 3600 / 61 - 0.5  # the crops row's step: 61 epochs with a 0.5-s validation each
+    crops_step = seconds_per_epoch / steps_per_epoch
+    images_per_second = config.batch_size / (crops_step - 0.2e-3)  # the first steps flip; crops cost 0.2 ms more
+    choice = budget_recipe.estimate(images_per_second, config, train_images, FixedCosts())
+    assert choice["row"] == "tens of epochs: crops and flips"
+    assert choice["epochs"] == pytest.approx(61.0, abs=0.01) and choice["costs"]["augment_ms_per_step"] == \
+        pytest.approx(0.2)
+    assert budget_recipe.apply(config, choice).augment.randaugment_ops == 0
 
 
 def test_the_costs_are_averaged_after_a_first_run_on_a_synchronised_clock(monkeypatch):
@@ -493,8 +510,10 @@ def test_the_trainer_times_the_rows_on_its_own_data_without_touching_the_runs_dr
         assert choice["row"] == "a few epochs: flips only, half the rate"
         assert choice["costs"]["pace_epochs"] == pytest.approx(600 / 36, abs=0.01)
         if timed:  # the tiny model validates its 12 images in well under a second, and that counts
-            assert 0 < choice["costs"]["validation_seconds"] < 5
-            assert choice["epochs"] <= choice["costs"]["pace_epochs"]
+            costs = choice["costs"]
+            assert 0 < costs["validation_seconds"] < 5
+            step = 8 / 1.0 + costs["augment_ms_per_step"] / 1e3  # batch 8 at 1 image/s, plus the row's augmentation
+            assert choice["epochs"] == pytest.approx(600 / (36 // 8 * step + costs["validation_seconds"]), abs=0.01)
     assert losses[True] == losses[False] and len(losses[True]) == 8
     assert weights[True].keys() == weights[False].keys()
     for name, value in weights[True].items():

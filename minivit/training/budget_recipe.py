@@ -383,24 +383,31 @@ def estimate(images_per_second: float, config, train_images: int, costs: Costs |
     Without ``costs``, the epochs the budget allows at that pace. With them, each row in turn (from the
     fewest epochs): a step takes the measured step's seconds, less its augmentation under the recipe's
     own options, plus the row's; an epoch takes its steps and its validation (two with an EMA); the first row whose
-    epochs so counted fall below its limit is the choice (the one a run at its own cost lands in).
+    epochs so counted fall below its limit is the choice (the one a run at its own cost lands in), unless they
+    also fall below the row before's limit, which that row's own count passed: then the lighter row before.
+    (A distributed run's probe mixes within its shard; its real mixed steps also augment a partner shard.)
     """
     budget, batch = config.time_budget, config.batch_size
     pace_epochs = budget * images_per_second / max(1, train_images)
     if costs is None:
         return choose(pace_epochs, images_per_second, config, parameters=parameters)
-    steps_per_epoch = max(1, train_images) / batch
+    steps_per_epoch = max(1, train_images // batch)  # (an epoch leaves its last partial batch out)
     measured_step = batch / images_per_second
     measured_augment = costs.augment_seconds(config.augment)
     validation = costs.validation_seconds()
+    counted = []  # (row, its epochs at its own cost, its augmentation's extra seconds a step)
     for row in rows_for(parameters):  # (if none breaks: the last row that covers the model)
         options = apply(config, choose(pace_epochs, images_per_second, config, row))
         augment = costs.augment_seconds(options.augment) - measured_augment
         step = max(measured_step + augment, 1e-9)
         validations = 2 if options.ema else 1  # the moving average is validated beside the weights
-        epochs = budget / (steps_per_epoch * step + validations * validation)
-        if epochs < row.below_epochs:
+        counted.append((row, budget / (steps_per_epoch * step + validations * validation), augment))
+        if counted[-1][1] < row.below_epochs:
             break
+    if len(counted) > 1 and counted[-1][1] < counted[-2][0].below_epochs:
+        # too many epochs for the row before at its cost, too few for this row at its own: the lighter row
+        counted.pop()
+    row, epochs, augment = counted[-1]
     choice = choose(epochs, images_per_second, config, row)
     choice["costs"] = {"pace_epochs": round(pace_epochs, 2), "augment_ms_per_step": round(1e3 * augment, 3),
                        "validation_seconds": round(validation, 6)}

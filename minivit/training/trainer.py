@@ -582,8 +582,12 @@ class Trainer:
         return stop_reason
 
     def _follow_the_budget(self, chooser, progress) -> bool:
-        """Once the pace is measured, the budget recipe's choice applies (minivit.training.budget_recipe)."""
+        """Once the pace is measured, the budget recipe's choice applies (minivit.training.budget_recipe). The
+        timing of its costs (a few batches augmented, one validated) is not training: off the clock."""
+        started = time.perf_counter()
         choice = chooser.observe(self.step)
+        if choice is not None:
+            self._clock_paused += time.perf_counter() - started
         if self.comm.size > 1:  # every rank measures the same steps; rank 0's pace decides
             choice = self.comm.broadcast_object(choice)
         if choice is None:
