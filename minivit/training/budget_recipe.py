@@ -25,7 +25,8 @@ benchmarks/results/cpu-recipe-sweep.md). The Trainer therefore hands the recipe 
 times one batch augmented as each row would augment it and one batch of validation, and each
 row's epochs are worked out at the measured pace less the measured augmentation, plus the row's
 own, plus the validations (``estimate``). The row chosen is the first whose own estimate falls
-below its limit. What is still not counted: the checkpoint and the curves written at each
+below its limit (or the lighter row before, where that estimate also falls below the row before's
+limit). What is still not counted: the checkpoint and the curves written at each
 epoch's end, and any drift of the machine's pace. The clock-driven schedule ends at the budget
 whatever the count (``Trainer.learning_rate``), so a wrong estimate moves the run to a
 neighbouring row, nothing worse.
