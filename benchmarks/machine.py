@@ -39,7 +39,7 @@ def cpu_model() -> str:
                  if "AMD" in fields.get("vendor_id", "") and fam == family and model in models), None)
     flags = fields.get("flags", "").split()
     isa = "AVX-512" if "avx512f" in flags else "no AVX-512"
-    # Virtual machines may report one model for different hosts: two "model 167" Xeons trained cifar-cpu at 2,218
+    # Virtual machines may report one model for different hosts: two "model 167" Xeons trained cifar-cpu at 2,219
     # and 3,316 images/s over the same first steps (2026-12-07). AMX (Sapphire Rapids and later) is one more mark
     # of the host; whether the slower one had it was not recorded.
     if "amx_tile" in flags:
