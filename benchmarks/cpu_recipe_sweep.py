@@ -19,8 +19,10 @@ clock): what the README's results report, shown beside the validation that choos
 Prints a table (and appends it to --table) with what each candidate changed, the row of the budget
 recipe it got, its steps, epochs, images/s and the four accuracies, the machine, and the 1-minute
 load average at the end of each run (above about 2 on 2 cores, something else was running: that
-row is suspect). Differences under about a point are noise (two runs of the same candidate differed
-by 0.6 points in benchmarks/results/cpu-recipe-sweep.md): run two seeds before believing one.
+row is suspect) and the share of the run's CPU time the hypervisor gave to other virtual machines
+(steal: a run that lost much of it fitted fewer epochs than the machine's own pace allows).
+Differences under about a point are noise (two runs of the same candidate differed by 0.6 points in
+benchmarks/results/cpu-recipe-sweep.md): run two seeds before believing one.
 """
 
 from __future__ import annotations
@@ -136,11 +138,14 @@ def test_accuracies(run_dir: Path, data_dir: str) -> dict:
 
 
 def run(name: str, options: list, args, seed: int) -> dict:
+    from machine import cpu_times, stolen_share
+
     out = out_dir(name, args, seed)
     if out.exists():
         shutil.rmtree(out)
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), cpu_times()
     result = subprocess.run(train_command(options, args, seed, out), capture_output=True, text=True, cwd=ROOT)
+    stolen = stolen_share(cpu_before, cpu_times())  # the hypervisor's share of the cores' time (machine.py)
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines() or ["(no message)"]
         return {"name": name, "options": " ".join(options), "seed": seed, "error": lines[-1]}
@@ -149,7 +154,7 @@ def run(name: str, options: list, args, seed: int) -> dict:
     config = json.loads((out / "train_config.json").read_text())
     choice = config.get("budget_choice") or {}
     return {"name": name, "options": " ".join(options), "seed": seed, "steps": last["step"], "epochs": last["epoch"],
-            "load": os.getloadavg()[0], "images_per_second": last["images_per_second"],
+            "load": os.getloadavg()[0], "stolen": stolen, "images_per_second": last["images_per_second"],
             "row": choice.get("row", "(none)"), "accuracies": validation_accuracies(out),
             "tests": test_accuracies(out, args.data_dir) if args.test else {},
             "wall_seconds": time.perf_counter() - started}
@@ -159,13 +164,14 @@ def table_line(result: dict, base: str = "") -> str:
     """One row of the table; a candidate that changes nothing runs the preset, or the --base options."""
     options = f"`{result['options']}`" if result["options"] else (f"(the base: `{base}`)" if base else "(the preset)")
     if "error" in result:
-        return f"| {result['name']} | {options} | {result['seed']} | failed: {result['error']} | | | | | | | | | | |"
+        return f"| {result['name']} | {options} | {result['seed']} | failed: {result['error']} | | | | | | | | | | | |"
     measured = {**result["accuracies"], **result.get("tests", {})}
     cells = [f"{100 * measured[key]:.2f}%" if key in measured else ""
              for key in ("raw", "raw tta", "ema", "ema tta", "test", "test tta")]
+    stolen = "" if result.get("stolen") is None else f"{100 * result['stolen']:.1f}%"
     return (f"| {result['name']} | {options} | {result['seed']} | {result['row']} | {result['steps']} | "
             f"{result['epochs']:.2f} | {result['images_per_second']:.0f} | " + " | ".join(cells)
-            + f" | {result['load']:.1f} |")
+            + f" | {result['load']:.1f} | {stolen} |")
 
 
 WARM_UP = """
@@ -222,8 +228,8 @@ def main() -> None:
     header = (f"\n### {args.budget:g} s of training per candidate, seeds {' '.join(map(str, args.seeds))}, "
               f"base `{args.base or '(none)'}`\n\n`{command}`\n\n" + describe() + "\n\n"
               "| candidate | options changed | seed | budget recipe row | steps | epochs | images/s | validation "
-              "| + flip TTA | EMA | EMA + flip TTA | test | test + flip TTA | load |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "| + flip TTA | EMA | EMA + flip TTA | test | test + flip TTA | load | CPU time stolen |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(header, flush=True)
     warm_up()
     lines = [header]

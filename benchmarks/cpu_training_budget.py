@@ -11,7 +11,10 @@ Runs, one after the other on this machine:
      (benchmarks/torch_reference.py: minivit's Trainer with PyTorch's model and optimizer), from
      the same options, with the recipe minivit's run chose under the budget (its budget_choice:
      the same recipe, even if PyTorch's pace would have chosen another row), evaluated the same ways.
-Both sides start from the same initial weights and see the same batches (--seed).
+Both sides start from the same initial weights and see the same batches (--seed). On a virtual machine the
+hypervisor may give a share of the cores' time to other machines ("steal"); each side's share over its
+training is printed and kept (stolen_share): a side that lost much of it fitted fewer epochs for no fault
+of its own.
 Prints both sides and writes them to benchmarks/results/cpu-training-<preset>-<budget>s[-<tag>][-seed<N>].json
 (or --results-dir; with --only torch the name ends in -torch.json). --choice-from names another minivit run
 folder whose recipe the torch side runs (say a run of benchmarks/cpu_recipe_sweep.py). The run folders
@@ -34,6 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from machine import cpu_times, describe, describe_steal, stolen_share  # noqa: E402
 
 
 def seed_suffix(args) -> str:
@@ -88,8 +93,10 @@ def run_minivit(args) -> dict:
     elif out.exists():
         shutil.rmtree(out)
     print("$", " ".join(command), flush=True)
+    before = cpu_times()
     train_summary = json.loads(subprocess.run(command, check=True, capture_output=True, text=True,
                                               cwd=ROOT).stdout.strip().splitlines()[-1])
+    stolen = stolen_share(before, cpu_times())
     config = json.loads((out / "train_config.json").read_text())
     tests = {}
     for weights in ("raw", "ema") if config["ema"] else ("raw",):
@@ -103,7 +110,8 @@ def run_minivit(args) -> dict:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return {"steps": train_summary["step"], "epochs": rows[-1]["epoch"], "train_seconds": train_summary["elapsed"],
             "images_per_second": rows[-1]["images_per_second"], "val_accuracy": rows[-1]["val_accuracy"],
-            **tests, "budget_choice": config.get("budget_choice"), "run_dir": str(out.relative_to(ROOT))}
+            **tests, "budget_choice": config.get("budget_choice"), "run_dir": str(out.relative_to(ROOT)),
+            "stolen_share": stolen}
 
 
 def test_key(weights: str, tta: bool) -> str:
@@ -126,7 +134,9 @@ def run_torch(args) -> dict:
     if choice and config.budget_recipe:  # the recipe minivit's run chose: the same recipe on both sides
         config = budget_recipe.apply(config, choice)
     trainer = TorchTrainer(config, threads=args.threads)
+    before = cpu_times()
     summary = trainer.run()
+    stolen = stolen_share(before, cpu_times())
     test_set = load_split(args.data_dir, "test")
     tests = {}
     for weights in ("raw", "ema") if trainer.ema is not None else ("raw",):
@@ -139,7 +149,8 @@ def run_torch(args) -> dict:
     last = trainer.history[-1]
     return {"steps": summary["step"], "epochs": last["epoch"], "train_seconds": summary["elapsed"],
             "images_per_second": last["images_per_second"], "val_accuracy": last["val_accuracy"],
-            **tests, "budget_choice": trainer.config.budget_choice, "run_dir": str(out.relative_to(ROOT))}
+            **tests, "budget_choice": trainer.config.budget_choice, "run_dir": str(out.relative_to(ROOT)),
+            "stolen_share": stolen}
 
 
 def main():
@@ -161,8 +172,6 @@ def main():
     check_choice_from(args)
     check_nothing_is_replaced(args)
 
-    from machine import describe
-
     from minivit.atomic import atomic_write_text
 
     started = time.strftime("%Y-%m-%d %H:%M")
@@ -179,6 +188,7 @@ def main():
     print(f"preset {args.preset}, seed {args.seed}, time budget {args.budget:.0f} s of training each, "
           f"options {args.train_args or '(the recipe)'}, started {started}")
     for side, r in results.items():
+        print(f"{side}: {describe_steal(r['stolen_share'])}")
         if r.get("budget_choice"):
             print(f"{side}: budget recipe row '{r['budget_choice']['row']}' ({r['budget_choice']['epochs']} epochs "
                   "estimated)")

@@ -47,6 +47,43 @@ def cpu_model() -> str:
     return f"{name} (family {family}, model {model}{': ' + core if core else ''}; {isa})"
 
 
+# /proc/stat's first line: the CPU time of all cores so far, in clock ticks, in this order (Linux 2.6.11 and
+# later; "guest" time, after these, is already counted in "user")
+_CPU_TIMES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def cpu_times() -> dict[str, int] | None:
+    """The CPU time of all cores since boot, by kind (``_CPU_TIMES``), in clock ticks; None where there is
+    no /proc/stat (not Linux)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    return {kind: int(value) for kind, value in zip(_CPU_TIMES, fields[1:])}
+
+
+def stolen_share(before: dict[str, int] | None, after: dict[str, int] | None) -> float | None:
+    """The share of the CPU time between two ``cpu_times()`` readings that the hypervisor gave to other
+    virtual machines while this one's cores had work ("steal"): a benchmark on a virtual machine ran that
+    much slower than its cores could, and the pace of one processor model differs from host to host
+    (benchmarks/results/cpu-recipe-sweep.md, round 14). None without both readings."""
+    if before is None or after is None:
+        return None
+    spent = {kind: after.get(kind, 0) - before.get(kind, 0) for kind in _CPU_TIMES}
+    total = sum(spent.values())
+    return spent["steal"] / total if total > 0 else None
+
+
+def describe_steal(share: float | None) -> str:
+    """A line for a benchmark's output: how much of its CPU time the hypervisor took."""
+    if share is None:
+        return "CPU time stolen by the hypervisor: not measured"
+    return f"CPU time stolen by the hypervisor: {100 * share:.1f}% (steal in /proc/stat; 0% on a machine of one's own)"
+
+
 def describe(threads: int | None = None) -> str:
     import numpy
 
