@@ -369,6 +369,32 @@ def test_the_pace_is_measured_after_two_steps_over_twenty():
     assert results.index(pytest.approx(16.0)) == 21
 
 
+def test_the_pace_is_measured_over_at_least_a_hundredth_of_the_budget_up_to_ten_seconds():
+    """Twenty fast steps are not enough: one slow second among them would decide the run's recipe."""
+    now = {"seconds": 0.0}
+
+    def first_result(meter, step_seconds):
+        for step in range(1, 10_000):
+            now["seconds"] = step * step_seconds(step)
+            result = meter.observe(step)
+            if result is not None:
+                return step, result
+
+    fast = budget_recipe.PaceMeter(start_step=0, batch_size=8, budget=600.0, clock=lambda: now["seconds"])
+    assert first_result(fast, lambda step: 0.05) == (122, pytest.approx(160.0))  # 6 s of 600 s: 120 steps
+    hour = budget_recipe.PaceMeter(start_step=0, batch_size=8, budget=3600.0, clock=lambda: now["seconds"])
+    assert first_result(hour, lambda step: 0.05) == (202, pytest.approx(160.0))  # at most 10 s: 200 steps
+    # one step of a second among steps of 0.05 s (160 images/s): twenty steps would say 82, ten seconds 145
+    now["seconds"] = 0.0
+    meter = budget_recipe.PaceMeter(start_step=0, batch_size=8, budget=3600.0, clock=lambda: now["seconds"])
+    for step in range(1, 10_000):
+        now["seconds"] += 1.0 if step == 5 else 0.05
+        pace = meter.observe(step)
+        if pace is not None:
+            break
+    assert 140 < pace < 150 and 8 * 20 / (1.0 + 19 * 0.05) < 83
+
+
 class FixedCosts(budget_recipe.Costs):
     """Costs whose timings are given, not measured: a batch takes 1 ms to flip, 0.2 ms more with crops, 9 ms
     more with RandAugment, 1 ms more with cutmix; a validation 0.5 s. It notes the options it was asked about."""
@@ -639,6 +665,24 @@ def test_the_budget_benchmark_names_pytorchs_file_apart_and_checks_choice_from_f
     assert run.returncode != 0 and "600s-torch.json already exist" in run.stderr, run.stderr
 
 
+def test_the_benchmarks_say_what_share_of_the_cpu_time_the_hypervisor_stole(monkeypatch):
+    """A virtual machine's cores may be given to other machines (steal): the benchmarks report the share of
+    a run's CPU time so lost, from two readings of /proc/stat."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from machine import cpu_times, describe_steal, stolen_share
+
+    before = {"user": 1000, "nice": 0, "system": 100, "idle": 500, "iowait": 0, "irq": 0, "softirq": 0, "steal": 50}
+    after = {**before, "user": 1600, "system": 140, "idle": 700, "steal": 250}  # 1,040 ticks, 200 of them stolen
+    assert stolen_share(before, after) == pytest.approx(200 / 1040)
+    assert "19.2%" in describe_steal(stolen_share(before, after))
+    assert stolen_share(before, before) is None and stolen_share(None, after) is None
+    assert "not measured" in describe_steal(None)
+    if Path("/proc/stat").exists():  # Linux: every kind of time read, none negative
+        reading = cpu_times()
+        assert list(reading) == ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"]
+        assert all(ticks >= 0 for ticks in reading.values())
+
+
 # --- two ranks: one average, one choice -------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -726,13 +770,16 @@ def test_the_sweep_judges_a_run_on_the_validation_split_the_trainer_used(data_di
     tests = test_accuracies(tmp_path / "run", str(data_dir))  # the test split, not the validation one again
     assert tests["test"] == evaluate_checkpoint(tmp_path / "run" / "checkpoint-last.npz", data_dir)["accuracy"]
     result = {"name": "x", "options": "", "seed": 0, "row": "r", "steps": 1, "epochs": 1.0, "load": 1.0,
-              "images_per_second": 10.0, "accuracies": accuracies, "tests": tests}
+              "stolen": 0.25, "images_per_second": 10.0, "accuracies": accuracies, "tests": tests}
     line = table_line(result)
-    assert line.count("|") == 15 and line.split(" | ")[-3] == f"{100 * tests['test']:.2f}%"
-    assert "(the preset)" in line
+    assert line.count("|") == 16 and line.split(" | ")[-4] == f"{100 * tests['test']:.2f}%"
+    assert line.endswith(" | 1.0 | 25.0% |") and "(the preset)" in line
     base = "--num-hidden-layers 4 --intermediate-size 512"  # a run of the base options is not the preset's
-    with_base = table_line(result, base)
-    assert "(the preset)" not in with_base and f"`{base}`" in with_base and with_base.count("|") == 15
+    with_base = table_line({**result, "stolen": None}, base)  # (no /proc/stat: an empty cell)
+    assert "(the preset)" not in with_base and f"`{base}`" in with_base and with_base.count("|") == 16
+    assert with_base.endswith(" | 1.0 |  |")
+    failed = table_line({"name": "x", "options": "", "seed": 0, "error": "boom"})
+    assert failed.count("|") == 16
 
 
 def test_the_sweep_runs_the_extra_candidates_alone_unless_only_names_others(monkeypatch):

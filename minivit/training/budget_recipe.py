@@ -279,9 +279,15 @@ class PaceMeter:
     ``count`` steps later, or earlier once the measured steps have taken ``share`` of the budget (at
     least 3 steps; ``share=None``: always ``count`` steps, as the ranks of a distributed run must, to
     decide at the same step). The clock is read after the backend synchronises (a GPU runs ahead of
-    the host)."""
+    the host).
+
+    The window also lasts at least ``least_share`` of the budget, up to ``least_seconds`` (not with
+    ``share=None``): twenty CPU steps take about a second, and one slow second decided a run. On a Zen 5
+    EPYC (benchmarks/results/cpu-recipe-sweep.md, round 14) twenty steps measured 1,588 images/s, the
+    ten minutes then trained at 2,448, and the run took the few-epochs row for its 32.7 epochs."""
 
     skip, count = 2, 20
+    least_share, least_seconds = 0.01, 10.0
 
     def __init__(self, start_step: int, batch_size: int, budget: float, share: float | None = 0.02, clock=None):
         self.first = start_step + self.skip
@@ -300,9 +306,10 @@ class PaceMeter:
             backend.synchronize()  # the window starts when the device has done the steps before it
             self.started = clock()
             return None
-        measured = step - self.first
-        early = self.share is not None and measured >= 3 and clock() - self.started >= self.share * self.budget
-        if measured < self.count and not early:
+        measured, seconds = step - self.first, clock() - self.started
+        early = self.share is not None and measured >= 3 and seconds >= self.share * self.budget
+        too_short = self.share is not None and seconds < min(self.least_share * self.budget, self.least_seconds)
+        if (measured < self.count or too_short) and not early:
             return None
         backend.synchronize()  # ... and ends when it has done the steps inside it
         return measured * self.batch_size / max(clock() - self.started, 1e-9)
