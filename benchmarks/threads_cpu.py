@@ -7,9 +7,10 @@ Why: on a 2-core Intel Xeon (2026-12-06) minivit's training step ran at 0.92x Py
 thread and at 0.71x on two (benchmarks/throughput_cpu.py --threads 1, then 2): the gap was in how
 the work is shared between the cores, not in the arithmetic. The designs (minivit.kernels.tuning,
 ``MINIVIT_PRODUCTS``):
-  * "today" (``blas``): three pools of threads, OpenBLAS's for the products, numba's workqueue
-    threads for the compiled loops, minivit's own for attention's small products, each sleeping
-    between calls so as not to take the cores from the others;
+  * "three pools" (``blas``; the default on Intel until 2026-12-06, on AMD until 2026-12-07):
+    OpenBLAS's threads for the products, numba's workqueue threads for the compiled loops, minivit's
+    own for attention's small products, each sleeping between calls so as not to take the cores
+    from the others;
   * "one pool" (``loops``): numba's OpenMP threads, which spin briefly between loops as PyTorch's
     do, run the compiled loops and the products too, a slab of rows each, with SciPy's OpenBLAS on
     one thread per call.
@@ -33,7 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-DESIGNS = ("today", "one pool")
+DESIGNS = ("three pools", "one pool")
 
 
 def parse_args(argv=None):
@@ -48,7 +49,7 @@ def parse_args(argv=None):
 
 def one_turn(design: str, preset: str, batch_size: int, repeats: int) -> dict:
     """Hand-off times and the training step's pace under ``design``, in this process (set up for it first)."""
-    os.environ["MINIVIT_PRODUCTS"] = "blas" if design == "today" else "loops"  # read by tune_process()
+    os.environ["MINIVIT_PRODUCTS"] = "blas" if design == "three pools" else "loops"  # read by tune_process()
     import numba
     import numpy as np
     from timing import median_seconds, minivit_step_functions
@@ -75,7 +76,7 @@ def one_turn(design: str, preset: str, batch_size: int, repeats: int) -> dict:
 
     flag = np.zeros(cpu.num_threads, dtype=np.float32)
     handoffs = {"numba parallel loop": microseconds(lambda: empty_region(flag), 2000)}
-    if design == "today":
+    if design == "three pools":
         pool = cpu._pool()
         handoffs["minivit's thread pool"] = microseconds(lambda: pool.submit(int).result(), 2000)
 
@@ -105,7 +106,7 @@ def main():
                        "--batch-size", str(args.batch_size), "--repeats", str(args.repeats)]
             finished = subprocess.run(command, capture_output=True, text=True, check=True)
             turns[design].append(json.loads(finished.stdout.strip().splitlines()[-1]))
-    print(describe(turns["today"][0]["threads"]))
+    print(describe(turns["three pools"][0]["threads"]))
     print(f"{args.preset}, batch {args.batch_size}; {args.rounds} turns of each design, each in its own process, "
           f"median of {args.repeats} steps per turn")
     print()
@@ -126,9 +127,10 @@ def main():
         print(f"| {design} | {statistics.median(train):.0f} ({min(train):.0f} to {max(train):.0f}) | "
               f"{statistics.median(infer):.0f} ({min(infer):.0f} to {max(infer):.0f}) |")
     for column in ("train", "inference"):
-        today, one_pool = (statistics.median([turn[f"{column}_images_per_second"] for turn in turns[design]])
+        three_pools, one_pool = (statistics.median([turn[f"{column}_images_per_second"] for turn in turns[design]])
                            for design in DESIGNS)
-        print(f"one pool / today, {'training step' if column == 'train' else 'inference'}: {one_pool / today:.2f}x")
+        print(f"one pool / three pools, {'training step' if column == 'train' else 'inference'}: "
+              f"{one_pool / three_pools:.2f}x")
 
 
 if __name__ == "__main__":
